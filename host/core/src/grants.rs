@@ -1,0 +1,284 @@
+//! What a policy may touch, and the check every plan passes before anything runs.
+//!
+//! A policy names resources, mountpoints and services in its steps and queries; the operator's
+//! grants in `haven.toml` say which of those it may name. A plan with one step outside its
+//! grants is refused whole. Because a step's arguments must equal granted strings exactly, and
+//! grants are validated when the config is read ([`crate::names`]), nothing a policy invents
+//! ever reaches a command line.
+
+use crate::types::{
+    Action, FsckRequest, HastWorker, MountRequest, Plan, ServiceRequest, SetHastRole, Step,
+    TimerRequest, UnmountRequest,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// One filesystem a policy may check, mount and unmount.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct MountGrant {
+    pub device: String,
+    pub mountpoint: String,
+    pub fstype: String,
+}
+
+/// A policy's grants: the `[policy.grants]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Grants {
+    /// HAST resources whose role it may set and whose status it may read.
+    #[serde(default)]
+    pub hast_resources: BTreeSet<String>,
+    /// Filesystems it may check, mount and unmount.
+    #[serde(default)]
+    pub mounts: Vec<MountGrant>,
+    /// Services it may start, stop and query.
+    #[serde(default)]
+    pub services: BTreeSet<String>,
+    /// How many timers it may have armed at once.
+    #[serde(default)]
+    pub timers: u32,
+}
+
+/// What a refused step or query lacked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Missing {
+    #[error("HAST resource `{0}` is not in grants.hast-resources")]
+    HastResource(String),
+    #[error("mount of `{device}` on `{mountpoint}` as {fstype} is not in grants.mounts")]
+    Mount {
+        device: String,
+        mountpoint: String,
+        fstype: String,
+    },
+    #[error("fsck of `{device}` as {fstype} is not in grants.mounts")]
+    Fsck { device: String, fstype: String },
+    #[error("mountpoint `{0}` is not in grants.mounts")]
+    Mountpoint(String),
+    #[error("device `{0}` is neither in grants.mounts nor a granted HAST resource's device")]
+    Device(String),
+    #[error("service `{0}` is not in grants.services")]
+    Service(String),
+    #[error("timer `{name}` would be armed timer number {wanted}, over grants.timers = {limit}")]
+    Timers {
+        name: String,
+        wanted: usize,
+        limit: u32,
+    },
+}
+
+/// Why a plan was refused: the first step outside the grants.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("step {index} `{step}` refused: {missing}")]
+pub struct PlanRefusal {
+    /// Position of the refused step, from 0.
+    pub index: usize,
+    /// The refused step.
+    pub step: Step,
+    /// The grant it lacked.
+    pub missing: Missing,
+}
+
+/// The device node HAST gives a resource in role primary.
+pub fn hast_device(resource: &str) -> String {
+    format!("/dev/hast/{resource}")
+}
+
+impl Grants {
+    /// Check every step of a plan. `armed_timers` are the policy's timers armed now; timers the
+    /// plan arms and cancels are counted in step order.
+    pub fn check_plan(&self, plan: &Plan, armed_timers: &BTreeSet<String>) -> Result<(), PlanRefusal> {
+        let mut timers = armed_timers.clone();
+        for (index, step) in plan.steps.iter().enumerate() {
+            self.check_action(&step.action, &mut timers)
+                .map_err(|missing| PlanRefusal {
+                    index,
+                    step: step.clone(),
+                    missing,
+                })?;
+        }
+        Ok(())
+    }
+
+    fn check_action(&self, action: &Action, timers: &mut BTreeSet<String>) -> Result<(), Missing> {
+        match action {
+            Action::SetHastRole(SetHastRole { resource, .. })
+            | Action::WaitHastWorkerGone(HastWorker { resource, .. }) => self.hast(resource),
+            Action::WaitForDevice(path) => self.device(path),
+            Action::Fsck(FsckRequest { device, fstype, .. }) => {
+                if self
+                    .mounts
+                    .iter()
+                    .any(|grant| &grant.device == device && &grant.fstype == fstype)
+                {
+                    Ok(())
+                } else {
+                    Err(Missing::Fsck {
+                        device: device.clone(),
+                        fstype: fstype.clone(),
+                    })
+                }
+            }
+            Action::Mount(MountRequest {
+                device,
+                mountpoint,
+                fstype,
+            }) => {
+                let wanted = MountGrant {
+                    device: device.clone(),
+                    mountpoint: mountpoint.clone(),
+                    fstype: fstype.clone(),
+                };
+                if self.mounts.contains(&wanted) {
+                    Ok(())
+                } else {
+                    Err(Missing::Mount {
+                        device: wanted.device,
+                        mountpoint: wanted.mountpoint,
+                        fstype: wanted.fstype,
+                    })
+                }
+            }
+            Action::Unmount(UnmountRequest { mountpoint, .. }) => self.mountpoint(mountpoint),
+            Action::Service(ServiceRequest { name, .. }) => self.service(name),
+            Action::SetTimer(TimerRequest { name, .. }) => {
+                timers.insert(name.clone());
+                if timers.len() > self.timers as usize {
+                    return Err(Missing::Timers {
+                        name: name.clone(),
+                        wanted: timers.len(),
+                        limit: self.timers,
+                    });
+                }
+                Ok(())
+            }
+            Action::CancelTimer(name) => {
+                timers.remove(name);
+                Ok(())
+            }
+            Action::Alert(_) => Ok(()),
+        }
+    }
+
+    /// May the policy set the role of, or query, this HAST resource?
+    pub fn hast(&self, resource: &str) -> Result<(), Missing> {
+        if self.hast_resources.contains(resource) {
+            Ok(())
+        } else {
+            Err(Missing::HastResource(resource.to_owned()))
+        }
+    }
+
+    /// May the policy unmount, or query, this mountpoint?
+    pub fn mountpoint(&self, mountpoint: &str) -> Result<(), Missing> {
+        if self.mounts.iter().any(|grant| grant.mountpoint == mountpoint) {
+            Ok(())
+        } else {
+            Err(Missing::Mountpoint(mountpoint.to_owned()))
+        }
+    }
+
+    /// May the policy wait for, or query, this device node?
+    pub fn device(&self, path: &str) -> Result<(), Missing> {
+        let granted_mount = self.mounts.iter().any(|grant| grant.device == path);
+        let granted_hast = path
+            .strip_prefix("/dev/hast/")
+            .is_some_and(|resource| self.hast_resources.contains(resource));
+        if granted_mount || granted_hast {
+            Ok(())
+        } else {
+            Err(Missing::Device(path.to_owned()))
+        }
+    }
+
+    /// May the policy start, stop, or query this service?
+    pub fn service(&self, name: &str) -> Result<(), Missing> {
+        if self.services.contains(name) {
+            Ok(())
+        } else {
+            Err(Missing::Service(name.to_owned()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grants() -> Grants {
+        Grants {
+            hast_resources: ["test".to_owned()].into(),
+            mounts: vec![MountGrant {
+                device: "/dev/hast/test".into(),
+                mountpoint: "/hast/test".into(),
+                fstype: "ufs".into(),
+            }],
+            services: ["mysql-server".to_owned()].into(),
+            timers: 1,
+        }
+    }
+
+    fn plan(lines: &[&str]) -> Plan {
+        Plan {
+            steps: lines.iter().map(|line| line.parse().unwrap()).collect(),
+        }
+    }
+
+    fn refusal(lines: &[&str]) -> Option<String> {
+        grants()
+            .check_plan(&plan(lines), &BTreeSet::new())
+            .err()
+            .map(|refusal| refusal.to_string())
+    }
+
+    #[test]
+    fn the_seed_promotion_is_allowed() {
+        assert_eq!(
+            refusal(&[
+                "wait-worker-gone test secondary",
+                "hast-role test primary",
+                "wait-device /dev/hast/test",
+                "fsck ufs /dev/hast/test preen",
+                "mount ufs /dev/hast/test /hast/test",
+                "service start mysql-server",
+                "set-timer settle 100",
+                "alert warning done",
+            ]),
+            None
+        );
+    }
+
+    #[test]
+    fn one_step_outside_refuses_the_plan_naming_step_and_grant() {
+        let cases = [
+            (vec!["hast-role other primary"], "step 0 `hast-role other primary` refused: HAST resource `other`"),
+            (vec!["service start sshd"], "service `sshd` is not in grants.services"),
+            (vec!["mount ufs /dev/hast/test /mnt"], "mount of `/dev/hast/test` on `/mnt` as ufs"),
+            (vec!["mount ext4 /dev/hast/test /hast/test"], "mount of `/dev/hast/test` on `/hast/test` as ext4"),
+            (vec!["fsck ext4 /dev/hast/test"], "fsck of `/dev/hast/test` as ext4"),
+            (vec!["unmount /", "service start mysql-server"], "mountpoint `/` is not in grants.mounts"),
+            (vec!["wait-device /dev/sda"], "device `/dev/sda`"),
+            (vec!["set-timer a 1", "set-timer b 1"], "step 1 `set-timer b 1` refused: timer `b` would be armed timer number 2"),
+        ];
+        for (lines, expected) in cases {
+            let refusal = refusal(&lines).unwrap_or_default();
+            assert!(refusal.contains(expected), "{lines:?}: {refusal}");
+        }
+    }
+
+    #[test]
+    fn timers_count_what_is_armed_after_cancels() {
+        assert_eq!(refusal(&["set-timer a 1", "cancel-timer a", "set-timer b 1"]), None);
+        assert_eq!(refusal(&["set-timer a 1", "set-timer a 2"]), None);
+        let armed: BTreeSet<String> = ["a".to_owned()].into();
+        assert!(grants().check_plan(&plan(&["set-timer b 1"]), &armed).is_err());
+    }
+
+    #[test]
+    fn hast_device_of_granted_resource_is_a_granted_device() {
+        let mut grants = grants();
+        grants.mounts.clear();
+        assert!(grants.device(&hast_device("test")).is_ok());
+        assert!(grants.device("/dev/hast/other").is_err());
+    }
+}

@@ -1,0 +1,405 @@
+//! The daemon's model of the machine: CARP, HAST, device nodes, mounts, services and timers.
+//!
+//! Events update it ([`Machine::observe`]), policies' queries read it, and the dry-run
+//! executor applies plans to it as if each step succeeded ([`Machine::apply`]). The real
+//! executors (and a re-read of the system after each plan) keep it honest on a live machine;
+//! scenarios and `simulate` drive it alone.
+
+use crate::grants::{Grants, hast_device};
+use crate::types::{
+    Action, CarpState, CarpStatus, Event, HastHook, HastReplication, HastRole, HastStatus,
+    HastWorker, MountStatus, ServiceOp, ServiceStatus, StartupState, Step,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Everything the daemon knows about the machine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "MachineSpec", into = "MachineSpec")]
+pub struct Machine {
+    /// Monotonic milliseconds.
+    pub now_ms: u64,
+    /// CARP vhids by number.
+    pub carp: BTreeMap<u8, CarpStatus>,
+    /// Legacy carp pseudo-interfaces: up (master) or down.
+    pub carp_links: BTreeMap<String, bool>,
+    /// HAST resources by name.
+    pub hast: BTreeMap<String, HastStatus>,
+    /// Running HAST workers (`hastd: <resource> (<role>)`).
+    pub workers: BTreeSet<(String, HastRole)>,
+    /// Device nodes known to exist (only those the daemon cares about).
+    pub devices: BTreeSet<String>,
+    /// Mounts by mountpoint.
+    pub mounts: BTreeMap<String, MountStatus>,
+    /// Services: running or not.
+    pub services: BTreeMap<String, bool>,
+    /// Armed timers: policy name → timer name → due time (ms).
+    pub timers: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+/// How a machine is written in scenario files and shown by `simulate`: lists, not maps, and
+/// workers and `/dev/hast/*` nodes implied by the HAST roles unless listed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct MachineSpec {
+    #[serde(default)]
+    now_ms: u64,
+    #[serde(default)]
+    carp: Vec<CarpStatus>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    carp_links: BTreeMap<String, bool>,
+    #[serde(default)]
+    hast: Vec<HastStatus>,
+    /// Workers, when they differ from what the roles imply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    workers: Option<Vec<HastWorker>>,
+    /// Device nodes besides the `/dev/hast/<resource>` of primaries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    devices: Vec<String>,
+    #[serde(default)]
+    mounts: Vec<MountStatus>,
+    #[serde(default)]
+    services: BTreeMap<String, bool>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    timers: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+impl From<MachineSpec> for Machine {
+    fn from(spec: MachineSpec) -> Machine {
+        let mut machine = Machine {
+            now_ms: spec.now_ms,
+            carp: spec.carp.into_iter().map(|c| (c.vhid, c)).collect(),
+            carp_links: spec.carp_links,
+            devices: spec.devices.into_iter().collect(),
+            mounts: spec
+                .mounts
+                .into_iter()
+                .map(|m| (m.mountpoint.clone(), m))
+                .collect(),
+            services: spec.services,
+            timers: spec.timers,
+            ..Machine::default()
+        };
+        for status in spec.hast {
+            machine.set_hast_role(&status.resource, status.role);
+            machine.hast.insert(status.resource.clone(), status);
+        }
+        if let Some(workers) = spec.workers {
+            machine.workers = workers.into_iter().map(|w| (w.resource, w.role)).collect();
+        }
+        machine
+    }
+}
+
+impl From<Machine> for MachineSpec {
+    fn from(machine: Machine) -> MachineSpec {
+        let implied = Machine::from(MachineSpec {
+            hast: machine.hast.values().cloned().collect(),
+            ..MachineSpec::default()
+        });
+        let workers = (implied.workers != machine.workers).then(|| {
+            machine
+                .workers
+                .iter()
+                .map(|(resource, role)| HastWorker {
+                    resource: resource.clone(),
+                    role: *role,
+                })
+                .collect()
+        });
+        MachineSpec {
+            now_ms: machine.now_ms,
+            carp: machine.carp.into_values().collect(),
+            carp_links: machine.carp_links,
+            hast: machine.hast.into_values().collect(),
+            workers,
+            devices: machine.devices.difference(&implied.devices).cloned().collect(),
+            mounts: machine.mounts.into_values().collect(),
+            services: machine.services,
+            timers: machine.timers,
+        }
+    }
+}
+
+impl Machine {
+    /// Update the model from an event.
+    pub fn observe(&mut self, event: &Event) {
+        match event {
+            Event::CarpChanged(change) => {
+                self.carp.insert(
+                    change.vhid,
+                    CarpStatus {
+                        vhid: change.vhid,
+                        interface: change.interface.clone(),
+                        state: change.state,
+                    },
+                );
+            }
+            Event::CarpLink(link) => {
+                self.carp_links.insert(link.interface.clone(), link.up);
+            }
+            Event::HastHook(HastHook::RoleChanged(change)) => {
+                self.hast_entry(&change.resource).role = change.new;
+                self.set_hast_role(&change.resource, change.new);
+            }
+            Event::HastHook(HastHook::Connect(resource)) => {
+                self.hast_entry(resource).replication = HastReplication::Complete;
+            }
+            Event::HastHook(HastHook::Disconnect(resource) | HastHook::SplitBrain(resource)) => {
+                self.hast_entry(resource).replication = HastReplication::Degraded;
+            }
+            Event::HastStatusChanged(status) => {
+                self.set_hast_role(&status.resource, status.role);
+                self.hast.insert(status.resource.clone(), status.clone());
+            }
+            Event::Startup(state) => self.observe_startup(state),
+            Event::HastHook(_) | Event::Devd(_) | Event::TimerFired(_) | Event::StepFailed(_) => {}
+        }
+    }
+
+    fn observe_startup(&mut self, state: &StartupState) {
+        for carp in &state.carp {
+            self.carp.insert(carp.vhid, carp.clone());
+        }
+        for status in &state.hast {
+            self.set_hast_role(&status.resource, status.role);
+            self.hast.insert(status.resource.clone(), status.clone());
+        }
+        for mount in &state.mounts {
+            self.mounts.insert(mount.mountpoint.clone(), mount.clone());
+        }
+        for service in &state.services {
+            self.services.insert(service.name.clone(), service.running);
+        }
+    }
+
+    fn hast_entry(&mut self, resource: &str) -> &mut HastStatus {
+        self.hast
+            .entry(resource.to_owned())
+            .or_insert_with(|| HastStatus {
+                resource: resource.to_owned(),
+                role: HastRole::Init,
+                replication: HastReplication::Unknown,
+                dirty_bytes: None,
+            })
+    }
+
+    /// What follows from a role: the worker for that role (none in init) and the
+    /// `/dev/hast/<resource>` node (primary only).
+    fn set_hast_role(&mut self, resource: &str, role: HastRole) {
+        self.workers.retain(|(name, _)| name != resource);
+        if role != HastRole::Init {
+            self.workers.insert((resource.to_owned(), role));
+        }
+        let device = hast_device(resource);
+        if role == HastRole::Primary {
+            self.devices.insert(device);
+        } else {
+            self.devices.remove(&device);
+        }
+    }
+
+    /// Apply one step as if it succeeded (the dry-run executor). `policy` owns timers.
+    pub fn apply(&mut self, policy: &str, step: &Step) {
+        match &step.action {
+            Action::SetHastRole(set) => {
+                let entry = self.hast_entry(&set.resource);
+                entry.role = set.role;
+                entry.dirty_bytes = (set.role == HastRole::Primary).then_some(0);
+                self.set_hast_role(&set.resource, set.role);
+            }
+            Action::WaitForDevice(path) => {
+                self.devices.insert(path.clone());
+            }
+            Action::WaitHastWorkerGone(worker) => {
+                self.workers
+                    .remove(&(worker.resource.clone(), worker.role));
+            }
+            Action::Fsck(_) | Action::Alert(_) => {}
+            Action::Mount(mount) => {
+                self.mounts.insert(
+                    mount.mountpoint.clone(),
+                    MountStatus {
+                        device: mount.device.clone(),
+                        mountpoint: mount.mountpoint.clone(),
+                        fstype: mount.fstype.clone(),
+                    },
+                );
+            }
+            Action::Unmount(unmount) => {
+                self.mounts.remove(&unmount.mountpoint);
+            }
+            Action::Service(service) => {
+                self.services
+                    .insert(service.name.clone(), service.op != ServiceOp::Stop);
+            }
+            Action::SetTimer(timer) => {
+                let due = self.now_ms + u64::from(timer.after_ms);
+                self.timers
+                    .entry(policy.to_owned())
+                    .or_default()
+                    .insert(timer.name.clone(), due);
+            }
+            Action::CancelTimer(name) => self.cancel_timer(policy, name),
+        }
+    }
+
+    /// Disarm a timer; disarming one that is not armed does nothing.
+    pub fn cancel_timer(&mut self, policy: &str, name: &str) {
+        if let Some(timers) = self.timers.get_mut(policy) {
+            timers.remove(name);
+            if timers.is_empty() {
+                self.timers.remove(policy);
+            }
+        }
+    }
+
+    /// Names of a policy's armed timers.
+    pub fn armed_timers(&self, policy: &str) -> BTreeSet<String> {
+        self.timers
+            .get(policy)
+            .map(|timers| timers.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The earliest timer due at or before `until_ms`, as (due, policy, name).
+    pub fn next_due_timer(&self, until_ms: u64) -> Option<(u64, String, String)> {
+        self.timers
+            .iter()
+            .flat_map(|(policy, timers)| {
+                timers
+                    .iter()
+                    .map(move |(name, due)| (*due, policy.clone(), name.clone()))
+            })
+            .filter(|(due, _, _)| *due <= until_ms)
+            .min()
+    }
+
+    /// CARP state of a vhid.
+    pub fn carp_state(&self, vhid: u8) -> Option<CarpState> {
+        self.carp.get(&vhid).map(|status| status.state)
+    }
+
+    /// Whether a HAST worker runs for `resource` in `role`.
+    pub fn worker_running(&self, resource: &str, role: HastRole) -> bool {
+        self.workers.contains(&(resource.to_owned(), role))
+    }
+
+    /// Whether a device node exists.
+    pub fn device_exists(&self, path: &str) -> bool {
+        self.devices.contains(path)
+    }
+
+    /// Whether a service runs (unknown services do not).
+    pub fn service_running(&self, name: &str) -> bool {
+        self.services.get(name).copied().unwrap_or(false)
+    }
+
+    /// The startup event's state as a policy with these grants sees it.
+    pub fn startup_state(&self, grants: &Grants) -> StartupState {
+        StartupState {
+            carp: self.carp.values().cloned().collect(),
+            hast: self
+                .hast
+                .values()
+                .filter(|status| grants.hast_resources.contains(&status.resource))
+                .cloned()
+                .collect(),
+            mounts: grants
+                .mounts
+                .iter()
+                .filter_map(|grant| self.mounts.get(&grant.mountpoint).cloned())
+                .collect(),
+            services: grants
+                .services
+                .iter()
+                .map(|name| ServiceStatus {
+                    name: name.clone(),
+                    running: self.service_running(name),
+                })
+                .collect(),
+            interrupted: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = r#"
+        now-ms = 1000
+        carp = [{ vhid = 1, interface = "em0", state = "backup" }]
+        hast = [{ resource = "test", role = "secondary", replication = "complete" }]
+        services = { mysql-server = false }
+    "#;
+
+    fn machine() -> Machine {
+        toml::from_str(SPEC).unwrap()
+    }
+
+    fn apply(machine: &mut Machine, lines: &[&str]) {
+        for line in lines {
+            machine.apply("p", &line.parse().unwrap());
+        }
+    }
+
+    #[test]
+    fn roles_imply_workers_and_devices() {
+        let mut machine = machine();
+        assert!(machine.worker_running("test", HastRole::Secondary));
+        assert!(!machine.device_exists("/dev/hast/test"));
+        apply(&mut machine, &["hast-role test primary"]);
+        assert!(machine.worker_running("test", HastRole::Primary));
+        assert!(!machine.worker_running("test", HastRole::Secondary));
+        assert!(machine.device_exists("/dev/hast/test"));
+    }
+
+    #[test]
+    fn dry_run_of_the_seed_promotion() {
+        let mut machine = machine();
+        apply(
+            &mut machine,
+            &[
+                "wait-worker-gone test secondary",
+                "hast-role test primary",
+                "wait-device /dev/hast/test",
+                "fsck ufs /dev/hast/test preen",
+                "mount ufs /dev/hast/test /hast/test",
+                "service start mysql-server",
+                "set-timer settle 500",
+            ],
+        );
+        assert_eq!(machine.hast["test"].role, HastRole::Primary);
+        assert_eq!(machine.mounts["/hast/test"].device, "/dev/hast/test");
+        assert!(machine.service_running("mysql-server"));
+        assert_eq!(machine.next_due_timer(1500), Some((1500, "p".into(), "settle".into())));
+        assert_eq!(machine.next_due_timer(1499), None);
+        apply(&mut machine, &["cancel-timer settle", "unmount /hast/test force"]);
+        assert!(machine.timers.is_empty());
+        assert!(machine.mounts.is_empty());
+    }
+
+    #[test]
+    fn spec_round_trips_through_toml() {
+        let mut machine = machine();
+        machine.workers.insert(("test".into(), HastRole::Primary));
+        let text = toml::to_string(&machine).unwrap();
+        let back: Machine = toml::from_str(&text).unwrap();
+        assert_eq!(back, machine);
+    }
+
+    #[test]
+    fn events_update_the_model() {
+        let mut machine = machine();
+        let event: Event = toml::from_str::<toml::Table>(
+            r#"e = { carp-changed = { vhid = 1, interface = "em0", state = "master" } }"#,
+        )
+        .unwrap()["e"]
+            .clone()
+            .try_into()
+            .unwrap();
+        machine.observe(&event);
+        assert_eq!(machine.carp_state(1), Some(CarpState::Master));
+    }
+}
