@@ -71,7 +71,7 @@ macro_rules! export_policy {
                 }
             }
 
-            $crate::__export_haven_world!(Exported with_types_in $crate::bindings);
+            $crate::bindings::__export_haven_world!(Exported with_types_in $crate::bindings);
         }
     };
 }

@@ -1,1 +1,23 @@
+//! # haven-runtime
+//!
+//! Haven's WebAssembly sandbox. It admits policy modules ([`admission`]), compiles them once
+//! and caches the result ([`cache`]), and calls them for each event in a fresh instance under
+//! limits ([`runtime`]), answering their queries from the machine model within their grants
+//! ([`call_context`]). [`pipeline`] hands an event to every policy concerned and checks each
+//! plan against the policy's grants: the "policies → plan check" stage of Haven's data flow.
 
+pub mod admission;
+mod bindings;
+pub mod cache;
+pub mod call_context;
+pub mod pipeline;
+pub mod runtime;
+
+pub use admission::AdmissionError;
+pub use bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION};
+pub use call_context::{KvStore, PolicyLog};
+pub use pipeline::{Decision, Outcome, Pipeline};
+pub use runtime::{
+    Call, CallFailure, CompiledPolicy, LoadError, LoadedPolicy, Runtime, RuntimeError,
+    RuntimeOptions,
+};

@@ -1,1 +1,191 @@
+#![doc = include_str!("../README.md")]
+//!
+//! ## Code map
+//!
+//! - `lib.rs` (here): the policy type and event dispatch, which ties the modules together.
+//! - `settings`: the settings and their validation, so mistakes surface at load time.
+//! - `carp`: which role a CARP event asks for, and the flap hold-down.
+//! - `sync`: the per-resource sync state from hastd's hooks, and the refusal to promote onto
+//!   incomplete data.
+//! - `plans`: the idempotent promotion and demotion plans, computed from queries.
+//! - `failure`: what a failed (or interrupted) step means and what to do about it.
 
+mod carp;
+mod failure;
+mod plans;
+mod settings;
+mod sync;
+#[cfg(test)]
+mod tests;
+
+use carp::{Decision, SETTLE_TIMER, Target};
+use failure::Phase;
+use haven_sdk::{
+    Action, AlertSeverity, Event, HastRole, Host, LogLevel, Plan, Policy, PolicyInfo, Result,
+    StartupState, StepFailure,
+};
+
+pub use settings::{Resource, Settings, Timeouts};
+
+// Only the WebAssembly build exports the policy: natively (unit tests) the exports' names,
+// such as `haven:policy/handler@0.1.0#handle`, are not valid symbol names for the linker.
+#[cfg(target_arch = "wasm32")]
+haven_sdk::export_policy!(CarpHastSwitch);
+
+/// Follows CARP with HAST resources, their filesystems and services. See the crate
+/// documentation for the rules.
+#[derive(Debug)]
+pub struct CarpHastSwitch {
+    settings: Settings,
+}
+
+impl Policy for CarpHastSwitch {
+    type Settings = Settings;
+
+    fn info() -> PolicyInfo {
+        PolicyInfo {
+            name: env!("CARGO_PKG_NAME").into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
+    fn new(settings: Settings) -> Result<Self> {
+        settings.validate()?;
+        Ok(CarpHastSwitch { settings })
+    }
+
+    fn handle(&mut self, event: &Event, host: &dyn Host) -> Result<Plan> {
+        match event {
+            Event::Startup(state) => self.on_startup(state, host),
+            Event::CarpChanged(_) | Event::CarpLink(_) => self.on_carp(event, host),
+            Event::HastHook(hook) => sync::on_hook(&self.settings, hook, host),
+            Event::TimerFired(name) => self.on_timer(name, host),
+            Event::StepFailed(failure) => self.on_step_failed(failure, host),
+            // Polling only confirms what the hooks and CARP already said; devd events other
+            // than CARP's are not this policy's business.
+            Event::HastStatusChanged(_) | Event::Devd(_) => Ok(Plan::none()),
+        }
+    }
+}
+
+impl CarpHastSwitch {
+    /// A CARP event: if it is ours, a new decision (so a failed promotion may be retried), and
+    /// converge now or once the hold-down settles.
+    fn on_carp(&self, event: &Event, host: &dyn Host) -> Result<Plan> {
+        let Some(target) = carp::target_of(&self.settings, event) else {
+            return Ok(Plan::none());
+        };
+        failure::forget_promotion_failure(host);
+        match carp::on_edge(target, self.settings.hold_down_ms, host)? {
+            Decision::Act => self.converge(target, host),
+            Decision::Settle => Ok(carp::settle_timer(self.settings.hold_down_ms)),
+        }
+    }
+
+    /// Only the settle timer is ours to act on.
+    fn on_timer(&self, name: &str, host: &dyn Host) -> Result<Plan> {
+        if name == SETTLE_TIMER {
+            return self.settle(host);
+        }
+        host.log(LogLevel::Debug, &format!("ignoring unknown timer `{name}`"));
+        Ok(Plan::none())
+    }
+
+    /// The hold-down is over: converge to the state CARP settled in.
+    fn settle(&self, host: &dyn Host) -> Result<Plan> {
+        match carp::settle(host)? {
+            Some(target) => self.converge(target, host),
+            None => Ok(Plan::none()),
+        }
+    }
+
+    /// The daemon started or this policy was (re)loaded: converge to the current CARP state,
+    /// without the hold-down, from the facts only. An interrupted step is not re-run as such;
+    /// the convergence plans it again if, and only if, the machine still needs it. A restart or
+    /// reload is a human's doing, so it also allows a failed promotion to be tried again.
+    fn on_startup(&self, state: &StartupState, host: &dyn Host) -> Result<Plan> {
+        if let Some(interrupted) = &state.interrupted {
+            let step = failure::describe(&interrupted.step.action);
+            let message = format!("{step} was interrupted; converging from the current state");
+            host.log(LogLevel::Info, &message);
+        }
+        failure::forget_promotion_failure(host);
+        let target = carp::current_target(&self.settings, host);
+        carp::restart(target, host)?;
+        match target {
+            Some(target) => self.converge(target, host),
+            None => {
+                host.log(
+                    LogLevel::Info,
+                    "CARP state unknown; no action until it is known",
+                );
+                Ok(Plan::none())
+            }
+        }
+    }
+
+    /// A step of one of our plans failed.
+    fn on_step_failed(&self, failure: &StepFailure, host: &dyn Host) -> Result<Plan> {
+        match failure::phase(&failure.step.action) {
+            Phase::Promotion => {
+                let demotion = plans::demote(&self.settings, host)?;
+                Ok(failure::after_promotion(failure, demotion, host))
+            }
+            Phase::Demotion => Ok(failure::after_demotion(failure)),
+            Phase::Other => self.after_other_failure(failure, host),
+        }
+    }
+
+    /// A timer or alert step failed. If the settle timer could not be armed, the hold-down
+    /// would never end and every later CARP event would only re-arm it: end it now instead.
+    fn after_other_failure(&self, failure: &StepFailure, host: &dyn Host) -> Result<Plan> {
+        let step = failure::describe(&failure.step.action);
+        if matches!(&failure.step.action, Action::SetTimer(timer) if timer.name == SETTLE_TIMER) {
+            let message = format!(
+                "{step} failed: {}; acting on the settled CARP state now",
+                failure.reason
+            );
+            let warning = Plan::builder().alert(AlertSeverity::Warning, message);
+            return Ok(warning.then(self.settle(host)?).build());
+        }
+        host.log(
+            LogLevel::Warn,
+            &format!("{step} failed: {}", failure.reason),
+        );
+        Ok(Plan::none())
+    }
+
+    /// The plan that brings this host to `target` from where it is now.
+    fn converge(&self, target: Target, host: &dyn Host) -> Result<Plan> {
+        match target {
+            Target::Master => self.promote(host),
+            Target::Backup => plans::demote(&self.settings, host),
+        }
+    }
+
+    /// Promote, unless the last promotion failed since the last CARP event (no retry loop), or
+    /// the local copy is known to be incomplete (the sync refusal's alert is the plan then).
+    fn promote(&self, host: &dyn Host) -> Result<Plan> {
+        if let Some(reason) = failure::earlier_promotion_failure(host) {
+            let message = format!(
+                "not promoting: the last promotion failed ({reason}); waiting for the next CARP \
+                 event"
+            );
+            host.log(LogLevel::Warn, &message);
+            return Ok(Plan::none());
+        }
+        if let Some(refusal) = sync::refusal(&self.settings, host)? {
+            return Ok(refusal);
+        }
+        plans::promote(&self.settings, host)
+    }
+}
+
+/// A HAST role's name as `hastctl` spells it.
+fn role_name(role: HastRole) -> &'static str {
+    match role {
+        HastRole::Init => "init",
+        HastRole::Primary => "primary",
+        HastRole::Secondary => "secondary",
+    }
+}

@@ -1,0 +1,224 @@
+//! What one call into a policy can see and leave behind: the data of its `Store`.
+//!
+//! The imports a policy calls are answered here, from a read-only snapshot of the machine,
+//! filtered by the policy's grants. Key-value writes are buffered and committed by the caller
+//! only when the call succeeds; logs are kept within the per-call budget and handed back.
+
+use crate::bindings::{Convert, haven::policy as wit, to_wit};
+use haven_core::{Grants, Limits, LogLevel, Machine, Missing};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// A policy's key-value store.
+pub type KvStore = BTreeMap<String, String>;
+
+/// A log line a policy wrote during a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyLog {
+    pub level: LogLevel,
+    pub message: String,
+}
+
+/// The store data of one call.
+pub struct CallContext {
+    machine: Arc<Machine>,
+    grants: Arc<Grants>,
+    limits: Arc<Limits>,
+    kv: Arc<KvStore>,
+    /// Key-value writes of this call: `Some` sets, `None` removes.
+    pub(crate) kv_writes: BTreeMap<String, Option<String>>,
+    pub(crate) logs: Vec<PolicyLog>,
+    log_bytes: usize,
+    pub(crate) dropped_logs: u32,
+    pub(crate) refused_queries: Vec<String>,
+    /// Set when the memory cap refused a growth: the trap that follows is a memory overflow.
+    pub(crate) memory_denied: bool,
+}
+
+impl std::fmt::Debug for CallContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallContext")
+            .field("kv_writes", &self.kv_writes.len())
+            .field("logs", &self.logs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CallContext {
+    pub(crate) fn new(
+        machine: Arc<Machine>,
+        grants: Arc<Grants>,
+        limits: Arc<Limits>,
+        kv: Arc<KvStore>,
+    ) -> Self {
+        CallContext {
+            machine,
+            grants,
+            limits,
+            kv,
+            kv_writes: BTreeMap::new(),
+            logs: Vec::new(),
+            log_bytes: 0,
+            dropped_logs: 0,
+            refused_queries: Vec::new(),
+            memory_denied: false,
+        }
+    }
+
+    /// The limits this call runs under.
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Note a refused query and tell the policy.
+    fn refuse(&mut self, missing: Missing) -> wit::types::QueryError {
+        let message = missing.to_string();
+        tracing::warn!(refused_query = %message, "policy query refused");
+        self.refused_queries.push(message.clone());
+        wit::types::QueryError::NotGranted(message)
+    }
+
+    /// How many keys the store would hold with this call's writes and `key` set.
+    fn kv_len_after_write(&self, key: &str) -> usize {
+        let mut keys: BTreeSet<&str> = self.kv.keys().map(String::as_str).collect();
+        for (written, value) in &self.kv_writes {
+            match value {
+                Some(_) => keys.insert(written),
+                None => keys.remove(written.as_str()),
+            };
+        }
+        keys.insert(key);
+        keys.len()
+    }
+}
+
+impl wit::types::Host for CallContext {}
+
+impl wit::carp::Host for CallContext {
+    fn state(&mut self, vhid: u8) -> Option<wit::types::CarpState> {
+        self.machine.carp_state(vhid).map(to_wit)
+    }
+}
+
+impl wit::hast::Host for CallContext {
+    fn status(
+        &mut self,
+        resource: String,
+    ) -> Result<wit::types::HastStatus, wit::types::QueryError> {
+        if let Err(missing) = self.grants.hast(&resource) {
+            return Err(self.refuse(missing));
+        }
+        match self.machine.hast.get(&resource) {
+            Some(status) => Ok(to_wit(status.clone())),
+            None => Err(wit::types::QueryError::Unknown(format!(
+                "HAST resource `{resource}`"
+            ))),
+        }
+    }
+
+    fn worker_running(
+        &mut self,
+        resource: String,
+        role: wit::types::HastRole,
+    ) -> Result<bool, wit::types::QueryError> {
+        if let Err(missing) = self.grants.hast(&resource) {
+            return Err(self.refuse(missing));
+        }
+        Ok(self.machine.worker_running(&resource, role.convert()))
+    }
+}
+
+impl wit::storage::Host for CallContext {
+    fn mounted(
+        &mut self,
+        mountpoint: String,
+    ) -> Result<Option<wit::types::MountStatus>, wit::types::QueryError> {
+        if let Err(missing) = self.grants.mountpoint(&mountpoint) {
+            return Err(self.refuse(missing));
+        }
+        Ok(self.machine.mounts.get(&mountpoint).cloned().map(to_wit))
+    }
+
+    fn device_exists(&mut self, path: String) -> Result<bool, wit::types::QueryError> {
+        if let Err(missing) = self.grants.device(&path) {
+            return Err(self.refuse(missing));
+        }
+        Ok(self.machine.device_exists(&path))
+    }
+}
+
+impl wit::services::Host for CallContext {
+    fn is_running(&mut self, name: String) -> Result<bool, wit::types::QueryError> {
+        if let Err(missing) = self.grants.service(&name) {
+            return Err(self.refuse(missing));
+        }
+        Ok(self.machine.service_running(&name))
+    }
+}
+
+impl wit::clock::Host for CallContext {
+    fn now_ms(&mut self) -> u64 {
+        self.machine.now_ms
+    }
+}
+
+impl wit::kv::Host for CallContext {
+    fn get(&mut self, key: String) -> Option<String> {
+        match self.kv_writes.get(&key) {
+            Some(write) => write.clone(),
+            None => self.kv.get(&key).cloned(),
+        }
+    }
+
+    fn set(&mut self, key: String, value: String) -> Result<(), String> {
+        let entry_bytes = key.len() + value.len();
+        if entry_bytes > self.limits.max_kv_entry_bytes as usize {
+            return Err(format!(
+                "key `{key}` with its value is {entry_bytes} bytes, over the limit of {}",
+                self.limits.max_kv_entry_bytes
+            ));
+        }
+        if self.kv_len_after_write(&key) > self.limits.max_kv_keys as usize {
+            return Err(format!(
+                "the store already holds its limit of {} keys",
+                self.limits.max_kv_keys
+            ));
+        }
+        self.kv_writes.insert(key, Some(value));
+        Ok(())
+    }
+
+    fn remove(&mut self, key: String) {
+        self.kv_writes.insert(key, None);
+    }
+}
+
+impl wit::log::Host for CallContext {
+    fn log(&mut self, level: wit::types::LogLevel, message: String) {
+        let over_count = self.logs.len() >= self.limits.max_log_messages as usize;
+        let over_bytes = self.log_bytes + message.len() > self.limits.max_log_bytes as usize;
+        if over_count || over_bytes {
+            self.dropped_logs += 1;
+            return;
+        }
+        self.log_bytes += message.len();
+        self.logs.push(PolicyLog {
+            level: level.convert(),
+            message,
+        });
+    }
+}
+
+/// Apply a successful call's key-value writes to the policy's store.
+pub fn commit_kv(store: &mut Arc<KvStore>, writes: BTreeMap<String, Option<String>>) {
+    if writes.is_empty() {
+        return;
+    }
+    let store = Arc::make_mut(store);
+    for (key, value) in writes {
+        match value {
+            Some(value) => store.insert(key, value),
+            None => store.remove(&key),
+        };
+    }
+}

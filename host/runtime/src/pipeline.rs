@@ -1,0 +1,234 @@
+//! The "policies → plan check" stage: an event goes in, one checked decision per policy
+//! concerned comes out.
+//!
+//! The pipeline owns the loaded policies, the machine model and each policy's key-value store.
+//! For every event it updates the model, calls each policy the event concerns, commits the
+//! policy's key-value writes if the call succeeded, and checks the plan against the policy's
+//! grants. It runs nothing: carrying plans out is the executor's job, whose results come back
+//! as changes to [`Pipeline::machine_mut`] and as `step-failed` events.
+
+use crate::call_context::{KvStore, PolicyLog, commit_kv};
+use crate::runtime::{CallFailure, LoadedPolicy, Runtime};
+use haven_core::{Event, FailureMode, Machine, Plan, PlanRefusal};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What came of handing an event to one policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The policy asked for nothing.
+    NoAction,
+    /// A plan that passed the grants check, to be carried out.
+    Plan { plan_id: u64, plan: Plan },
+    /// A plan with a step outside the grants: refused whole, nothing runs.
+    Refused(PlanRefusal),
+    /// The call trapped, timed out, overflowed or returned an error: nothing runs.
+    Failed(CallFailure),
+}
+
+/// One policy's decision about one event, with everything the journal needs.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// The policy's configured name.
+    pub policy: String,
+    /// SHA-256 of the module that decided.
+    pub module_hash: String,
+    /// What it decided.
+    pub outcome: Outcome,
+    /// An operator alert raised by the host for a refused or failed call (failure mode
+    /// `alert`).
+    pub host_alert: Option<String>,
+    /// What the policy logged.
+    pub logs: Vec<PolicyLog>,
+    /// Log lines over the budget.
+    pub dropped_logs: u32,
+    /// Queries refused for lack of grants.
+    pub refused_queries: Vec<String>,
+    /// How long the call took.
+    pub elapsed: Duration,
+}
+
+/// Which policies an event goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipients<'a> {
+    /// Every policy the event concerns (HAST events: those granted the resource).
+    Concerned,
+    /// Only the named policy (its timers and its plans' failures).
+    Only(&'a str),
+}
+
+/// Loaded policies, the machine model and the policies' stores.
+#[derive(Debug)]
+pub struct Pipeline {
+    runtime: Arc<Runtime>,
+    policies: Vec<LoadedPolicy>,
+    machine: Arc<Machine>,
+    kv: BTreeMap<String, Arc<KvStore>>,
+    next_plan_id: u64,
+}
+
+impl Pipeline {
+    /// A pipeline over loaded policies and a starting model.
+    pub fn new(runtime: Arc<Runtime>, policies: Vec<LoadedPolicy>, machine: Machine) -> Self {
+        Pipeline {
+            runtime,
+            policies,
+            machine: Arc::new(machine),
+            kv: BTreeMap::new(),
+            next_plan_id: 1,
+        }
+    }
+
+    /// The loaded policies, in the order they are consulted.
+    pub fn policies(&self) -> &[LoadedPolicy] {
+        &self.policies
+    }
+
+    /// The machine model.
+    pub fn machine(&self) -> &Machine {
+        &self.machine
+    }
+
+    /// The machine model, for executors to record what happened.
+    pub fn machine_mut(&mut self) -> &mut Machine {
+        Arc::make_mut(&mut self.machine)
+    }
+
+    /// A policy's key-value store.
+    pub fn kv(&self, policy: &str) -> KvStore {
+        self.kv.get(policy).map(|kv| (**kv).clone()).unwrap_or_default()
+    }
+
+    /// Replace a policy's key-value store (at startup, from the state directory).
+    pub fn set_kv(&mut self, policy: &str, store: KvStore) {
+        self.kv.insert(policy.to_owned(), Arc::new(store));
+    }
+
+    /// Tell every policy the machine's state, as on daemon start or policy load.
+    pub fn startup(&mut self, event_id: u64) -> Vec<Decision> {
+        let events: Vec<(String, Event)> = self
+            .policies
+            .iter()
+            .map(|policy| {
+                let state = self.machine.startup_state(policy.grants());
+                (policy.name.clone(), Event::Startup(state))
+            })
+            .collect();
+        events
+            .iter()
+            .flat_map(|(policy, event)| self.dispatch(event_id, event, Recipients::Only(policy)))
+            .collect()
+    }
+
+    /// Update the model with an event and hand it to the policies it concerns.
+    pub fn dispatch(&mut self, event_id: u64, event: &Event, recipients: Recipients<'_>) -> Vec<Decision> {
+        let _span = tracing::info_span!("event", id = event_id, kind = event.kind()).entered();
+        self.machine_mut().observe(event);
+        let mut decisions = Vec::new();
+        for index in 0..self.policies.len() {
+            if self.concerns(&self.policies[index], event, recipients) {
+                decisions.push(self.decide(index, event));
+            }
+        }
+        decisions
+    }
+
+    fn concerns(&self, policy: &LoadedPolicy, event: &Event, recipients: Recipients<'_>) -> bool {
+        match recipients {
+            Recipients::Only(name) => policy.name == name,
+            Recipients::Concerned => match event.hast_resource() {
+                Some(resource) => policy.grants().hast_resources.contains(resource),
+                None => true,
+            },
+        }
+    }
+
+    fn decide(&mut self, index: usize, event: &Event) -> Decision {
+        let policy = &self.policies[index];
+        let _span = tracing::info_span!(
+            "policy",
+            name = %policy.name,
+            module = %short_hash(&policy.compiled.module_hash)
+        )
+        .entered();
+        let kv = self.kv.entry(policy.name.clone()).or_default();
+        let call = self
+            .runtime
+            .call(policy, event, self.machine.clone(), kv.clone());
+        for log in &call.logs {
+            log_policy_line(log);
+        }
+        let outcome = match call.result {
+            Ok(plan) => {
+                commit_kv(kv, call.kv_writes);
+                let armed = self.machine.armed_timers(&policy.name);
+                match policy.grants().check_plan(&plan, &armed) {
+                    Ok(()) if plan.is_empty() => Outcome::NoAction,
+                    Ok(()) => {
+                        let plan_id = self.next_plan_id;
+                        self.next_plan_id += 1;
+                        Outcome::Plan { plan_id, plan }
+                    }
+                    Err(refusal) => Outcome::Refused(refusal),
+                }
+            }
+            Err(failure) => Outcome::Failed(failure),
+        };
+        let host_alert = failure_alert(&policy.name, &outcome, policy.config.on_failure);
+        match &outcome {
+            Outcome::NoAction => tracing::debug!(elapsed_us = call.elapsed.as_micros() as u64, "no action"),
+            Outcome::Plan { plan_id, plan } => tracing::info!(
+                plan_id,
+                steps = plan.steps.len(),
+                elapsed_us = call.elapsed.as_micros() as u64,
+                "plan accepted"
+            ),
+            Outcome::Refused(refusal) => tracing::warn!(%refusal, "plan refused"),
+            Outcome::Failed(failure) => tracing::warn!(%failure, "policy call failed"),
+        }
+        Decision {
+            policy: policy.name.clone(),
+            module_hash: policy.compiled.module_hash.clone(),
+            outcome,
+            host_alert,
+            logs: call.logs,
+            dropped_logs: call.dropped_logs,
+            refused_queries: call.refused_queries,
+            elapsed: call.elapsed,
+        }
+    }
+}
+
+/// The alert the host raises for a refused or failed call, when the failure mode asks for one.
+fn failure_alert(policy: &str, outcome: &Outcome, mode: FailureMode) -> Option<String> {
+    let reason = match outcome {
+        Outcome::Refused(refusal) => format!("policy `{policy}`: plan refused, no action taken: {refusal}"),
+        Outcome::Failed(failure) => format!("policy `{policy}` {failure}; no action taken"),
+        Outcome::NoAction | Outcome::Plan { .. } => return None,
+    };
+    match mode {
+        FailureMode::Alert => {
+            tracing::error!(alert = %reason, "operator alert");
+            Some(reason)
+        }
+        FailureMode::Log => None,
+    }
+}
+
+fn log_policy_line(log: &PolicyLog) {
+    use haven_core::LogLevel;
+    let message = &log.message;
+    match log.level {
+        LogLevel::Trace => tracing::trace!(target: "policy", "{message}"),
+        LogLevel::Debug => tracing::debug!(target: "policy", "{message}"),
+        LogLevel::Info => tracing::info!(target: "policy", "{message}"),
+        LogLevel::Warn => tracing::warn!(target: "policy", "{message}"),
+        LogLevel::Error => tracing::error!(target: "policy", "{message}"),
+    }
+}
+
+/// The first 12 hex digits of a module hash, as shown in logs and tables.
+pub fn short_hash(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}

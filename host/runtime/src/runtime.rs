@@ -1,0 +1,464 @@
+//! The sandbox: one wasmtime `Engine` for all policies, each policy compiled once, and a fresh
+//! `Store` and instance for every call, so nothing leaks from one event to the next and a trap
+//! ends only the call that trapped.
+//!
+//! Every call is bounded: a wall-clock deadline (epoch interruption, a 1 ms ticker), a memory
+//! cap (this module's `ResourceLimiter`), a plan length and a log budget. Whatever a policy
+//! does, the call returns a [`Call`] to the caller, never a panic or a hang.
+
+use crate::admission::{self, AdmissionError};
+use crate::bindings::{Convert, PolicyPre, to_wit};
+use crate::cache::ArtifactCache;
+use crate::call_context::{CallContext, KvStore, PolicyLog};
+use haven_core::{Event, Grants, Limits, Machine, Plan, PolicyConfig, PolicyInfo};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    Trap,
+};
+
+/// The largest memory cap a policy may be given; the pooling allocator reserves this much
+/// address space per instance slot.
+pub const MAX_MEMORY_MIB: u32 = 256;
+
+/// Options for building a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Where compiled policies are cached; `None` compiles on every load.
+    pub cache_dir: Option<PathBuf>,
+    /// Instances that may exist at once (calls in flight, across threads).
+    pub max_instances: u32,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            cache_dir: None,
+            max_instances: 64,
+        }
+    }
+}
+
+/// The runtime could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot configure wasmtime: {0}")]
+    Engine(String),
+    #[error("cannot open the artifact cache {path}: {error}")]
+    Cache { path: PathBuf, error: std::io::Error },
+}
+
+/// Why a policy could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error(transparent)]
+    Admission(#[from] AdmissionError),
+    #[error("does not compile: {0}")]
+    Compile(String),
+    #[error("does not match the contract's types: {0}")]
+    Link(String),
+    #[error("describe failed: {0}")]
+    Describe(CallFailure),
+    #[error("rejected its settings: {0}")]
+    Init(CallFailure),
+    #[error("bad limits: {0}")]
+    Limits(String),
+}
+
+/// How a call into a policy failed. The daemon applies the policy's failure mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallFailure {
+    #[error("exceeded its deadline of {0} ms")]
+    Deadline(u32),
+    #[error("exceeded its memory limit of {0} MiB")]
+    Memory(u32),
+    #[error("overflowed its stack")]
+    StackOverflow,
+    #[error("trapped: {0}")]
+    Trap(String),
+    #[error("init failed: {0}")]
+    Init(String),
+    #[error("returned an error: {0}")]
+    Returned(String),
+    #[error("returned a plan of {steps} steps, over the limit of {limit}")]
+    PlanTooLong { steps: usize, limit: u32 },
+}
+
+/// A module compiled, admitted and linked, not yet configured.
+#[derive(Clone)]
+pub struct CompiledPolicy {
+    /// SHA-256 of the module file, hex: names the version in the journal.
+    pub module_hash: String,
+    /// What the policy says it is.
+    pub info: PolicyInfo,
+    /// Whether the compiled code came from the artifact cache.
+    pub from_cache: bool,
+    /// How long compiling (or loading from cache) and linking took.
+    pub compile_time: Duration,
+    pre: PolicyPre<CallContext>,
+}
+
+impl std::fmt::Debug for CompiledPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledPolicy")
+            .field("module_hash", &self.module_hash)
+            .field("info", &self.info)
+            .field("from_cache", &self.from_cache)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A policy ready to handle events: compiled, with its settings accepted by `init`.
+#[derive(Debug, Clone)]
+pub struct LoadedPolicy {
+    /// The operator's name for it.
+    pub name: String,
+    /// The compiled module.
+    pub compiled: CompiledPolicy,
+    /// Its configuration.
+    pub config: Arc<PolicyConfig>,
+    grants: Arc<Grants>,
+    limits: Arc<Limits>,
+    settings: String,
+}
+
+impl LoadedPolicy {
+    /// The grants the policy runs under.
+    pub fn grants(&self) -> &Grants {
+        &self.grants
+    }
+}
+
+/// What one call produced, whatever its outcome.
+#[derive(Debug)]
+pub struct Call {
+    /// The plan, or why there is none.
+    pub result: Result<Plan, CallFailure>,
+    /// Key-value writes: to be committed only if the result is `Ok`.
+    pub kv_writes: std::collections::BTreeMap<String, Option<String>>,
+    /// What the policy logged.
+    pub logs: Vec<PolicyLog>,
+    /// Log lines over the budget, dropped.
+    pub dropped_logs: u32,
+    /// Queries refused for lack of grants.
+    pub refused_queries: Vec<String>,
+    /// Wall time of the whole call, instantiation included.
+    pub elapsed: Duration,
+}
+
+/// Increments the engine's epoch every millisecond, for call deadlines.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("haven-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(1));
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch ticker thread");
+        EpochTicker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The sandbox for every policy of one daemon (or one test run).
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallContext>,
+    cache: Option<ArtifactCache>,
+    _ticker: EpochTicker,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Build the engine, linker and epoch ticker.
+    pub fn new(options: RuntimeOptions) -> Result<Self, RuntimeError> {
+        let engine_error = |error: wasmtime::Error| RuntimeError::Engine(format!("{error:#}"));
+        let mut pool = PoolingAllocationConfig::default();
+        let instances = options.max_instances.max(1);
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 4)
+            .total_memories(instances * 2)
+            .total_tables(instances * 4)
+            .max_memory_size(MAX_MEMORY_MIB as usize * 1024 * 1024)
+            .linear_memory_keep_resident(256 * 1024)
+            .table_keep_resident(64 * 1024);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(engine_error)?;
+        let mut linker = Linker::new(&engine);
+        crate::bindings::Policy::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |context: &mut CallContext| context,
+        )
+        .map_err(engine_error)?;
+        let cache = match &options.cache_dir {
+            Some(dir) => Some(ArtifactCache::new(dir, &engine).map_err(|error| {
+                RuntimeError::Cache {
+                    path: dir.clone(),
+                    error,
+                }
+            })?),
+            None => None,
+        };
+        Ok(Runtime {
+            _ticker: EpochTicker::start(engine.clone()),
+            engine,
+            linker,
+            cache,
+        })
+    }
+
+    /// Admit, compile (or fetch from the cache), link and describe a module.
+    pub fn compile(&self, bytes: &[u8]) -> Result<CompiledPolicy, LoadError> {
+        let started = Instant::now();
+        let module_hash = hex(&Sha256::digest(bytes));
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.load(&self.engine, &module_hash));
+        let from_cache = cached.is_some();
+        let component = match cached {
+            Some(component) => component,
+            None => {
+                let component_bytes = admission::componentize(bytes)?;
+                let component = Component::new(&self.engine, &component_bytes)
+                    .map_err(|error| LoadError::Compile(format!("{error:#}")))?;
+                if let Some(cache) = &self.cache {
+                    cache.store(&module_hash, &component);
+                }
+                component
+            }
+        };
+        self.check_interface(&component)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(PolicyPre::new)
+            .map_err(|error| LoadError::Link(format!("{error:#}")))?;
+        let compile_time = started.elapsed();
+        let mut compiled = CompiledPolicy {
+            module_hash,
+            info: PolicyInfo {
+                name: String::new(),
+                version: String::new(),
+            },
+            from_cache,
+            compile_time,
+            pre,
+        };
+        compiled.info = self
+            .describe(&compiled)
+            .map_err(LoadError::Describe)?;
+        Ok(compiled)
+    }
+
+    /// A component's imports and exports, against the contract.
+    fn check_interface(&self, component: &Component) -> Result<(), AdmissionError> {
+        let ty = component.component_type();
+        for (name, _) in ty.imports(&self.engine) {
+            admission::check_import_name(name, None)?;
+        }
+        admission::check_export_names(ty.exports(&self.engine).map(|(name, _)| name))
+    }
+
+    /// Read, compile and configure a policy from its config entry.
+    pub fn load(&self, config: &PolicyConfig) -> Result<LoadedPolicy, LoadError> {
+        let bytes = std::fs::read(&config.module).map_err(|error| LoadError::Read {
+            path: config.module.clone(),
+            error,
+        })?;
+        let compiled = self.compile(&bytes)?;
+        self.configure(compiled, config)
+    }
+
+    /// Give a compiled policy its settings, grants and limits; `init` must accept the settings.
+    pub fn configure(
+        &self,
+        compiled: CompiledPolicy,
+        config: &PolicyConfig,
+    ) -> Result<LoadedPolicy, LoadError> {
+        if config.limits.memory_mib == 0 || config.limits.memory_mib > MAX_MEMORY_MIB {
+            return Err(LoadError::Limits(format!(
+                "memory-mib must be 1 to {MAX_MEMORY_MIB}, not {}",
+                config.limits.memory_mib
+            )));
+        }
+        if config.limits.deadline_ms == 0 {
+            return Err(LoadError::Limits("deadline-ms must be at least 1".into()));
+        }
+        let policy = LoadedPolicy {
+            name: config.name.clone(),
+            compiled,
+            grants: Arc::new(config.grants.clone()),
+            limits: Arc::new(config.limits.clone()),
+            settings: config.settings.to_string(),
+            config: Arc::new(config.clone()),
+        };
+        let mut store = self.store(&policy.grants, &policy.limits, Default::default(), Default::default());
+        let outcome = policy
+            .compiled
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| instance.haven_policy_handler().call_init(&mut store, &policy.settings));
+        match outcome {
+            Ok(Ok(())) => Ok(policy),
+            Ok(Err(message)) => Err(LoadError::Init(CallFailure::Init(message))),
+            Err(error) => Err(LoadError::Init(classify(&error, &store))),
+        }
+    }
+
+    fn describe(&self, compiled: &CompiledPolicy) -> Result<PolicyInfo, CallFailure> {
+        let limits = Arc::new(Limits::default());
+        let mut store = self.store(&Arc::default(), &limits, Default::default(), Default::default());
+        compiled
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| instance.haven_policy_handler().call_describe(&mut store))
+            .map(Convert::convert)
+            .map_err(|error| classify(&error, &store))
+    }
+
+    fn store(
+        &self,
+        grants: &Arc<Grants>,
+        limits: &Arc<Limits>,
+        machine: Arc<Machine>,
+        kv: Arc<KvStore>,
+    ) -> Store<CallContext> {
+        let context = CallContext::new(machine, grants.clone(), limits.clone(), kv);
+        let mut store = Store::new(&self.engine, context);
+        store.limiter(|context| context as &mut dyn ResourceLimiter);
+        store.set_epoch_deadline(u64::from(limits.deadline_ms));
+        store
+    }
+
+    /// Hand one event to a policy, in a fresh instance, under the policy's limits.
+    pub fn call(
+        &self,
+        policy: &LoadedPolicy,
+        event: &Event,
+        machine: Arc<Machine>,
+        kv: Arc<KvStore>,
+    ) -> Call {
+        let started = Instant::now();
+        let mut store = self.store(&policy.grants, &policy.limits, machine, kv);
+        let result = (|| {
+            let instance = policy
+                .compiled
+                .pre
+                .instantiate(&mut store)
+                .map_err(|error| classify(&error, &store))?;
+            let handler = instance.haven_policy_handler();
+            handler
+                .call_init(&mut store, &policy.settings)
+                .map_err(|error| classify(&error, &store))?
+                .map_err(CallFailure::Init)?;
+            let plan: Plan = handler
+                .call_handle(&mut store, &to_wit(event.clone()))
+                .map_err(|error| classify(&error, &store))?
+                .map_err(CallFailure::Returned)?
+                .convert();
+            let limit = policy.limits.max_plan_steps;
+            if plan.steps.len() > limit as usize {
+                return Err(CallFailure::PlanTooLong {
+                    steps: plan.steps.len(),
+                    limit,
+                });
+            }
+            Ok(plan)
+        })();
+        let context = store.into_data();
+        Call {
+            result,
+            kv_writes: context.kv_writes,
+            logs: context.logs,
+            dropped_logs: context.dropped_logs,
+            refused_queries: context.refused_queries,
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+/// Turn a wasmtime error into the reason an operator reads.
+fn classify(error: &wasmtime::Error, store: &Store<CallContext>) -> CallFailure {
+    let limits = store.data().limits();
+    if store.data().memory_denied {
+        return CallFailure::Memory(limits.memory_mib);
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => CallFailure::Deadline(limits.deadline_ms),
+        Some(Trap::StackOverflow) => CallFailure::StackOverflow,
+        Some(Trap::UnreachableCodeReached) => {
+            CallFailure::Trap("unreachable code reached (a panic or abort in the policy)".into())
+        }
+        Some(trap) => CallFailure::Trap(trap.to_string()),
+        None => CallFailure::Trap(format!("{error:#}")),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+impl ResourceLimiter for CallContext {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limits().memory_mib as usize * 1024 * 1024 {
+            self.memory_denied = true;
+            return Err(wasmtime::Error::msg("memory limit exceeded"));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}

@@ -1,0 +1,241 @@
+//! Containment: a broken, hostile or slow policy is stopped or refused with a clear reason,
+//! and the next event to a good policy is served normally.
+//!
+//! Every misbehaviour runs in the real runtime, from real modules built by
+//! `haven-test-artifacts`.
+
+use haven_core::{Action, Config, Event, Machine, PolicyConfig};
+use haven_runtime::pipeline::Recipients;
+use haven_runtime::{
+    AdmissionError, CallFailure, LoadError, Outcome, Pipeline, Runtime, RuntimeOptions,
+};
+use haven_test_artifacts as artifacts;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+/// One runtime (and its compiled modules, via the cache) for the whole test binary.
+fn runtime() -> Arc<Runtime> {
+    static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            let cache = std::env::temp_dir().join(format!("haven-containment-{}", std::process::id()));
+            Arc::new(
+                Runtime::new(RuntimeOptions {
+                    cache_dir: Some(cache),
+                    ..RuntimeOptions::default()
+                })
+                .unwrap(),
+            )
+        })
+        .clone()
+}
+
+/// A config entry for the misbehaving module with a behaviour and extra TOML lines.
+fn misbehaving(name: &str, behaviour: &str, extra: &str) -> PolicyConfig {
+    let text = format!(
+        "[[policy]]\nname = \"{name}\"\nmodule = \"{}\"\n{extra}\n[policy.settings]\nbehaviour = \"{behaviour}\"\n",
+        artifacts::MISBEHAVING_POLICY
+    );
+    Config::parse(&text, Path::new("test.toml")).unwrap().policies.remove(0)
+}
+
+fn timer_event() -> Event {
+    Event::TimerFired("tick".into())
+}
+
+/// A pipeline with the misbehaving policy and a good one after it.
+fn pipeline_with(bad: PolicyConfig) -> Pipeline {
+    let runtime = runtime();
+    let good = misbehaving("good", "good", "");
+    let policies = vec![runtime.load(&bad).unwrap(), runtime.load(&good).unwrap()];
+    Pipeline::new(runtime, policies, Machine::default())
+}
+
+/// Dispatch one event: the bad policy's outcome, after checking the good one was served.
+fn bad_outcome(bad: PolicyConfig) -> Outcome {
+    let mut pipeline = pipeline_with(bad);
+    let mut decisions = pipeline.dispatch(1, &timer_event(), Recipients::Concerned);
+    assert_good_served(&decisions[1]);
+    // And again: a trapped instance must not poison the next call.
+    let again = pipeline.dispatch(2, &timer_event(), Recipients::Concerned);
+    assert_good_served(&again[1]);
+    assert_eq!(again[0].outcome, decisions[0].outcome, "same misbehaviour, same outcome");
+    decisions.swap_remove(0).outcome
+}
+
+fn assert_good_served(decision: &haven_runtime::Decision) {
+    assert_eq!(decision.policy, "good");
+    let Outcome::Plan { plan, .. } = &decision.outcome else {
+        panic!("good policy not served: {:?}", decision.outcome)
+    };
+    assert_eq!(plan.steps[0].to_string(), "alert warning timer seen=1");
+}
+
+#[test]
+fn an_infinite_loop_is_stopped_at_the_deadline() {
+    let started = Instant::now();
+    let outcome = bad_outcome(misbehaving("bad", "loop-forever", "[policy.limits]\ndeadline-ms = 20"));
+    assert_eq!(outcome, Outcome::Failed(CallFailure::Deadline(20)));
+    // Two loops ran to their deadline; not a timing assertion, a sanity bound on "stopped".
+    assert!(started.elapsed().as_secs() < 60);
+}
+
+#[test]
+fn unbounded_allocation_is_stopped_at_the_memory_cap() {
+    let outcome = bad_outcome(misbehaving("bad", "allocate-forever", "[policy.limits]\nmemory-mib = 8"));
+    assert_eq!(outcome, Outcome::Failed(CallFailure::Memory(8)));
+}
+
+#[test]
+fn unbounded_recursion_is_stopped() {
+    let outcome = bad_outcome(misbehaving("bad", "recurse-forever", ""));
+    let Outcome::Failed(failure) = outcome else {
+        panic!("recursion not stopped: {outcome:?}")
+    };
+    // Either wasmtime's native stack guard or the guest's shadow stack running off the bottom
+    // of linear memory stops it.
+    assert!(
+        failure == CallFailure::StackOverflow || failure.to_string().contains("out of bounds"),
+        "{failure}"
+    );
+}
+
+#[test]
+fn a_panic_is_a_trap_with_a_reason() {
+    let outcome = bad_outcome(misbehaving("bad", "panic", ""));
+    assert_eq!(
+        outcome.clone(),
+        Outcome::Failed(CallFailure::Trap(
+            "unreachable code reached (a panic or abort in the policy)".into()
+        ))
+    );
+}
+
+#[test]
+fn a_huge_plan_is_refused() {
+    // A generous deadline: lifting 100,000 steps in an unoptimised test build takes a while,
+    // and this test is about the length limit, not the deadline.
+    let outcome = bad_outcome(misbehaving("bad", "huge-plan", "[policy.limits]\ndeadline-ms = 10000"));
+    assert_eq!(
+        outcome,
+        Outcome::Failed(CallFailure::PlanTooLong { steps: 100_000, limit: 64 })
+    );
+}
+
+#[test]
+fn a_plan_outside_the_grants_is_refused_whole() {
+    let outcome = bad_outcome(misbehaving("bad", "outside-grants", "[policy.grants]\nservices = [\"mysql-server\"]"));
+    let Outcome::Refused(refusal) = outcome else {
+        panic!("not refused: {outcome:?}")
+    };
+    assert_eq!(
+        refusal.to_string(),
+        "step 1 `service start sshd` refused: service `sshd` is not in grants.services"
+    );
+}
+
+#[test]
+fn queries_outside_the_grants_are_refused_and_recorded() {
+    let mut pipeline = pipeline_with(misbehaving("bad", "query-outside-grants", ""));
+    let decisions = pipeline.dispatch(1, &timer_event(), Recipients::Concerned);
+    assert_eq!(decisions[0].refused_queries, vec!["service `sshd` is not in grants.services"]);
+    let Outcome::Plan { plan, .. } = &decisions[0].outcome else { panic!() };
+    assert!(plan.steps[0].to_string().contains("NotGranted"), "{}", plan.steps[0]);
+}
+
+#[test]
+fn a_log_flood_is_cut_at_the_budget() {
+    let mut pipeline = pipeline_with(misbehaving("bad", "log-flood", ""));
+    let decisions = pipeline.dispatch(1, &timer_event(), Recipients::Concerned);
+    assert_eq!(decisions[0].logs.len(), 100);
+    assert_eq!(decisions[0].dropped_logs, 10_000 - 100);
+    assert!(matches!(decisions[0].outcome, Outcome::Plan { .. }));
+}
+
+#[test]
+fn failure_mode_alert_raises_an_operator_alert() {
+    let mut pipeline = pipeline_with(misbehaving("bad", "panic", ""));
+    let decisions = pipeline.dispatch(1, &timer_event(), Recipients::Concerned);
+    let alert = decisions[0].host_alert.as_deref().unwrap();
+    assert!(alert.starts_with("policy `bad` trapped: unreachable"), "{alert}");
+
+    let mut quiet = pipeline_with(misbehaving("bad", "panic", "on-failure = \"log\""));
+    let decisions = quiet.dispatch(1, &timer_event(), Recipients::Concerned);
+    assert_eq!(decisions[0].host_alert, None);
+}
+
+#[test]
+fn every_event_gets_a_fresh_instance_and_kv_writes_stick_only_on_success() {
+    let mut pipeline = pipeline_with(misbehaving("bad", "kv-counter", ""));
+    // Odd counts fail after writing: the write must be discarded, so the count stays 0, 1...
+    let first = pipeline.dispatch(1, &timer_event(), Recipients::Only("bad"));
+    assert!(matches!(first[0].outcome, Outcome::Failed(CallFailure::Returned(_))));
+    assert_eq!(pipeline.kv("bad").get("count"), None);
+    // The good policy's counter of events seen by its instance stays at 1: no state leaks.
+    for id in 2..5 {
+        let decisions = pipeline.dispatch(id, &timer_event(), Recipients::Only("good"));
+        assert_good_served(&decisions[0]);
+    }
+}
+
+fn load_error(module: &str) -> LoadError {
+    let mut config = misbehaving("bad", "good", "");
+    config.module = module.into();
+    runtime().load(&config).unwrap_err()
+}
+
+#[test]
+fn a_wasi_import_is_refused_at_admission_naming_it() {
+    let error = load_error(artifacts::WASI_IMPORT_POLICY);
+    assert!(matches!(&error, LoadError::Admission(AdmissionError::ImportsWasi(_))), "{error}");
+    assert!(
+        error.to_string().starts_with("imports `wasi_snapshot_preview1::random_get`: policies get no WASI"),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_unknown_import_is_refused_at_admission_naming_it() {
+    let error = load_error(artifacts::UNKNOWN_IMPORT_POLICY);
+    assert_eq!(
+        error.to_string(),
+        "imports `evil:net/socket@1.0.0::connect`, which is not part of Haven's contract (haven:policy/*)"
+    );
+}
+
+#[test]
+fn bad_settings_and_garbage_are_refused_at_load() {
+    let rejected = runtime().load(&misbehaving("bad", "reject-settings", "")).unwrap_err();
+    assert_eq!(
+        rejected.to_string(),
+        "rejected its settings: init failed: these settings are rejected on purpose"
+    );
+    let garbage = std::env::temp_dir().join(format!("haven-garbage-{}.wasm", std::process::id()));
+    std::fs::write(&garbage, b"not wasm at all").unwrap();
+    assert_eq!(load_error(garbage.to_str().unwrap()).to_string(), "not a WebAssembly module or component");
+    std::fs::remove_file(garbage).unwrap();
+    let missing = load_error("/nonexistent/policy.wasm").to_string();
+    assert!(missing.starts_with("cannot read /nonexistent/policy.wasm:"), "{missing}");
+}
+
+#[test]
+fn a_second_load_comes_from_the_artifact_cache() {
+    let config = misbehaving("cached", "good", "");
+    let first = runtime().load(&config).unwrap();
+    let second = runtime().load(&config).unwrap();
+    assert!(second.compiled.from_cache);
+    assert_eq!(first.compiled.module_hash, second.compiled.module_hash);
+    assert_eq!(second.compiled.info.name, "misbehaving");
+}
+
+#[test]
+fn the_startup_event_reaches_each_policy_with_its_own_view() {
+    let mut pipeline = pipeline_with(misbehaving("bad", "good", ""));
+    let decisions = pipeline.startup(1);
+    assert_eq!(decisions.len(), 2);
+    for decision in decisions {
+        let Outcome::Plan { plan, .. } = decision.outcome else { panic!() };
+        assert!(matches!(&plan.steps[0].action, Action::Alert(alert) if alert.message == "startup seen=1"));
+    }
+}
