@@ -17,5 +17,5 @@ pub mod types;
 
 pub use config::{Config, ConfigError, FailureMode, Limits, PolicyConfig};
 pub use grants::{Grants, MountGrant, Missing, PlanRefusal};
-pub use model::Machine;
+pub use model::{Machine, StateChange};
 pub use types::*;

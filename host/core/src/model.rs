@@ -121,7 +121,70 @@ impl From<Machine> for MachineSpec {
     }
 }
 
+/// Explicit changes to the model, as scenario and timeline files list them between events
+/// (things no event reports: a worker that lingers, a service that died, a mount that vanished).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct StateChange {
+    /// CARP vhids to set.
+    #[serde(default)]
+    pub carp: Vec<CarpStatus>,
+    /// HAST resources to set (workers and `/dev/hast` nodes follow the role).
+    #[serde(default)]
+    pub hast: Vec<HastStatus>,
+    /// Workers now running.
+    #[serde(default)]
+    pub workers: Vec<HastWorker>,
+    /// Workers now gone.
+    #[serde(default)]
+    pub workers_gone: Vec<HastWorker>,
+    /// Device nodes now present.
+    #[serde(default)]
+    pub devices: Vec<String>,
+    /// Device nodes now gone.
+    #[serde(default)]
+    pub devices_gone: Vec<String>,
+    /// Filesystems now mounted.
+    #[serde(default)]
+    pub mounts: Vec<MountStatus>,
+    /// Mountpoints now unmounted.
+    #[serde(default)]
+    pub unmounted: Vec<String>,
+    /// Services now running (`true`) or stopped.
+    #[serde(default)]
+    pub services: BTreeMap<String, bool>,
+}
+
 impl Machine {
+    /// Apply explicit changes.
+    pub fn change(&mut self, change: &StateChange) {
+        for carp in &change.carp {
+            self.carp.insert(carp.vhid, carp.clone());
+        }
+        for status in &change.hast {
+            self.set_hast_role(&status.resource, status.role);
+            self.hast.insert(status.resource.clone(), status.clone());
+        }
+        for worker in &change.workers {
+            self.workers.insert((worker.resource.clone(), worker.role));
+        }
+        for worker in &change.workers_gone {
+            self.workers.remove(&(worker.resource.clone(), worker.role));
+        }
+        self.devices.extend(change.devices.iter().cloned());
+        for device in &change.devices_gone {
+            self.devices.remove(device);
+        }
+        for mount in &change.mounts {
+            self.mounts.insert(mount.mountpoint.clone(), mount.clone());
+        }
+        for mountpoint in &change.unmounted {
+            self.mounts.remove(mountpoint);
+        }
+        self.services
+            .extend(change.services.iter().map(|(name, running)| (name.clone(), *running)));
+    }
+
     /// Update the model from an event.
     pub fn observe(&mut self, event: &Event) {
         match event {

@@ -105,17 +105,20 @@ impl Pipeline {
         self.kv.insert(policy.to_owned(), Arc::new(store));
     }
 
-    /// Tell every policy the machine's state, as on daemon start or policy load.
-    pub fn startup(&mut self, event_id: u64) -> Vec<Decision> {
-        let events: Vec<(String, Event)> = self
-            .policies
+    /// The startup event for each policy: the machine as its grants let it see it.
+    pub fn startup_events(&self) -> Vec<(String, Event)> {
+        self.policies
             .iter()
             .map(|policy| {
                 let state = self.machine.startup_state(policy.grants());
                 (policy.name.clone(), Event::Startup(state))
             })
-            .collect();
-        events
+            .collect()
+    }
+
+    /// Tell every policy the machine's state, as on daemon start or policy load.
+    pub fn startup(&mut self, event_id: u64) -> Vec<Decision> {
+        self.startup_events()
             .iter()
             .flat_map(|(policy, event)| self.dispatch(event_id, event, Recipients::Only(policy)))
             .collect()

@@ -103,6 +103,8 @@ pub struct CompiledPolicy {
     pub from_cache: bool,
     /// How long compiling (or loading from cache) and linking took.
     pub compile_time: Duration,
+    /// The interfaces the component imports.
+    pub imports: Vec<String>,
     pre: PolicyPre<CallContext>,
 }
 
@@ -268,7 +270,7 @@ impl Runtime {
                 component
             }
         };
-        self.check_interface(&component)?;
+        let imports = self.check_interface(&component)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -283,6 +285,7 @@ impl Runtime {
             },
             from_cache,
             compile_time,
+            imports,
             pre,
         };
         compiled.info = self
@@ -291,13 +294,15 @@ impl Runtime {
         Ok(compiled)
     }
 
-    /// A component's imports and exports, against the contract.
-    fn check_interface(&self, component: &Component) -> Result<(), AdmissionError> {
+    /// A component's imports and exports, against the contract; returns the imports.
+    fn check_interface(&self, component: &Component) -> Result<Vec<String>, AdmissionError> {
         let ty = component.component_type();
-        for (name, _) in ty.imports(&self.engine) {
+        let imports: Vec<String> = ty.imports(&self.engine).map(|(name, _)| name.to_owned()).collect();
+        for name in &imports {
             admission::check_import_name(name, None)?;
         }
-        admission::check_export_names(ty.exports(&self.engine).map(|(name, _)| name))
+        admission::check_export_names(ty.exports(&self.engine).map(|(name, _)| name))?;
+        Ok(imports)
     }
 
     /// Read, compile and configure a policy from its config entry.

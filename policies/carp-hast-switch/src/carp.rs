@@ -100,8 +100,7 @@ pub enum Decision {
 /// timer is pending and the last action is at least `hold_down_ms` ago.
 pub fn on_edge(target: Target, hold_down_ms: u32, host: &dyn Host) -> Result<Decision> {
     host.kv_set(DESIRED, target.as_str())?;
-    let now = host.now_ms();
-    if host.kv_get(SETTLE_PENDING).is_none() && hold_down_over(host, now, hold_down_ms) {
+    if host.kv_get(SETTLE_PENDING).is_none() && hold_down_over(host, hold_down_ms) {
         record_action(host)?;
         Ok(Decision::Act)
     } else {
@@ -123,14 +122,16 @@ pub fn settle(host: &dyn Host) -> Result<Option<Target>> {
     Ok(desired(host))
 }
 
-/// The daemon (re)started: a settle timer armed before may be gone, and the monotonic clock
-/// may have restarted, so start the hold-down afresh from now, with `target` as the settled
-/// state when it is known.
+/// The daemon (re)started: a settle timer armed before may be gone and the monotonic clock may
+/// have restarted, so forget the hold-down (the next CARP edge acts at once: a startup is no
+/// flap), and record `target` as the settled state when it is known.
 pub fn restart(target: Option<Target>, host: &dyn Host) -> Result<()> {
+    host.kv_remove(SETTLE_PENDING);
+    host.kv_remove(LAST_ACT_MS);
     if let Some(target) = target {
         host.kv_set(DESIRED, target.as_str())?;
     }
-    record_action(host)
+    Ok(())
 }
 
 /// This policy acts now: no settle timer is pending any more, and the hold-down starts.
@@ -141,8 +142,10 @@ fn record_action(host: &dyn Host) -> Result<()> {
 }
 
 /// Whether at least `hold_down_ms` passed since the last action. A recorded time later than
-/// now means the monotonic clock restarted (a reboot), so the last action was long ago.
-fn hold_down_over(host: &dyn Host, now: u64, hold_down_ms: u32) -> bool {
+/// now means the monotonic clock restarted without a startup event to say so; the last action
+/// was then long ago.
+fn hold_down_over(host: &dyn Host, hold_down_ms: u32) -> bool {
+    let now = host.now_ms();
     let last = host
         .kv_get(LAST_ACT_MS)
         .and_then(|value| value.parse::<u64>().ok());

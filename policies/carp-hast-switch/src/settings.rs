@@ -108,15 +108,6 @@ impl Timeouts {
     }
 }
 
-impl Resource {
-    /// The device node the resource's filesystem lives on.
-    pub fn device(&self) -> String {
-        self.device
-            .clone()
-            .unwrap_or_else(|| format!("/dev/hast/{}", self.name))
-    }
-}
-
 impl Settings {
     /// The configured resource called `name`, if any.
     pub fn resource(&self, name: &str) -> Option<&Resource> {
@@ -189,6 +180,13 @@ impl Settings {
 }
 
 impl Resource {
+    /// The device node the resource's filesystem lives on.
+    pub fn device(&self) -> String {
+        self.device
+            .clone()
+            .unwrap_or_else(|| format!("/dev/hast/{}", self.name))
+    }
+
     /// The name must work in `/dev/hast/<name>`, the paths must be absolute (the daemon runs
     /// commands from no particular directory), and the filesystem type must be named.
     fn check(&self, problems: &mut Vec<String>) {

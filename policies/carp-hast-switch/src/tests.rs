@@ -540,7 +540,14 @@ fn startup_converges_to_the_current_carp_state_without_hold_down() {
     assert_eq!(kv(&host, "desired").as_deref(), Some("master"));
     assert_eq!(kv(&host, "settle-pending"), None);
     assert_eq!(kv(&host, "promotion-failed"), None);
-    assert_eq!(kv(&host, "last-act-ms").as_deref(), Some("10"));
+    assert_eq!(kv(&host, "last-act-ms"), None);
+}
+
+#[test]
+fn the_first_carp_edge_after_startup_acts_at_once() {
+    let host = standby().carp(1, "em0", CarpState::Backup).now_ms(100_000);
+    assert_eq!(run(&host, startup(None)), Plan::none());
+    assert_eq!(run(&host, carp(CarpState::Master)), full_promotion());
 }
 
 #[test]
@@ -606,6 +613,7 @@ fn a_failed_promotion_is_not_retried_before_the_next_carp_event() {
         .kv("desired", "master")
         .kv("settle-pending", "1");
     assert_eq!(run(&host, events::timer("settle")), Plan::none());
+    let host = host.now_ms(60_000);
     assert_eq!(run(&host, carp(CarpState::Master)), full_promotion());
     assert_eq!(kv(&host, "promotion-failed"), None);
 }

@@ -1,0 +1,267 @@
+//! `havenctl simulate`: replay a timeline of events through the configured policies on one or
+//! more simulated hosts and print what each decided and what each plan did to the model, like
+//! Pacemaker's `crm_simulate`.
+//!
+//! A timeline file:
+//!
+//! ```toml
+//! description = "hasta dies, hastb takes over"
+//! [hosts.hasta]                       # each host's starting state (or one `[state]`)
+//! carp = [{ vhid = 1, interface = "em0", state = "master" }]
+//! [hosts.hastb]
+//! carp = [{ vhid = 1, interface = "em0", state = "backup" }]
+//!
+//! [[event]]
+//! at-ms = 0
+//! host = "hasta"
+//! startup = true                      # the daemon starts: every policy gets `startup`
+//! [[event]]
+//! at-ms = 13000
+//! host = "hastb"
+//! note = "hasta lost power 3 s ago; CARP's master-down timer expires"
+//! event = { carp-changed = { vhid = 1, interface = "em0", state = "master", previous = "backup" } }
+//! # change = { ... }, fail = { step = 2, reason = "..." } as in scenario files
+//! ```
+
+use crate::driver::{InjectedFailure, Record, SimHost};
+use haven_core::{Event, HastHook, Machine, StateChange};
+use haven_runtime::pipeline::short_hash;
+use haven_runtime::{LoadedPolicy, Outcome, Pipeline, Runtime};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+/// A timeline file.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Timeline {
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    state: Option<Machine>,
+    #[serde(default)]
+    hosts: BTreeMap<String, Machine>,
+    event: Vec<TimelineEvent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct TimelineEvent {
+    at_ms: u64,
+    #[serde(default)]
+    host: Option<String>,
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(default)]
+    startup: bool,
+    #[serde(default)]
+    event: Option<Event>,
+    #[serde(default)]
+    change: Option<StateChange>,
+    #[serde(default)]
+    fail: Option<InjectedFailure>,
+}
+
+/// A timeline that cannot be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum TimelineError {
+    #[error("bad timeline: {0}")]
+    Parse(String),
+    #[error("event {index}: {message}")]
+    Event { index: usize, message: String },
+}
+
+impl Timeline {
+    /// Parse a timeline's text.
+    pub fn parse(text: &str) -> Result<Timeline, TimelineError> {
+        let timeline: Timeline = toml::from_str(text).map_err(|error| {
+            let line = error
+                .span()
+                .map(|span| format!("line {}: ", text[..span.start].matches('\n').count() + 1))
+                .unwrap_or_default();
+            TimelineError::Parse(format!("{line}{}", error.message()))
+        })?;
+        let mut last = 0;
+        for (index, event) in timeline.event.iter().enumerate() {
+            let fail = |message: String| Err(TimelineError::Event { index: index + 1, message });
+            if event.at_ms < last {
+                return fail(format!("at-ms {} is before the previous event's {last}", event.at_ms));
+            }
+            last = event.at_ms;
+            if event.startup == event.event.is_some() {
+                return fail("needs exactly one of `startup = true` or `event`".into());
+            }
+            let host = event.host.as_deref().unwrap_or("local");
+            if !timeline.host_names().iter().any(|name| name == host) {
+                return fail(format!("unknown host `{host}`"));
+            }
+        }
+        Ok(timeline)
+    }
+
+    fn host_names(&self) -> Vec<String> {
+        if self.hosts.is_empty() {
+            vec!["local".to_owned()]
+        } else {
+            self.hosts.keys().cloned().collect()
+        }
+    }
+}
+
+/// Replay a timeline; every host runs the same policies. Returns the printed timeline.
+pub fn run(runtime: &Arc<Runtime>, policies: &[LoadedPolicy], timeline: &Timeline) -> String {
+    let mut hosts: BTreeMap<String, SimHost> = timeline
+        .host_names()
+        .into_iter()
+        .map(|name| {
+            let machine = match timeline.hosts.get(&name) {
+                Some(machine) => machine.clone(),
+                None => timeline.state.clone().unwrap_or_default(),
+            };
+            let pipeline = Pipeline::new(runtime.clone(), policies.to_vec(), machine);
+            (name, SimHost::new(pipeline))
+        })
+        .collect();
+    let mut out = String::new();
+    if let Some(description) = &timeline.description {
+        let _ = writeln!(out, "{description}\n");
+    }
+    for policy in policies {
+        let info = &policy.compiled.info;
+        let _ = writeln!(
+            out,
+            "policy {} = {} {} (module {})",
+            policy.name,
+            info.name,
+            info.version,
+            short_hash(&policy.compiled.module_hash)
+        );
+    }
+    for entry in &timeline.event {
+        for (name, host) in hosts.iter_mut() {
+            let mut records = Vec::new();
+            host.advance_to(entry.at_ms, &mut records);
+            render(&mut out, name, &records);
+        }
+        let name = entry.host.clone().unwrap_or_else(|| "local".into());
+        let host = hosts.get_mut(&name).expect("host names were checked");
+        if let Some(note) = &entry.note {
+            let _ = writeln!(out, "\n{}  {name:<6} -- {note}", clock(entry.at_ms));
+        }
+        if let Some(change) = &entry.change {
+            host.pipeline.machine_mut().change(change);
+        }
+        let mut records = Vec::new();
+        let mut failure = entry.fail.clone();
+        match &entry.event {
+            Some(event) => host.deliver(event.clone(), None, &mut failure, &mut records),
+            None => host.startup(&mut failure, &mut records),
+        }
+        render(&mut out, &name, &records);
+    }
+    let _ = writeln!(out, "\nfinal state");
+    for (name, host) in &hosts {
+        let _ = writeln!(out, "  {name:<6} {}", summarize_machine(host.pipeline.machine()));
+    }
+    out
+}
+
+fn clock(ms: u64) -> String {
+    format!("[{:>4}.{:03}s]", ms / 1000, ms % 1000)
+}
+
+/// Print records under a host's name.
+fn render(out: &mut String, host: &str, records: &[Record]) {
+    for record in records {
+        let _ = match record {
+            Record::Event { id, at_ms, event, to } => {
+                let to = to.as_deref().map(|p| format!(" (to {p})")).unwrap_or_default();
+                writeln!(out, "{}  {host:<6} event #{id} {}{to}", clock(*at_ms), summarize_event(event))
+            }
+            Record::Decision(decision) => {
+                let what = match &decision.outcome {
+                    Outcome::NoAction => "no action".to_owned(),
+                    Outcome::Plan { plan_id, plan } => format!("plan #{plan_id} of {} step(s)", plan.steps.len()),
+                    Outcome::Refused(refusal) => format!("REFUSED: {refusal}"),
+                    Outcome::Failed(failure) => format!("FAILED: {failure}"),
+                };
+                let mut line = format!(
+                    "{:13}{host:<6}   {} decided {what} in {} µs",
+                    "",
+                    decision.policy,
+                    decision.elapsed.as_micros()
+                );
+                for log in &decision.logs {
+                    let _ = write!(line, "\n{:13}{host:<6}     log {:?}: {}", "", log.level, log.message);
+                }
+                if let Some(alert) = &decision.host_alert {
+                    let _ = write!(line, "\n{:13}{host:<6}     ALERT {alert}", "");
+                }
+                writeln!(out, "{line}")
+            }
+            Record::Step { index, step, failure, .. } => {
+                let result = match failure {
+                    Some(reason) => format!("FAILED: {reason}"),
+                    None => "ok".to_owned(),
+                };
+                writeln!(out, "{:13}{host:<6}     {}. {step}  → {result}", "", index + 1)
+            }
+            Record::FollowUpsCut => writeln!(out, "{:13}{host:<6}   (too many follow-up failures; stopped)", ""),
+        };
+    }
+}
+
+fn summarize_event(event: &Event) -> String {
+    match event {
+        Event::Startup(_) => "startup".into(),
+        Event::CarpChanged(change) => {
+            let previous = change.previous.map(|p| format!("{p:?} → ")).unwrap_or_default();
+            format!("CARP vhid {} on {}: {previous}{:?}", change.vhid, change.interface, change.state)
+        }
+        Event::CarpLink(link) => format!("{} link {}", link.interface, if link.up { "up" } else { "down" }),
+        Event::HastHook(HastHook::RoleChanged(change)) => {
+            format!("HAST {}: role {} → {}", change.resource, change.old, change.new)
+        }
+        Event::HastHook(hook) => {
+            let kind = serde_json::to_value(hook)
+                .ok()
+                .and_then(|value| value.as_object().and_then(|o| o.keys().next().cloned()))
+                .unwrap_or_default();
+            format!("HAST {}: {kind}", hook.resource())
+        }
+        Event::HastStatusChanged(status) => format!(
+            "HAST {} status: {} {:?} dirty {}",
+            status.resource,
+            status.role,
+            status.replication,
+            status.dirty_bytes.map(|d| d.to_string()).unwrap_or_else(|| "-".into())
+        ),
+        Event::Devd(devd) => format!("devd {:?} {:?}", devd.kind, devd.attributes),
+        Event::TimerFired(name) => format!("timer {name} fired"),
+        Event::StepFailed(failure) => {
+            format!("plan #{} step {} failed: {}", failure.plan_id, failure.step_index + 1, failure.reason)
+        }
+    }
+}
+
+/// One line: CARP states, HAST roles, mounts, running services.
+pub fn summarize_machine(machine: &Machine) -> String {
+    let carp: Vec<String> = machine.carp.values().map(|c| format!("vhid {} {:?}", c.vhid, c.state)).collect();
+    let hast: Vec<String> = machine.hast.values().map(|h| format!("{} {}", h.resource, h.role)).collect();
+    let mounts: Vec<&str> = machine.mounts.keys().map(String::as_str).collect();
+    let running: Vec<&str> = machine
+        .services
+        .iter()
+        .filter(|(_, running)| **running)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let list = |items: Vec<&str>| if items.is_empty() { "none".to_owned() } else { items.join(", ") };
+    format!(
+        "CARP {}; HAST {}; mounted {}; running {}",
+        list(carp.iter().map(String::as_str).collect()),
+        list(hast.iter().map(String::as_str).collect()),
+        list(mounts),
+        list(running)
+    )
+}
