@@ -3,7 +3,10 @@
 
 use haven_guest_build::{Guest, build};
 
-const SHIPPED: &[Guest] = &[Guest { package: "carp-hast-switch", dir: "policies/carp-hast-switch" }];
+const SHIPPED: &[Guest] = &[Guest {
+    package: "carp-hast-switch",
+    dir: "policies/carp-hast-switch",
+}];
 
 fn main() {
     let out = std::env::var("OUT_DIR").unwrap();

@@ -49,11 +49,15 @@ pub fn handle<P: Policy + 'static>(event: Event) -> Result<Plan, String> {
 /// ```ignore
 /// haven_sdk::export_policy!(MyPolicy);
 /// ```
+///
+/// The exports exist only in the WebAssembly build: natively (for unit tests) the crate is
+/// plain Rust, and the component's export names would not even be valid linker symbols.
 #[macro_export]
 macro_rules! export_policy {
     ($policy:ty) => {
         #[doc(hidden)]
         #[allow(unsafe_code)]
+        #[cfg(target_arch = "wasm32")]
         mod __haven_export {
             use super::*;
 

@@ -14,8 +14,8 @@
 //! ```
 
 use crate::{
-    Action, Alert, AlertSeverity, FsckRequest, HastRole, HastWorker, MountRequest, Plan,
-    ServiceOp, ServiceRequest, SetHastRole, Step, TimerRequest, UnmountRequest,
+    Action, Alert, AlertSeverity, FsckRequest, HastRole, HastWorker, MountRequest, Plan, ServiceOp,
+    ServiceRequest, SetHastRole, Step, TimerRequest, UnmountRequest,
 };
 
 impl Plan {

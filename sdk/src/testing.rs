@@ -132,7 +132,9 @@ impl ScriptedHost {
 
     /// A key already in the policy's store.
     pub fn kv(self, key: &str, value: &str) -> Self {
-        self.kv.borrow_mut().insert(key.to_owned(), value.to_owned());
+        self.kv
+            .borrow_mut()
+            .insert(key.to_owned(), value.to_owned());
         self
     }
 
@@ -202,7 +204,9 @@ impl Host for ScriptedHost {
     }
 
     fn kv_set(&self, key: &str, value: &str) -> Result<(), String> {
-        self.kv.borrow_mut().insert(key.to_owned(), value.to_owned());
+        self.kv
+            .borrow_mut()
+            .insert(key.to_owned(), value.to_owned());
         Ok(())
     }
 

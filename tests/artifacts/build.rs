@@ -4,18 +4,40 @@ use haven_guest_build::{Guest, build};
 use std::fmt::Write;
 
 const GUESTS: &[Guest] = &[
-    Guest { package: "carp-hast-switch", dir: "policies/carp-hast-switch" },
-    Guest { package: "misbehaving-policy", dir: "tests/policies/misbehaving" },
-    Guest { package: "wasi-import-policy", dir: "tests/policies/wasi-import" },
-    Guest { package: "unknown-import-policy", dir: "tests/policies/unknown-import" },
+    Guest {
+        package: "carp-hast-switch",
+        dir: "policies/carp-hast-switch",
+    },
+    Guest {
+        package: "misbehaving-policy",
+        dir: "tests/policies/misbehaving",
+    },
+    Guest {
+        package: "wasi-import-policy",
+        dir: "tests/policies/wasi-import",
+    },
+    Guest {
+        package: "unknown-import-policy",
+        dir: "tests/policies/unknown-import",
+    },
 ];
 
 fn main() {
     let mut source = String::new();
     for built in build("../..", GUESTS) {
         let constant = built.package.replace('-', "_").to_uppercase();
-        writeln!(source, "/// `{}` built for wasm32-unknown-unknown.", built.package).unwrap();
-        writeln!(source, "pub const {constant}: &str = {:?};", built.wasm.display().to_string()).unwrap();
+        writeln!(
+            source,
+            "/// `{}` built for wasm32-unknown-unknown.",
+            built.package
+        )
+        .unwrap();
+        writeln!(
+            source,
+            "pub const {constant}: &str = {:?};",
+            built.wasm.display().to_string()
+        )
+        .unwrap();
     }
     let out = std::env::var("OUT_DIR").unwrap();
     std::fs::write(format!("{out}/artifacts.rs"), source).unwrap();

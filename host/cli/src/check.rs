@@ -15,7 +15,12 @@ pub struct CheckReport {
 }
 
 /// Check a module, and optionally the config entries that use it.
-pub fn check(runtime: &Runtime, module: &Path, config: Option<&Path>, policy: Option<&str>) -> CheckReport {
+pub fn check(
+    runtime: &Runtime,
+    module: &Path,
+    config: Option<&Path>,
+    policy: Option<&str>,
+) -> CheckReport {
     let mut text = String::new();
     let bytes = match std::fs::read(module) {
         Ok(bytes) => bytes,
@@ -32,15 +37,34 @@ pub fn check(runtime: &Runtime, module: &Path, config: Option<&Path>, policy: Op
         }
     };
     let _ = writeln!(text, "{}: admitted", module.display());
-    let _ = writeln!(text, "  policy    {} {}", compiled.info.name, compiled.info.version);
-    let _ = writeln!(text, "  contract  {CONTRACT_PACKAGE}@{CONTRACT_VERSION} (handler exported)");
+    let _ = writeln!(
+        text,
+        "  policy    {} {}",
+        compiled.info.name, compiled.info.version
+    );
+    let _ = writeln!(
+        text,
+        "  contract  {CONTRACT_PACKAGE}@{CONTRACT_VERSION} (handler exported)"
+    );
     let _ = writeln!(text, "  module    sha256:{}", compiled.module_hash);
-    let _ = writeln!(text, "  imports   {}", if compiled.imports.is_empty() { "none".into() } else { compiled.imports.join(", ") });
+    let _ = writeln!(
+        text,
+        "  imports   {}",
+        if compiled.imports.is_empty() {
+            "none".into()
+        } else {
+            compiled.imports.join(", ")
+        }
+    );
     let _ = writeln!(
         text,
         "  compiled  in {:.1} ms{}",
         compiled.compile_time.as_secs_f64() * 1000.0,
-        if compiled.from_cache { " (from the artifact cache)" } else { "" }
+        if compiled.from_cache {
+            " (from the artifact cache)"
+        } else {
+            ""
+        }
     );
     let Some(config_path) = config else {
         return CheckReport { text, ok: true };
@@ -73,11 +97,21 @@ pub fn check(runtime: &Runtime, module: &Path, config: Option<&Path>, policy: Op
     for entry in entries {
         match runtime.configure(compiled.clone(), entry) {
             Ok(_) => {
-                let _ = writeln!(text, "{}: policy `{}`: grants valid, settings accepted", config_path.display(), entry.name);
+                let _ = writeln!(
+                    text,
+                    "{}: policy `{}`: grants valid, settings accepted",
+                    config_path.display(),
+                    entry.name
+                );
             }
             Err(error) => {
                 ok = false;
-                let _ = writeln!(text, "{}: policy `{}`: {error}", config_path.display(), entry.name);
+                let _ = writeln!(
+                    text,
+                    "{}: policy `{}`: {error}",
+                    config_path.display(),
+                    entry.name
+                );
             }
         }
     }

@@ -9,9 +9,15 @@ pub const BUILT_SDK_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk
 
 const FILES: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("../templates/Cargo.toml.in")),
-    (".cargo/config.toml", include_str!("../templates/cargo-config.toml.in")),
+    (
+        ".cargo/config.toml",
+        include_str!("../templates/cargo-config.toml.in"),
+    ),
     ("src/lib.rs", include_str!("../templates/lib.rs.in")),
-    ("scenarios/basic.toml", include_str!("../templates/scenario.toml.in")),
+    (
+        "scenarios/basic.toml",
+        include_str!("../templates/scenario.toml.in"),
+    ),
     ("README.md", include_str!("../templates/README.md.in")),
 ];
 
@@ -25,7 +31,10 @@ pub enum ScaffoldError {
     #[error("the SDK is not at {0}; pass --sdk <path to haven's sdk folder>")]
     NoSdk(PathBuf),
     #[error("cannot write {path}: {error}")]
-    Write { path: PathBuf, error: std::io::Error },
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 }
 
 /// Create the crate in `dir` (which must not exist); its name is the folder's name.
@@ -57,7 +66,10 @@ pub fn create(dir: &Path, sdk: &Path) -> Result<Vec<PathBuf>, ScaffoldError> {
             std::fs::create_dir_all(path.parent().expect("files are in the crate folder"))?;
             std::fs::write(path, text)
         };
-        write(&path).map_err(|error| ScaffoldError::Write { path: path.clone(), error })?;
+        write(&path).map_err(|error| ScaffoldError::Write {
+            path: path.clone(),
+            error,
+        })?;
         written.push(path);
     }
     Ok(written)

@@ -123,13 +123,21 @@ impl FileReport {
     /// The report as printed by `havenctl test`.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let description = self.description.as_deref().map(|d| format!(" — {d}")).unwrap_or_default();
+        let description = self
+            .description
+            .as_deref()
+            .map(|d| format!(" — {d}"))
+            .unwrap_or_default();
         let _ = writeln!(out, "{}{description}", self.path);
         if let Some(error) = &self.error {
             let _ = writeln!(out, "  ERROR {error}");
         }
         for case in &self.cases {
-            let verdict = if case.problems.is_empty() { "PASS" } else { "FAIL" };
+            let verdict = if case.problems.is_empty() {
+                "PASS"
+            } else {
+                "FAIL"
+            };
             let _ = writeln!(out, "  {verdict}  {}", case.name);
             for problem in &case.problems {
                 for line in problem.lines() {
@@ -239,17 +247,27 @@ fn run_case(host: &mut SimHost, policy: &str, case: &Case) -> CaseReport {
         })
         .collect();
     let first = decisions.first().copied().unwrap_or(&Outcome::NoAction);
-    check_outcome(case.expect, &case.plan, case.reason.as_deref(), first, &mut problems);
+    check_outcome(
+        case.expect,
+        &case.plan,
+        case.reason.as_deref(),
+        first,
+        &mut problems,
+    );
     if let Some(expected) = &case.after_failure {
         match decisions.get(1) {
             Some(answer) => check_outcome(Expect::Plan, expected, None, answer, &mut problems),
-            None => problems.push("expected an answer to the injected failure; the policy got none".into()),
+            None => problems
+                .push("expected an answer to the injected failure; the policy got none".into()),
         }
     }
     let kv = host.pipeline.kv(policy);
     for (key, value) in &case.kv {
         if kv.get(key) != Some(value) {
-            problems.push(format!("kv `{key}`: expected {value:?}, found {:?}", kv.get(key)));
+            problems.push(format!(
+                "kv `{key}`: expected {value:?}, found {:?}",
+                kv.get(key)
+            ));
         }
     }
     for key in &case.kv_absent {
@@ -287,8 +305,12 @@ fn check_outcome(
             }
         }
         (Expect::Plan, Outcome::NoAction) if expected_plan.is_empty() => {}
-        (Expect::Refused, Outcome::Refused(refusal)) => check_reason(reason, refusal.to_string(), problems),
-        (Expect::Failed, Outcome::Failed(failure)) => check_reason(reason, failure.to_string(), problems),
+        (Expect::Refused, Outcome::Refused(refusal)) => {
+            check_reason(reason, refusal.to_string(), problems)
+        }
+        (Expect::Failed, Outcome::Failed(failure)) => {
+            check_reason(reason, failure.to_string(), problems)
+        }
         (expect, actual) => {
             let mut problem = format!("expected {expect:?}, got {}", describe(actual));
             if let Outcome::Plan { plan, .. } = actual {
@@ -362,14 +384,31 @@ mod tests {
 
     #[test]
     fn equal_plans_and_alert_wildcards_match() {
-        let actual = steps(&["service start db", "alert critical split-brain on test: do this"]);
-        assert_eq!(plan_diff(&strings(&["service start db", "alert critical split-brain*"]), &actual), None);
+        let actual = steps(&[
+            "service start db",
+            "alert critical split-brain on test: do this",
+        ]);
+        assert_eq!(
+            plan_diff(
+                &strings(&["service start db", "alert critical split-brain*"]),
+                &actual
+            ),
+            None
+        );
     }
 
     #[test]
     fn a_difference_is_shown_line_by_line() {
         let actual = steps(&["hast-role test primary", "service start db"]);
-        let diff = plan_diff(&strings(&["hast-role test primary", "mount ufs /d /m", "service start db"]), &actual).unwrap();
+        let diff = plan_diff(
+            &strings(&[
+                "hast-role test primary",
+                "mount ufs /d /m",
+                "service start db",
+            ]),
+            &actual,
+        )
+        .unwrap();
         assert_eq!(
             diff,
             "plan differs (- expected, + actual):\n    hast-role test primary\n  - mount ufs /d /m\n    service start db"
@@ -379,7 +418,21 @@ mod tests {
     #[test]
     fn wrong_outcome_kind_is_named() {
         let mut problems = Vec::new();
-        check_outcome(Expect::NoAction, &[], None, &Outcome::Plan { plan_id: 1, plan: haven_core::Plan { steps: steps(&["service stop db"]) } }, &mut problems);
-        assert_eq!(problems, vec!["expected NoAction, got a plan of 1 steps\n  + service stop db"]);
+        check_outcome(
+            Expect::NoAction,
+            &[],
+            None,
+            &Outcome::Plan {
+                plan_id: 1,
+                plan: haven_core::Plan {
+                    steps: steps(&["service stop db"]),
+                },
+            },
+            &mut problems,
+        );
+        assert_eq!(
+            problems,
+            vec!["expected NoAction, got a plan of 1 steps\n  + service stop db"]
+        );
     }
 }

@@ -84,9 +84,17 @@ impl Timeline {
         })?;
         let mut last = 0;
         for (index, event) in timeline.event.iter().enumerate() {
-            let fail = |message: String| Err(TimelineError::Event { index: index + 1, message });
+            let fail = |message: String| {
+                Err(TimelineError::Event {
+                    index: index + 1,
+                    message,
+                })
+            };
             if event.at_ms < last {
-                return fail(format!("at-ms {} is before the previous event's {last}", event.at_ms));
+                return fail(format!(
+                    "at-ms {} is before the previous event's {last}",
+                    event.at_ms
+                ));
             }
             last = event.at_ms;
             if event.startup == event.event.is_some() {
@@ -162,7 +170,11 @@ pub fn run(runtime: &Arc<Runtime>, policies: &[LoadedPolicy], timeline: &Timelin
     }
     let _ = writeln!(out, "\nfinal state");
     for (name, host) in &hosts {
-        let _ = writeln!(out, "  {name:<6} {}", summarize_machine(host.pipeline.machine()));
+        let _ = writeln!(
+            out,
+            "  {name:<6} {}",
+            summarize_machine(host.pipeline.machine())
+        );
     }
     out
 }
@@ -175,14 +187,29 @@ fn clock(ms: u64) -> String {
 fn render(out: &mut String, host: &str, records: &[Record]) {
     for record in records {
         let _ = match record {
-            Record::Event { id, at_ms, event, to } => {
-                let to = to.as_deref().map(|p| format!(" (to {p})")).unwrap_or_default();
-                writeln!(out, "{}  {host:<6} event #{id} {}{to}", clock(*at_ms), summarize_event(event))
+            Record::Event {
+                id,
+                at_ms,
+                event,
+                to,
+            } => {
+                let to = to
+                    .as_deref()
+                    .map(|p| format!(" (to {p})"))
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "{}  {host:<6} event #{id} {}{to}",
+                    clock(*at_ms),
+                    summarize_event(event)
+                )
             }
             Record::Decision(decision) => {
                 let what = match &decision.outcome {
                     Outcome::NoAction => "no action".to_owned(),
-                    Outcome::Plan { plan_id, plan } => format!("plan #{plan_id} of {} step(s)", plan.steps.len()),
+                    Outcome::Plan { plan_id, plan } => {
+                        format!("plan #{plan_id} of {} step(s)", plan.steps.len())
+                    }
                     Outcome::Refused(refusal) => format!("REFUSED: {refusal}"),
                     Outcome::Failed(failure) => format!("FAILED: {failure}"),
                 };
@@ -193,21 +220,39 @@ fn render(out: &mut String, host: &str, records: &[Record]) {
                     decision.elapsed.as_micros()
                 );
                 for log in &decision.logs {
-                    let _ = write!(line, "\n{:13}{host:<6}     log {:?}: {}", "", log.level, log.message);
+                    let _ = write!(
+                        line,
+                        "\n{:13}{host:<6}     log {:?}: {}",
+                        "", log.level, log.message
+                    );
                 }
                 if let Some(alert) = &decision.host_alert {
                     let _ = write!(line, "\n{:13}{host:<6}     ALERT {alert}", "");
                 }
                 writeln!(out, "{line}")
             }
-            Record::Step { index, step, failure, .. } => {
+            Record::Step {
+                index,
+                step,
+                failure,
+                ..
+            } => {
                 let result = match failure {
                     Some(reason) => format!("FAILED: {reason}"),
                     None => "ok".to_owned(),
                 };
-                writeln!(out, "{:13}{host:<6}     {}. {step}  → {result}", "", index + 1)
+                writeln!(
+                    out,
+                    "{:13}{host:<6}     {}. {step}  → {result}",
+                    "",
+                    index + 1
+                )
             }
-            Record::FollowUpsCut => writeln!(out, "{:13}{host:<6}   (too many follow-up failures; stopped)", ""),
+            Record::FollowUpsCut => writeln!(
+                out,
+                "{:13}{host:<6}   (too many follow-up failures; stopped)",
+                ""
+            ),
         };
     }
 }
@@ -216,12 +261,25 @@ fn summarize_event(event: &Event) -> String {
     match event {
         Event::Startup(_) => "startup".into(),
         Event::CarpChanged(change) => {
-            let previous = change.previous.map(|p| format!("{p:?} → ")).unwrap_or_default();
-            format!("CARP vhid {} on {}: {previous}{:?}", change.vhid, change.interface, change.state)
+            let previous = change
+                .previous
+                .map(|p| format!("{p:?} → "))
+                .unwrap_or_default();
+            format!(
+                "CARP vhid {} on {}: {previous}{:?}",
+                change.vhid, change.interface, change.state
+            )
         }
-        Event::CarpLink(link) => format!("{} link {}", link.interface, if link.up { "up" } else { "down" }),
+        Event::CarpLink(link) => format!(
+            "{} link {}",
+            link.interface,
+            if link.up { "up" } else { "down" }
+        ),
         Event::HastHook(HastHook::RoleChanged(change)) => {
-            format!("HAST {}: role {} → {}", change.resource, change.old, change.new)
+            format!(
+                "HAST {}: role {} → {}",
+                change.resource, change.old, change.new
+            )
         }
         Event::HastHook(hook) => {
             let kind = serde_json::to_value(hook)
@@ -235,20 +293,36 @@ fn summarize_event(event: &Event) -> String {
             status.resource,
             status.role,
             status.replication,
-            status.dirty_bytes.map(|d| d.to_string()).unwrap_or_else(|| "-".into())
+            status
+                .dirty_bytes
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "-".into())
         ),
         Event::Devd(devd) => format!("devd {:?} {:?}", devd.kind, devd.attributes),
         Event::TimerFired(name) => format!("timer {name} fired"),
         Event::StepFailed(failure) => {
-            format!("plan #{} step {} failed: {}", failure.plan_id, failure.step_index + 1, failure.reason)
+            format!(
+                "plan #{} step {} failed: {}",
+                failure.plan_id,
+                failure.step_index + 1,
+                failure.reason
+            )
         }
     }
 }
 
 /// One line: CARP states, HAST roles, mounts, running services.
 pub fn summarize_machine(machine: &Machine) -> String {
-    let carp: Vec<String> = machine.carp.values().map(|c| format!("vhid {} {:?}", c.vhid, c.state)).collect();
-    let hast: Vec<String> = machine.hast.values().map(|h| format!("{} {}", h.resource, h.role)).collect();
+    let carp: Vec<String> = machine
+        .carp
+        .values()
+        .map(|c| format!("vhid {} {:?}", c.vhid, c.state))
+        .collect();
+    let hast: Vec<String> = machine
+        .hast
+        .values()
+        .map(|h| format!("{} {}", h.resource, h.role))
+        .collect();
     let mounts: Vec<&str> = machine.mounts.keys().map(String::as_str).collect();
     let running: Vec<&str> = machine
         .services
@@ -256,7 +330,13 @@ pub fn summarize_machine(machine: &Machine) -> String {
         .filter(|(_, running)| **running)
         .map(|(name, _)| name.as_str())
         .collect();
-    let list = |items: Vec<&str>| if items.is_empty() { "none".to_owned() } else { items.join(", ") };
+    let list = |items: Vec<&str>| {
+        if items.is_empty() {
+            "none".to_owned()
+        } else {
+            items.join(", ")
+        }
+    };
     format!(
         "CARP {}; HAST {}; mounted {}; running {}",
         list(carp.iter().map(String::as_str).collect()),

@@ -174,7 +174,10 @@ impl Config {
             let raw_policy = spanned.into_inner();
             let policy = build_policy(raw_policy, &raw.limits, base, &mut owners)
                 .map_err(|(span, message)| error_at(Some(span), message))?;
-            if policies.iter().any(|p: &PolicyConfig| p.name == policy.name) {
+            if policies
+                .iter()
+                .any(|p: &PolicyConfig| p.name == policy.name)
+            {
                 return Err(error_at(
                     Some(span),
                     format!("policy `{}` is defined twice", policy.name),
@@ -238,11 +241,17 @@ fn build_policy(
     let mut limits = default_limits.clone();
     limits.extend(own_limits);
     let limits: Limits = limits.try_into().map_err(|error: toml::de::Error| {
-        (limits_span, format!("policy `{name}`: limits: {}", error.message()))
+        (
+            limits_span,
+            format!("policy `{name}`: limits: {}", error.message()),
+        )
     })?;
 
     let settings = serde_json::to_value(&raw.settings).map_err(|error| {
-        (name_span, format!("policy `{name}`: settings cannot be passed on: {error}"))
+        (
+            name_span,
+            format!("policy `{name}`: settings cannot be passed on: {error}"),
+        )
     })?;
 
     Ok(PolicyConfig {
@@ -256,7 +265,10 @@ fn build_policy(
 }
 
 /// An optional table's value and span; a missing one is empty and points at the policy's name.
-fn split_spanned<T: Default>(value: Option<Spanned<T>>, fallback: &Range<usize>) -> (Range<usize>, T) {
+fn split_spanned<T: Default>(
+    value: Option<Spanned<T>>,
+    fallback: &Range<usize>,
+) -> (Range<usize>, T) {
     match value {
         Some(spanned) => (spanned.span(), spanned.into_inner()),
         None => (fallback.clone(), T::default()),
@@ -323,7 +335,10 @@ services = ["mysql-server"]
         assert_eq!(policy.module, Path::new("/etc/haven/seed.wasm"));
         assert_eq!(policy.limits.deadline_ms, 20);
         assert_eq!(policy.limits.memory_mib, 8);
-        assert_eq!(policy.limits.max_plan_steps, Limits::default().max_plan_steps);
+        assert_eq!(
+            policy.limits.max_plan_steps,
+            Limits::default().max_plan_steps
+        );
         assert_eq!(policy.settings["vhid"], 1);
         assert_eq!(policy.on_failure, FailureMode::Alert);
         assert!(policy.grants.hast_resources.contains("test"));
@@ -332,20 +347,37 @@ services = ["mysql-server"]
     #[test]
     fn errors_name_file_line_and_reason() {
         let typo = GOOD.replace("timers = 1", "timerz = 1");
-        assert!(error(&typo).starts_with("/etc/haven/haven.toml:12: unknown field `timerz`"), "{}", error(&typo));
+        assert!(
+            error(&typo).starts_with("/etc/haven/haven.toml:12: unknown field `timerz`"),
+            "{}",
+            error(&typo)
+        );
 
-        let second = GOOD.to_owned() + "\n[[policy]]\nname = \"other\"\nmodule = \"x.wasm\"\n[policy.grants]\nhast-resources = [\"test\"]\n";
+        let second = GOOD.to_owned()
+            + "\n[[policy]]\nname = \"other\"\nmodule = \"x.wasm\"\n[policy.grants]\nhast-resources = [\"test\"]\n";
         let message = error(&second);
-        assert!(message.contains(":25: policy `other`: HAST resource `test` is already granted to policy `mysql`"), "{message}");
+        assert!(
+            message.contains(
+                ":25: policy `other`: HAST resource `test` is already granted to policy `mysql`"
+            ),
+            "{message}"
+        );
 
         let bad_path = GOOD.replace("/hast/test\"", "hast/test\"");
         assert!(error(&bad_path).contains("mountpoint `hast/test` is not an absolute path"));
 
-        let injected = GOOD.replace("[\"mysql-server\"]\ntimers", "[\"mysql; rm -rf /\"]\ntimers");
+        let injected = GOOD.replace(
+            "[\"mysql-server\"]\ntimers",
+            "[\"mysql; rm -rf /\"]\ntimers",
+        );
         assert!(error(&injected).contains("service `mysql; rm -rf /` is not a valid name"));
 
         let bad_limit = GOOD.replace("memory-mib = 8", "memory-mib = \"lots\"");
-        assert!(error(&bad_limit).contains("policy `mysql`: limits:"), "{}", error(&bad_limit));
+        assert!(
+            error(&bad_limit).contains("policy `mysql`: limits:"),
+            "{}",
+            error(&bad_limit)
+        );
 
         let duplicate = GOOD.to_owned() + "\n[[policy]]\nname = \"mysql\"\nmodule = \"x.wasm\"\n";
         assert!(error(&duplicate).contains("policy `mysql` is defined twice"));

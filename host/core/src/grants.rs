@@ -74,7 +74,7 @@ pub struct PlanRefusal {
     /// Position of the refused step, from 0.
     pub index: usize,
     /// The refused step.
-    pub step: Step,
+    pub step: Box<Step>,
     /// The grant it lacked.
     pub missing: Missing,
 }
@@ -87,13 +87,17 @@ pub fn hast_device(resource: &str) -> String {
 impl Grants {
     /// Check every step of a plan. `armed_timers` are the policy's timers armed now; timers the
     /// plan arms and cancels are counted in step order.
-    pub fn check_plan(&self, plan: &Plan, armed_timers: &BTreeSet<String>) -> Result<(), PlanRefusal> {
+    pub fn check_plan(
+        &self,
+        plan: &Plan,
+        armed_timers: &BTreeSet<String>,
+    ) -> Result<(), PlanRefusal> {
         let mut timers = armed_timers.clone();
         for (index, step) in plan.steps.iter().enumerate() {
             self.check_action(&step.action, &mut timers)
                 .map_err(|missing| PlanRefusal {
                     index,
-                    step: step.clone(),
+                    step: Box::new(step.clone()),
                     missing,
                 })?;
         }
@@ -171,7 +175,11 @@ impl Grants {
 
     /// May the policy unmount, or query, this mountpoint?
     pub fn mountpoint(&self, mountpoint: &str) -> Result<(), Missing> {
-        if self.mounts.iter().any(|grant| grant.mountpoint == mountpoint) {
+        if self
+            .mounts
+            .iter()
+            .any(|grant| grant.mountpoint == mountpoint)
+        {
             Ok(())
         } else {
             Err(Missing::Mountpoint(mountpoint.to_owned()))
@@ -251,14 +259,35 @@ mod tests {
     #[test]
     fn one_step_outside_refuses_the_plan_naming_step_and_grant() {
         let cases = [
-            (vec!["hast-role other primary"], "step 0 `hast-role other primary` refused: HAST resource `other`"),
-            (vec!["service start sshd"], "service `sshd` is not in grants.services"),
-            (vec!["mount ufs /dev/hast/test /mnt"], "mount of `/dev/hast/test` on `/mnt` as ufs"),
-            (vec!["mount ext4 /dev/hast/test /hast/test"], "mount of `/dev/hast/test` on `/hast/test` as ext4"),
-            (vec!["fsck ext4 /dev/hast/test"], "fsck of `/dev/hast/test` as ext4"),
-            (vec!["unmount /", "service start mysql-server"], "mountpoint `/` is not in grants.mounts"),
+            (
+                vec!["hast-role other primary"],
+                "step 0 `hast-role other primary` refused: HAST resource `other`",
+            ),
+            (
+                vec!["service start sshd"],
+                "service `sshd` is not in grants.services",
+            ),
+            (
+                vec!["mount ufs /dev/hast/test /mnt"],
+                "mount of `/dev/hast/test` on `/mnt` as ufs",
+            ),
+            (
+                vec!["mount ext4 /dev/hast/test /hast/test"],
+                "mount of `/dev/hast/test` on `/hast/test` as ext4",
+            ),
+            (
+                vec!["fsck ext4 /dev/hast/test"],
+                "fsck of `/dev/hast/test` as ext4",
+            ),
+            (
+                vec!["unmount /", "service start mysql-server"],
+                "mountpoint `/` is not in grants.mounts",
+            ),
             (vec!["wait-device /dev/sda"], "device `/dev/sda`"),
-            (vec!["set-timer a 1", "set-timer b 1"], "step 1 `set-timer b 1` refused: timer `b` would be armed timer number 2"),
+            (
+                vec!["set-timer a 1", "set-timer b 1"],
+                "step 1 `set-timer b 1` refused: timer `b` would be armed timer number 2",
+            ),
         ];
         for (lines, expected) in cases {
             let refusal = refusal(&lines).unwrap_or_default();
@@ -268,10 +297,17 @@ mod tests {
 
     #[test]
     fn timers_count_what_is_armed_after_cancels() {
-        assert_eq!(refusal(&["set-timer a 1", "cancel-timer a", "set-timer b 1"]), None);
+        assert_eq!(
+            refusal(&["set-timer a 1", "cancel-timer a", "set-timer b 1"]),
+            None
+        );
         assert_eq!(refusal(&["set-timer a 1", "set-timer a 2"]), None);
         let armed: BTreeSet<String> = ["a".to_owned()].into();
-        assert!(grants().check_plan(&plan(&["set-timer b 1"]), &armed).is_err());
+        assert!(
+            grants()
+                .check_plan(&plan(&["set-timer b 1"]), &armed)
+                .is_err()
+        );
     }
 
     #[test]

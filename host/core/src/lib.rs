@@ -16,6 +16,6 @@ pub mod step_syntax;
 pub mod types;
 
 pub use config::{Config, ConfigError, FailureMode, Limits, PolicyConfig};
-pub use grants::{Grants, MountGrant, Missing, PlanRefusal};
+pub use grants::{Grants, Missing, MountGrant, PlanRefusal};
 pub use model::{Machine, StateChange};
 pub use types::*;

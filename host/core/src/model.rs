@@ -113,7 +113,11 @@ impl From<Machine> for MachineSpec {
             carp_links: machine.carp_links,
             hast: machine.hast.into_values().collect(),
             workers,
-            devices: machine.devices.difference(&implied.devices).cloned().collect(),
+            devices: machine
+                .devices
+                .difference(&implied.devices)
+                .cloned()
+                .collect(),
             mounts: machine.mounts.into_values().collect(),
             services: machine.services,
             timers: machine.timers,
@@ -181,8 +185,12 @@ impl Machine {
         for mountpoint in &change.unmounted {
             self.mounts.remove(mountpoint);
         }
-        self.services
-            .extend(change.services.iter().map(|(name, running)| (name.clone(), *running)));
+        self.services.extend(
+            change
+                .services
+                .iter()
+                .map(|(name, running)| (name.clone(), *running)),
+        );
     }
 
     /// Update the model from an event.
@@ -275,8 +283,7 @@ impl Machine {
                 self.devices.insert(path.clone());
             }
             Action::WaitHastWorkerGone(worker) => {
-                self.workers
-                    .remove(&(worker.resource.clone(), worker.role));
+                self.workers.remove(&(worker.resource.clone(), worker.role));
             }
             Action::Fsck(_) | Action::Alert(_) => {}
             Action::Mount(mount) => {
@@ -436,9 +443,15 @@ mod tests {
         assert_eq!(machine.hast["test"].role, HastRole::Primary);
         assert_eq!(machine.mounts["/hast/test"].device, "/dev/hast/test");
         assert!(machine.service_running("mysql-server"));
-        assert_eq!(machine.next_due_timer(1500), Some((1500, "p".into(), "settle".into())));
+        assert_eq!(
+            machine.next_due_timer(1500),
+            Some((1500, "p".into(), "settle".into()))
+        );
         assert_eq!(machine.next_due_timer(1499), None);
-        apply(&mut machine, &["cancel-timer settle", "unmount /hast/test force"]);
+        apply(
+            &mut machine,
+            &["cancel-timer settle", "unmount /hast/test force"],
+        );
         assert!(machine.timers.is_empty());
         assert!(machine.mounts.is_empty());
     }

@@ -30,7 +30,11 @@ pub fn check_path(what: &str, path: &str) -> Result<(), String> {
     if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return bad("contains white space or control characters");
     }
-    if path != "/" && path[1..].split('/').any(|part| matches!(part, "" | "." | "..")) {
+    if path != "/"
+        && path[1..]
+            .split('/')
+            .any(|part| matches!(part, "" | "." | ".."))
+    {
         return bad("has an empty, `.` or `..` component");
     }
     Ok(())
@@ -46,7 +50,9 @@ pub fn check_fstype(fstype: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!("fstype `{fstype}` is not a filesystem type (lowercase letters and digits)"))
+        Err(format!(
+            "fstype `{fstype}` is not a filesystem type (lowercase letters and digits)"
+        ))
     }
 }
 
@@ -59,7 +65,16 @@ mod tests {
         for good in ["test", "mysql-server", "mariadb@main", "r_1.2"] {
             assert!(check_name("n", good).is_ok(), "{good}");
         }
-        for bad in ["", "-rf", ".hidden", "a b", "a;b", "a/b", "$(x)", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "-rf",
+            ".hidden",
+            "a b",
+            "a;b",
+            "a/b",
+            "$(x)",
+            &"x".repeat(65),
+        ] {
             assert!(check_name("n", bad).is_err(), "{bad}");
         }
     }
@@ -69,7 +84,15 @@ mod tests {
         for good in ["/", "/dev/hast/test", "/hast/test"] {
             assert!(check_path("p", good).is_ok(), "{good}");
         }
-        for bad in ["dev/x", "/a/../etc", "/a//b", "/a/", "/a b", "/a\nb", "/./a"] {
+        for bad in [
+            "dev/x",
+            "/a/../etc",
+            "/a//b",
+            "/a/",
+            "/a b",
+            "/a\nb",
+            "/./a",
+        ] {
             assert!(check_path("p", bad).is_err(), "{bad}");
         }
     }

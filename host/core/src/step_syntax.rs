@@ -50,7 +50,9 @@ impl FromStr for HastRole {
             "init" => Ok(HastRole::Init),
             "primary" => Ok(HastRole::Primary),
             "secondary" => Ok(HastRole::Secondary),
-            other => Err(format!("`{other}` is not a HAST role (init, primary, secondary)")),
+            other => Err(format!(
+                "`{other}` is not a HAST role (init, primary, secondary)"
+            )),
         }
     }
 }
@@ -72,7 +74,9 @@ impl FromStr for ServiceOp {
             "start" => Ok(ServiceOp::Start),
             "stop" => Ok(ServiceOp::Stop),
             "restart" => Ok(ServiceOp::Restart),
-            other => Err(format!("`{other}` is not a service op (start, stop, restart)")),
+            other => Err(format!(
+                "`{other}` is not a service op (start, stop, restart)"
+            )),
         }
     }
 }
@@ -145,11 +149,9 @@ impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.action, self.timeout_ms) {
             // An alert's message runs to the end of the line; its timeout goes first.
-            (Action::Alert(alert), Some(ms)) => write!(
-                f,
-                "alert timeout={ms} {} {}",
-                alert.severity, alert.message
-            ),
+            (Action::Alert(alert), Some(ms)) => {
+                write!(f, "alert timeout={ms} {} {}", alert.severity, alert.message)
+            }
             (action, Some(ms)) => write!(f, "{action} timeout={ms}"),
             (action, None) => write!(f, "{action}"),
         }

@@ -27,7 +27,8 @@ pub struct Built {
 /// Build the guests; `workspace_root` is relative to the calling crate's manifest folder.
 /// Panics with cargo's output if the build fails (a build script has no better way to fail).
 pub fn build(workspace_root: &str, guests: &[Guest]) -> Vec<Built> {
-    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("run from a build script"));
+    let manifest_dir =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("run from a build script"));
     let root = manifest_dir.join(workspace_root);
     let target_dir = env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -40,7 +41,13 @@ pub fn build(workspace_root: &str, guests: &[Guest]) -> Vec<Built> {
     let mut cargo = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo
         .current_dir(&root)
-        .args(["build", "--release", "--target", "wasm32-unknown-unknown", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for guest in guests {
         println!("cargo:rerun-if-changed={}", root.join(guest.dir).display());

@@ -28,7 +28,9 @@ pub enum AdmissionError {
         "was built against {CONTRACT_PACKAGE}@{found}; this host speaks {CONTRACT_PACKAGE}@{CONTRACT_VERSION}"
     )]
     IncompatibleContract { found: String },
-    #[error("does not export `{CONTRACT_PACKAGE}/handler`: is `haven_sdk::export_policy!` missing?")]
+    #[error(
+        "does not export `{CONTRACT_PACKAGE}/handler`: is `haven_sdk::export_policy!` missing?"
+    )]
     NoHandler,
     #[error("cannot be turned into a component: {0}")]
     Componentize(String),
@@ -80,7 +82,10 @@ pub(crate) fn check_import_name(module: &str, field: Option<&str>) -> Result<(),
     if interface.starts_with("wasi") {
         return Err(AdmissionError::ImportsWasi(full()));
     }
-    match interface.strip_prefix(CONTRACT_PACKAGE).and_then(|rest| rest.strip_prefix('/')) {
+    match interface
+        .strip_prefix(CONTRACT_PACKAGE)
+        .and_then(|rest| rest.strip_prefix('/'))
+    {
         Some(rest) => {
             let (_interface, version) = rest.split_once('@').unwrap_or((rest, ""));
             if version.is_empty() || compatible(version) {
@@ -138,7 +143,10 @@ mod tests {
         assert!(check_import_name("haven:policy/kv@0.1.2", None).is_ok());
         assert!(check_import_name("$root", Some("f")).is_ok());
         let wasi = check_import_name("wasi_snapshot_preview1", Some("fd_write")).unwrap_err();
-        assert!(wasi.to_string().starts_with("imports `wasi_snapshot_preview1::fd_write`: policies get no WASI"));
+        assert!(
+            wasi.to_string()
+                .starts_with("imports `wasi_snapshot_preview1::fd_write`: policies get no WASI")
+        );
         assert!(matches!(
             check_import_name("wasi:cli/environment@0.2.0", None),
             Err(AdmissionError::ImportsWasi(_))
@@ -158,7 +166,10 @@ mod tests {
     #[test]
     fn export_names() {
         assert!(check_export_names(["haven:policy/handler@0.1.0"]).is_ok());
-        assert_eq!(check_export_names(["other"]), Err(AdmissionError::NoHandler));
+        assert_eq!(
+            check_export_names(["other"]),
+            Err(AdmissionError::NoHandler)
+        );
         assert!(matches!(
             check_export_names(["haven:policy/handler@1.0.0"]),
             Err(AdmissionError::IncompatibleContract { .. })

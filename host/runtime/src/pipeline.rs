@@ -97,7 +97,10 @@ impl Pipeline {
 
     /// A policy's key-value store.
     pub fn kv(&self, policy: &str) -> KvStore {
-        self.kv.get(policy).map(|kv| (**kv).clone()).unwrap_or_default()
+        self.kv
+            .get(policy)
+            .map(|kv| (**kv).clone())
+            .unwrap_or_default()
     }
 
     /// Replace a policy's key-value store (at startup, from the state directory).
@@ -125,7 +128,12 @@ impl Pipeline {
     }
 
     /// Update the model with an event and hand it to the policies it concerns.
-    pub fn dispatch(&mut self, event_id: u64, event: &Event, recipients: Recipients<'_>) -> Vec<Decision> {
+    pub fn dispatch(
+        &mut self,
+        event_id: u64,
+        event: &Event,
+        recipients: Recipients<'_>,
+    ) -> Vec<Decision> {
         let _span = tracing::info_span!("event", id = event_id, kind = event.kind()).entered();
         self.machine_mut().observe(event);
         let mut decisions = Vec::new();
@@ -180,7 +188,9 @@ impl Pipeline {
         };
         let host_alert = failure_alert(&policy.name, &outcome, policy.config.on_failure);
         match &outcome {
-            Outcome::NoAction => tracing::debug!(elapsed_us = call.elapsed.as_micros() as u64, "no action"),
+            Outcome::NoAction => {
+                tracing::debug!(elapsed_us = call.elapsed.as_micros() as u64, "no action")
+            }
             Outcome::Plan { plan_id, plan } => tracing::info!(
                 plan_id,
                 steps = plan.steps.len(),
@@ -206,7 +216,9 @@ impl Pipeline {
 /// The alert the host raises for a refused or failed call, when the failure mode asks for one.
 fn failure_alert(policy: &str, outcome: &Outcome, mode: FailureMode) -> Option<String> {
     let reason = match outcome {
-        Outcome::Refused(refusal) => format!("policy `{policy}`: plan refused, no action taken: {refusal}"),
+        Outcome::Refused(refusal) => {
+            format!("policy `{policy}`: plan refused, no action taken: {refusal}")
+        }
         Outcome::Failed(failure) => format!("policy `{policy}` {failure}; no action taken"),
         Outcome::NoAction | Outcome::Plan { .. } => return None,
     };

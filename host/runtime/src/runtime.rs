@@ -51,14 +51,20 @@ pub enum RuntimeError {
     #[error("cannot configure wasmtime: {0}")]
     Engine(String),
     #[error("cannot open the artifact cache {path}: {error}")]
-    Cache { path: PathBuf, error: std::io::Error },
+    Cache {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 }
 
 /// Why a policy could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read {path}: {error}")]
-    Read { path: PathBuf, error: std::io::Error },
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error(transparent)]
     Admission(#[from] AdmissionError),
     #[error("does not compile: {0}")]
@@ -233,12 +239,14 @@ impl Runtime {
         )
         .map_err(engine_error)?;
         let cache = match &options.cache_dir {
-            Some(dir) => Some(ArtifactCache::new(dir, &engine).map_err(|error| {
-                RuntimeError::Cache {
-                    path: dir.clone(),
-                    error,
-                }
-            })?),
+            Some(dir) => {
+                Some(
+                    ArtifactCache::new(dir, &engine).map_err(|error| RuntimeError::Cache {
+                        path: dir.clone(),
+                        error,
+                    })?,
+                )
+            }
             None => None,
         };
         Ok(Runtime {
@@ -288,16 +296,17 @@ impl Runtime {
             imports,
             pre,
         };
-        compiled.info = self
-            .describe(&compiled)
-            .map_err(LoadError::Describe)?;
+        compiled.info = self.describe(&compiled).map_err(LoadError::Describe)?;
         Ok(compiled)
     }
 
     /// A component's imports and exports, against the contract; returns the imports.
     fn check_interface(&self, component: &Component) -> Result<Vec<String>, AdmissionError> {
         let ty = component.component_type();
-        let imports: Vec<String> = ty.imports(&self.engine).map(|(name, _)| name.to_owned()).collect();
+        let imports: Vec<String> = ty
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
         for name in &imports {
             admission::check_import_name(name, None)?;
         }
@@ -338,12 +347,21 @@ impl Runtime {
             settings: config.settings.to_string(),
             config: Arc::new(config.clone()),
         };
-        let mut store = self.store(&policy.grants, &policy.limits, Default::default(), Default::default());
+        let mut store = self.store(
+            &policy.grants,
+            &policy.limits,
+            Default::default(),
+            Default::default(),
+        );
         let outcome = policy
             .compiled
             .pre
             .instantiate(&mut store)
-            .and_then(|instance| instance.haven_policy_handler().call_init(&mut store, &policy.settings));
+            .and_then(|instance| {
+                instance
+                    .haven_policy_handler()
+                    .call_init(&mut store, &policy.settings)
+            });
         match outcome {
             Ok(Ok(())) => Ok(policy),
             Ok(Err(message)) => Err(LoadError::Init(CallFailure::Init(message))),
@@ -353,7 +371,12 @@ impl Runtime {
 
     fn describe(&self, compiled: &CompiledPolicy) -> Result<PolicyInfo, CallFailure> {
         let limits = Arc::new(Limits::default());
-        let mut store = self.store(&Arc::default(), &limits, Default::default(), Default::default());
+        let mut store = self.store(
+            &Arc::default(),
+            &limits,
+            Default::default(),
+            Default::default(),
+        );
         compiled
             .pre
             .instantiate(&mut store)

@@ -19,7 +19,8 @@ fn runtime() -> Arc<Runtime> {
     static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
-            let cache = std::env::temp_dir().join(format!("haven-containment-{}", std::process::id()));
+            let cache =
+                std::env::temp_dir().join(format!("haven-containment-{}", std::process::id()));
             Arc::new(
                 Runtime::new(RuntimeOptions {
                     cache_dir: Some(cache),
@@ -37,7 +38,10 @@ fn misbehaving(name: &str, behaviour: &str, extra: &str) -> PolicyConfig {
         "[[policy]]\nname = \"{name}\"\nmodule = \"{}\"\n{extra}\n[policy.settings]\nbehaviour = \"{behaviour}\"\n",
         artifacts::MISBEHAVING_POLICY
     );
-    Config::parse(&text, Path::new("test.toml")).unwrap().policies.remove(0)
+    Config::parse(&text, Path::new("test.toml"))
+        .unwrap()
+        .policies
+        .remove(0)
 }
 
 fn timer_event() -> Event {
@@ -60,7 +64,10 @@ fn bad_outcome(bad: PolicyConfig) -> Outcome {
     // And again: a trapped instance must not poison the next call.
     let again = pipeline.dispatch(2, &timer_event(), Recipients::Concerned);
     assert_good_served(&again[1]);
-    assert_eq!(again[0].outcome, decisions[0].outcome, "same misbehaviour, same outcome");
+    assert_eq!(
+        again[0].outcome, decisions[0].outcome,
+        "same misbehaviour, same outcome"
+    );
     decisions.swap_remove(0).outcome
 }
 
@@ -75,7 +82,11 @@ fn assert_good_served(decision: &haven_runtime::Decision) {
 #[test]
 fn an_infinite_loop_is_stopped_at_the_deadline() {
     let started = Instant::now();
-    let outcome = bad_outcome(misbehaving("bad", "loop-forever", "[policy.limits]\ndeadline-ms = 20"));
+    let outcome = bad_outcome(misbehaving(
+        "bad",
+        "loop-forever",
+        "[policy.limits]\ndeadline-ms = 20",
+    ));
     assert_eq!(outcome, Outcome::Failed(CallFailure::Deadline(20)));
     // Two loops ran to their deadline; not a timing assertion, a sanity bound on "stopped".
     assert!(started.elapsed().as_secs() < 60);
@@ -83,7 +94,11 @@ fn an_infinite_loop_is_stopped_at_the_deadline() {
 
 #[test]
 fn unbounded_allocation_is_stopped_at_the_memory_cap() {
-    let outcome = bad_outcome(misbehaving("bad", "allocate-forever", "[policy.limits]\nmemory-mib = 8"));
+    let outcome = bad_outcome(misbehaving(
+        "bad",
+        "allocate-forever",
+        "[policy.limits]\nmemory-mib = 8",
+    ));
     assert_eq!(outcome, Outcome::Failed(CallFailure::Memory(8)));
 }
 
@@ -116,16 +131,27 @@ fn a_panic_is_a_trap_with_a_reason() {
 fn a_huge_plan_is_refused() {
     // A generous deadline: lifting 100,000 steps in an unoptimised test build takes a while,
     // and this test is about the length limit, not the deadline.
-    let outcome = bad_outcome(misbehaving("bad", "huge-plan", "[policy.limits]\ndeadline-ms = 10000"));
+    let outcome = bad_outcome(misbehaving(
+        "bad",
+        "huge-plan",
+        "[policy.limits]\ndeadline-ms = 10000",
+    ));
     assert_eq!(
         outcome,
-        Outcome::Failed(CallFailure::PlanTooLong { steps: 100_000, limit: 64 })
+        Outcome::Failed(CallFailure::PlanTooLong {
+            steps: 100_000,
+            limit: 64
+        })
     );
 }
 
 #[test]
 fn a_plan_outside_the_grants_is_refused_whole() {
-    let outcome = bad_outcome(misbehaving("bad", "outside-grants", "[policy.grants]\nservices = [\"mysql-server\"]"));
+    let outcome = bad_outcome(misbehaving(
+        "bad",
+        "outside-grants",
+        "[policy.grants]\nservices = [\"mysql-server\"]",
+    ));
     let Outcome::Refused(refusal) = outcome else {
         panic!("not refused: {outcome:?}")
     };
@@ -139,9 +165,18 @@ fn a_plan_outside_the_grants_is_refused_whole() {
 fn queries_outside_the_grants_are_refused_and_recorded() {
     let mut pipeline = pipeline_with(misbehaving("bad", "query-outside-grants", ""));
     let decisions = pipeline.dispatch(1, &timer_event(), Recipients::Concerned);
-    assert_eq!(decisions[0].refused_queries, vec!["service `sshd` is not in grants.services"]);
-    let Outcome::Plan { plan, .. } = &decisions[0].outcome else { panic!() };
-    assert!(plan.steps[0].to_string().contains("NotGranted"), "{}", plan.steps[0]);
+    assert_eq!(
+        decisions[0].refused_queries,
+        vec!["service `sshd` is not in grants.services"]
+    );
+    let Outcome::Plan { plan, .. } = &decisions[0].outcome else {
+        panic!()
+    };
+    assert!(
+        plan.steps[0].to_string().contains("NotGranted"),
+        "{}",
+        plan.steps[0]
+    );
 }
 
 #[test]
@@ -158,7 +193,10 @@ fn failure_mode_alert_raises_an_operator_alert() {
     let mut pipeline = pipeline_with(misbehaving("bad", "panic", ""));
     let decisions = pipeline.dispatch(1, &timer_event(), Recipients::Concerned);
     let alert = decisions[0].host_alert.as_deref().unwrap();
-    assert!(alert.starts_with("policy `bad` trapped: unreachable"), "{alert}");
+    assert!(
+        alert.starts_with("policy `bad` trapped: unreachable"),
+        "{alert}"
+    );
 
     let mut quiet = pipeline_with(misbehaving("bad", "panic", "on-failure = \"log\""));
     let decisions = quiet.dispatch(1, &timer_event(), Recipients::Concerned);
@@ -170,7 +208,10 @@ fn every_event_gets_a_fresh_instance_and_kv_writes_stick_only_on_success() {
     let mut pipeline = pipeline_with(misbehaving("bad", "kv-counter", ""));
     // Odd counts fail after writing: the write must be discarded, so the count stays 0, 1...
     let first = pipeline.dispatch(1, &timer_event(), Recipients::Only("bad"));
-    assert!(matches!(first[0].outcome, Outcome::Failed(CallFailure::Returned(_))));
+    assert!(matches!(
+        first[0].outcome,
+        Outcome::Failed(CallFailure::Returned(_))
+    ));
     assert_eq!(pipeline.kv("bad").get("count"), None);
     // The good policy's counter of events seen by its instance stays at 1: no state leaks.
     for id in 2..5 {
@@ -188,9 +229,14 @@ fn load_error(module: &str) -> LoadError {
 #[test]
 fn a_wasi_import_is_refused_at_admission_naming_it() {
     let error = load_error(artifacts::WASI_IMPORT_POLICY);
-    assert!(matches!(&error, LoadError::Admission(AdmissionError::ImportsWasi(_))), "{error}");
     assert!(
-        error.to_string().starts_with("imports `wasi_snapshot_preview1::random_get`: policies get no WASI"),
+        matches!(&error, LoadError::Admission(AdmissionError::ImportsWasi(_))),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("imports `wasi_snapshot_preview1::random_get`: policies get no WASI"),
         "{error}"
     );
 }
@@ -206,17 +252,25 @@ fn an_unknown_import_is_refused_at_admission_naming_it() {
 
 #[test]
 fn bad_settings_and_garbage_are_refused_at_load() {
-    let rejected = runtime().load(&misbehaving("bad", "reject-settings", "")).unwrap_err();
+    let rejected = runtime()
+        .load(&misbehaving("bad", "reject-settings", ""))
+        .unwrap_err();
     assert_eq!(
         rejected.to_string(),
         "rejected its settings: init failed: these settings are rejected on purpose"
     );
     let garbage = std::env::temp_dir().join(format!("haven-garbage-{}.wasm", std::process::id()));
     std::fs::write(&garbage, b"not wasm at all").unwrap();
-    assert_eq!(load_error(garbage.to_str().unwrap()).to_string(), "not a WebAssembly module or component");
+    assert_eq!(
+        load_error(garbage.to_str().unwrap()).to_string(),
+        "not a WebAssembly module or component"
+    );
     std::fs::remove_file(garbage).unwrap();
     let missing = load_error("/nonexistent/policy.wasm").to_string();
-    assert!(missing.starts_with("cannot read /nonexistent/policy.wasm:"), "{missing}");
+    assert!(
+        missing.starts_with("cannot read /nonexistent/policy.wasm:"),
+        "{missing}"
+    );
 }
 
 #[test]
@@ -235,7 +289,11 @@ fn the_startup_event_reaches_each_policy_with_its_own_view() {
     let decisions = pipeline.startup(1);
     assert_eq!(decisions.len(), 2);
     for decision in decisions {
-        let Outcome::Plan { plan, .. } = decision.outcome else { panic!() };
-        assert!(matches!(&plan.steps[0].action, Action::Alert(alert) if alert.message == "startup seen=1"));
+        let Outcome::Plan { plan, .. } = decision.outcome else {
+            panic!()
+        };
+        assert!(
+            matches!(&plan.steps[0].action, Action::Alert(alert) if alert.message == "startup seen=1")
+        );
     }
 }

@@ -2,4 +2,5 @@
 //! script. `havenctl simulate` runs the seed policy from here when given no files.
 
 /// The seed recipe, `carp-hast-switch`, as a core module (the runtime componentizes it).
-pub const CARP_HAST_SWITCH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/carp_hast_switch.wasm"));
+pub const CARP_HAST_SWITCH: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/carp_hast_switch.wasm"));

@@ -74,6 +74,7 @@ pub fn recorded(resource: &str, host: &dyn Host) -> Result<Option<SyncState>> {
         })
 }
 
+/// Record a resource's sync state.
 fn record(resource: &str, state: SyncState, host: &dyn Host) -> Result<()> {
     host.kv_set(&key(resource), state.as_str())?;
     Ok(())
@@ -94,10 +95,11 @@ pub fn refusal(settings: &Settings, host: &dyn Host) -> Result<Option<Plan>> {
     }
     let incomplete = incomplete.join(", ");
     if settings.allow_unsynchronised_promotion {
-        host.log(
-            LogLevel::Warn,
-            &format!("promoting onto incomplete data of {incomplete}: allow-unsynchronised-promotion is set"),
+        let message = format!(
+            "promoting onto incomplete data of HAST resource {incomplete}: \
+             allow-unsynchronised-promotion is set"
         );
+        host.log(LogLevel::Warn, &message);
         return Ok(None);
     }
     let message = format!(
@@ -120,12 +122,11 @@ pub fn on_hook(settings: &Settings, hook: &HastHook, host: &dyn Host) -> Result<
     if settings.resource(resource).is_none() {
         return Ok(Plan::none());
     }
+    let record_sync = |hook, state| record_own_sync(resource, hook, state, host);
     match hook {
-        HastHook::SyncStart(_) => record_own_sync(resource, "syncstart", SyncState::Syncing, host)?,
-        HastHook::SyncDone(_) => record_own_sync(resource, "syncdone", SyncState::Synced, host)?,
-        HastHook::SyncInterrupted(_) => {
-            record_own_sync(resource, "syncintr", SyncState::Interrupted, host)?
-        }
+        HastHook::SyncStart(_) => record_sync("syncstart", SyncState::Syncing)?,
+        HastHook::SyncDone(_) => record_sync("syncdone", SyncState::Synced)?,
+        HastHook::SyncInterrupted(_) => record_sync("syncintr", SyncState::Interrupted)?,
         HastHook::SplitBrain(_) => {
             record(resource, SyncState::SplitBrain, host)?;
             return Ok(split_brain_alert(resource));
@@ -158,7 +159,7 @@ fn record_own_sync(resource: &str, hook: &str, state: SyncState, host: &dyn Host
         return record(resource, state, host);
     }
     let what = format!(
-        "{hook} on the {} describes the peer's copy; not recorded",
+        "{hook} not recorded: in role {} it describes the peer's copy, not ours",
         role_name(role)
     );
     log(host, LogLevel::Info, resource, &what);
@@ -187,17 +188,17 @@ fn on_role_change(change: &HastRoleChange, host: &dyn Host) -> Result<()> {
 fn split_brain_alert(resource: &str) -> Plan {
     let message = format!(
         "HAST resource `{resource}`: split-brain (both hosts wrote while apart; hastd's worker \
-         exited). Nothing is done automatically and this host will not be promoted onto it. \
-         Decide which host has the newer data; on the host with the OLDER data run \
-         `hastctl role init {resource}`, `hastctl create {resource}`, \
-         `hastctl role secondary {resource}`; then on the primary watch `dirty` fall to 0 with \
-         `hastctl list {resource}` before any switch-over."
+         exited). Nothing is done automatically. Decide which host has the newer data; on the \
+         host with the OLDER data run `hastctl role init {resource}`, \
+         `hastctl create {resource}`, `hastctl role secondary {resource}`; then on the primary \
+         watch `dirty` fall to 0 with `hastctl list {resource}` before any switch-over."
     );
     Plan::builder()
         .alert(AlertSeverity::Critical, message)
         .build()
 }
 
+/// Log something about a resource.
 fn log(host: &dyn Host, level: LogLevel, resource: &str, what: &str) {
     host.log(level, &format!("HAST resource `{resource}`: {what}"));
 }

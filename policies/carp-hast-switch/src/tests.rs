@@ -4,8 +4,8 @@
 use crate::{CarpHastSwitch, Settings};
 use haven_sdk::testing::{ScriptedHost, events};
 use haven_sdk::{
-    Action, AlertSeverity, CarpState, Event, HastHook, HastRole, InterruptedStep, LogLevel, Plan,
-    Policy, StartupState, Step, StepFailure,
+    Action, AlertSeverity, CarpState, Event, HastHook, HastReplication, HastRole, HastStatus,
+    InterruptedStep, LogLevel, Plan, Policy, StartupState, Step, StepFailure, UnmountRequest,
 };
 
 const DEVICE: &str = "/dev/hast/test";
@@ -276,7 +276,7 @@ fn force_unmount_can_be_turned_off() {
     let plan = run_with("force-unmount = false", &active(), carp(CarpState::Backup));
     assert_eq!(
         plan.steps[1].action,
-        Action::Unmount(haven_sdk::UnmountRequest {
+        Action::Unmount(UnmountRequest {
             mountpoint: MOUNTPOINT.into(),
             force: false,
         })
@@ -378,15 +378,16 @@ fn a_clock_that_restarted_does_not_hold_down() {
 }
 
 #[test]
-fn unknown_timers_and_other_events_need_no_action() {
+fn unknown_timers_and_status_polls_need_no_action() {
     let host = active().kv("desired", "backup");
     assert_eq!(run(&host, events::timer("other")), Plan::none());
-    let status = Event::HastStatusChanged(host_status(&host));
-    assert_eq!(run(&host, status), Plan::none());
-}
-
-fn host_status(host: &ScriptedHost) -> haven_sdk::HastStatus {
-    haven_sdk::Host::hast_status(host, "test").unwrap()
+    let status = HastStatus {
+        resource: "test".into(),
+        role: HastRole::Primary,
+        replication: HastReplication::Degraded,
+        dirty_bytes: Some(4096),
+    };
+    assert_eq!(run(&host, Event::HastStatusChanged(status)), Plan::none());
 }
 
 // ------------------------------------------------------------------------------ sync refusal

@@ -16,7 +16,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "havenctl", version, about = "Check, test and simulate Haven failover policies")]
+#[command(
+    name = "havenctl",
+    version,
+    about = "Check, test and simulate Haven failover policies"
+)]
 struct Cli {
     /// Where compiled policies are cached (default: $HAVEN_CACHE_DIR, else ~/.cache/haven).
     #[arg(long, global = true)]
@@ -108,7 +112,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             "\nnext:\n  cd {}\n  cargo test\n  cargo build --release --target wasm32-unknown-unknown\n  \
              havenctl test target/wasm32-unknown-unknown/release/{}.wasm scenarios/*.toml",
             dir.display(),
-            dir.file_name().unwrap_or_default().to_string_lossy().replace('-', "_")
+            dir.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .replace('-', "_")
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -119,10 +126,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Simulate { config, events } => simulate_command(&runtime, config, events),
         Command::Test { module, scenarios } => test_command(&runtime, &module, &scenarios),
-        Command::Check { module, config, policy } => {
+        Command::Check {
+            module,
+            config,
+            policy,
+        } => {
             let report = check::check(&runtime, &module, config.as_deref(), policy.as_deref());
             print!("{}", report.text);
-            Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::New { .. } => unreachable!("handled above"),
     }
@@ -139,15 +154,26 @@ fn cache_dir(cli: &Cli) -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/haven")))
 }
 
-fn simulate_command(runtime: &Arc<Runtime>, config: Option<PathBuf>, events: Option<PathBuf>) -> Result<ExitCode> {
+fn simulate_command(
+    runtime: &Arc<Runtime>,
+    config: Option<PathBuf>,
+    events: Option<PathBuf>,
+) -> Result<ExitCode> {
     let (config, timeline_text, bundled) = match (config, events) {
         (Some(config), Some(events)) => {
-            let text = std::fs::read_to_string(&events).with_context(|| format!("reading {}", events.display()))?;
+            let text = std::fs::read_to_string(&events)
+                .with_context(|| format!("reading {}", events.display()))?;
             (Config::from_file(&config)?, text, false)
         }
         _ => {
-            println!("(no --config/--events: the seed policy, carp-hast-switch, over a recorded failover)\n");
-            (Config::parse(demo::CONFIG, Path::new(demo::CONFIG_PATH))?, demo::TIMELINE.to_owned(), true)
+            println!(
+                "(no --config/--events: the seed policy, carp-hast-switch, over a recorded failover)\n"
+            );
+            (
+                Config::parse(demo::CONFIG, Path::new(demo::CONFIG_PATH))?,
+                demo::TIMELINE.to_owned(),
+                true,
+            )
         }
     };
     let timeline = simulate::Timeline::parse(&timeline_text)?;
@@ -196,5 +222,9 @@ fn test_command(runtime: &Arc<Runtime>, module: &Path, scenarios: &[PathBuf]) ->
         failed += f;
     }
     println!("\n{passed} passed, {failed} failed");
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -1,6 +1,9 @@
 //! A policy that misbehaves in the way its settings name, so the containment tests can show
 //! that each misbehaviour is stopped or refused and the daemon goes on serving.
 
+// Only the WebAssembly build exports the policy; natively it is never used.
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
 use haven_sdk::{AlertSeverity, Event, Host, LogLevel, Plan, Policy, PolicyInfo, Result};
 use serde::Deserialize;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -39,14 +42,19 @@ impl Policy for Misbehaving {
     type Settings = Settings;
 
     fn info() -> PolicyInfo {
-        PolicyInfo { name: "misbehaving".into(), version: "0.1.0".into() }
+        PolicyInfo {
+            name: "misbehaving".into(),
+            version: "0.1.0".into(),
+        }
     }
 
     fn new(settings: Settings) -> Result<Self> {
         if let Behaviour::RejectSettings = settings.behaviour {
             return Err("these settings are rejected on purpose".into());
         }
-        Ok(Misbehaving { behaviour: settings.behaviour })
+        Ok(Misbehaving {
+            behaviour: settings.behaviour,
+        })
     }
 
     fn handle(&mut self, event: &Event, host: &dyn Host) -> Result<Plan> {
@@ -75,11 +83,16 @@ impl Policy for Misbehaving {
                 return Ok(plan.build());
             }
             Behaviour::OutsideGrants => {
-                return Ok(Plan::builder().alert(AlertSeverity::Warning, "first").start_service("sshd").build());
+                return Ok(Plan::builder()
+                    .alert(AlertSeverity::Warning, "first")
+                    .start_service("sshd")
+                    .build());
             }
             Behaviour::QueryOutsideGrants => {
                 let answer = host.service_running("sshd");
-                return Ok(Plan::builder().alert(AlertSeverity::Warning, format!("{answer:?}")).build());
+                return Ok(Plan::builder()
+                    .alert(AlertSeverity::Warning, format!("{answer:?}"))
+                    .build());
             }
             Behaviour::LogFlood => {
                 for n in 0..10_000 {
@@ -87,7 +100,11 @@ impl Policy for Misbehaving {
                 }
             }
             Behaviour::KvCounter => {
-                let count: u64 = host.kv_get("count").and_then(|v| v.parse().ok()).unwrap_or(0) + 1;
+                let count: u64 = host
+                    .kv_get("count")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+                    + 1;
                 host.kv_set("count", &count.to_string())?;
                 if count % 2 == 1 {
                     return Err("odd count: this call's writes must not stick".into());
@@ -99,7 +116,9 @@ impl Policy for Misbehaving {
             Event::TimerFired(_) => "timer",
             _ => "other",
         };
-        Ok(Plan::builder().alert(AlertSeverity::Warning, format!("{kind} seen={seen}")).build())
+        Ok(Plan::builder()
+            .alert(AlertSeverity::Warning, format!("{kind} seen={seen}"))
+            .build())
     }
 }
 

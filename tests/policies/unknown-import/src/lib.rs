@@ -1,6 +1,9 @@
 //! A policy that imports an interface outside Haven's contract (`evil:net/socket@1.0.0`): it
 //! must be refused at admission with a message naming the import.
 
+// Only the WebAssembly build exports the policy; natively it is never used.
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
 use haven_sdk::{Event, Host, Plan, Policy, PolicyInfo, Result};
 
 struct WantsNetwork;
@@ -25,7 +28,10 @@ impl Policy for WantsNetwork {
     type Settings = serde::de::IgnoredAny;
 
     fn info() -> PolicyInfo {
-        PolicyInfo { name: "wants-network".into(), version: "0.1.0".into() }
+        PolicyInfo {
+            name: "wants-network".into(),
+            version: "0.1.0".into(),
+        }
     }
 
     fn new(_: Self::Settings) -> Result<Self> {

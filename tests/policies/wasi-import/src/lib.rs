@@ -2,6 +2,9 @@
 //! admission, because a policy gets no randomness, clock, files or network except through
 //! Haven's contract.
 
+// Only the WebAssembly build exports the policy; natively it is never used.
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
 use haven_sdk::{Event, Host, Plan, Policy, PolicyInfo, Result};
 
 struct WantsWasi;
@@ -28,7 +31,10 @@ impl Policy for WantsWasi {
     type Settings = serde::de::IgnoredAny;
 
     fn info() -> PolicyInfo {
-        PolicyInfo { name: "wants-wasi".into(), version: "0.1.0".into() }
+        PolicyInfo {
+            name: "wants-wasi".into(),
+            version: "0.1.0".into(),
+        }
     }
 
     fn new(_: Self::Settings) -> Result<Self> {
@@ -36,7 +42,9 @@ impl Policy for WantsWasi {
     }
 
     fn handle(&mut self, _: &Event, _: &dyn Host) -> Result<Plan> {
-        Ok(Plan::builder().set_timer("random", u32::from(random_byte())).build())
+        Ok(Plan::builder()
+            .set_timer("random", u32::from(random_byte()))
+            .build())
     }
 }
 

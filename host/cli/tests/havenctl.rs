@@ -1,0 +1,218 @@
+//! `havenctl` as a user runs it: the real binary, real modules built from source, real files.
+
+use haven_test_artifacts as artifacts;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Run havenctl with a private artifact cache.
+fn havenctl(args: &[&str]) -> Output {
+    let cache = std::env::temp_dir().join(format!("havenctl-test-cache-{}", std::process::id()));
+    Command::new(env!("CARGO_BIN_EXE_havenctl"))
+        .args(args)
+        .env("HAVEN_CACHE_DIR", cache)
+        .current_dir(workspace())
+        .output()
+        .expect("running havenctl")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn seed_scenarios() -> Vec<String> {
+    let dir = workspace().join("policies/carp-hast-switch/scenarios");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path().display().to_string())
+        .filter(|path| path.ends_with(".toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn simulate_with_no_arguments_replays_the_bundled_failover() {
+    let output = havenctl(&["simulate"]);
+    assert!(output.status.success(), "{output:?}");
+    let text = stdout(&output);
+    assert!(text.contains("policy mysql = carp-hast-switch"), "{text}");
+    // hastb promoted after hasta died; hasta came back as backup and stayed secondary.
+    assert!(
+        text.contains("hasta  CARP vhid 1 Backup; HAST test secondary; mounted none; running none"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "hastb  CARP vhid 1 Master; HAST test primary; mounted /hast/test; running mysql-server"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_seed_scenarios_pass_on_the_real_runtime() {
+    let scenarios = seed_scenarios();
+    assert!(scenarios.len() >= 3, "scenario files: {scenarios:?}");
+    let mut args = vec!["test", artifacts::CARP_HAST_SWITCH];
+    args.extend(scenarios.iter().map(String::as_str));
+    let output = havenctl(&args);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}");
+    let summary = text.lines().last().unwrap();
+    let passed: usize = summary.split(' ').next().unwrap().parse().unwrap();
+    assert!(passed >= 15, "{summary}");
+    assert!(summary.ends_with(" passed, 0 failed"), "{summary}");
+}
+
+#[test]
+fn a_failing_case_shows_a_diff_and_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("wrong.toml");
+    std::fs::write(
+        &scenario,
+        r#"
+[settings]
+behaviour = "good"
+[[case]]
+name = "right"
+event = { timer-fired = "t" }
+expect = "plan"
+plan = ["alert warning timer seen=1"]
+[[case]]
+name = "wrong"
+event = { timer-fired = "t" }
+expect = "plan"
+plan = ["alert warning timer seen=2", "service start db"]
+[[case]]
+name = "wrong kind"
+event = { timer-fired = "t" }
+expect = "no-action"
+"#,
+    )
+    .unwrap();
+    let output = havenctl(&[
+        "test",
+        artifacts::MISBEHAVING_POLICY,
+        scenario.to_str().unwrap(),
+    ]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("  PASS  right"), "{text}");
+    assert!(text.contains("  FAIL  wrong\n          plan differs (- expected, + actual):\n            - alert warning timer seen=2\n            - service start db\n            + alert warning timer seen=1"), "{text}");
+    assert!(
+        text.contains("  FAIL  wrong kind\n          expected NoAction, got a plan of 1 steps"),
+        "{text}"
+    );
+    assert!(text.ends_with("1 passed, 2 failed\n"), "{text}");
+}
+
+#[test]
+fn a_broken_scenario_file_is_reported_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("broken.toml");
+    std::fs::write(
+        &scenario,
+        "[settings]\nbehaviour = \"good\"\n[[case]]\nname = \"x\"\nexpect = \"maybe\"\n",
+    )
+    .unwrap();
+    let output = havenctl(&[
+        "test",
+        artifacts::MISBEHAVING_POLICY,
+        scenario.to_str().unwrap(),
+    ]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("ERROR line 5: unknown variant `maybe`"),
+        "{text}"
+    );
+    assert!(text.ends_with("0 passed, 1 failed\n"), "{text}");
+}
+
+#[test]
+fn check_admits_the_seed_and_its_config_entry() {
+    let output = havenctl(&[
+        "check",
+        artifacts::CARP_HAST_SWITCH,
+        "--config",
+        "examples/seed/haven.toml",
+        "--policy",
+        "mysql",
+    ]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains(": admitted\n  policy    carp-hast-switch "),
+        "{text}"
+    );
+    assert!(text.contains("  contract  haven:policy@0.1.0"), "{text}");
+    assert!(
+        text.contains("examples/seed/haven.toml: policy `mysql`: grants valid, settings accepted"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_refuses_a_wasi_module_naming_the_import() {
+    let output = havenctl(&["check", artifacts::WASI_IMPORT_POLICY]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "REJECTED: imports `wasi_snapshot_preview1::random_get`: policies get no WASI"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_reports_bad_settings_from_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("haven.toml");
+    let text = std::fs::read_to_string(workspace().join("examples/seed/haven.toml"))
+        .unwrap()
+        .replace("hold-down-ms = 5000", "hold-down-ms = \"soon\"");
+    std::fs::write(&config, text).unwrap();
+    let output = havenctl(&[
+        "check",
+        artifacts::CARP_HAST_SWITCH,
+        "--config",
+        config.to_str().unwrap(),
+        "--policy",
+        "mysql",
+    ]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "policy `mysql`: rejected its settings: init failed: bad settings for carp-hast-switch"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_config_error_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("haven.toml");
+    std::fs::write(&config, "[[policy]]\nname = \"a\"\nmodule = \"a.wasm\"\n[policy.grants]\nservices = [\"ok\", \"no way\"]\n").unwrap();
+    let events = dir.path().join("events.toml");
+    std::fs::write(&events, "[[event]]\nat-ms = 0\nstartup = true\n").unwrap();
+    let output = havenctl(&[
+        "simulate",
+        "--config",
+        config.to_str().unwrap(),
+        "--events",
+        events.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr.contains("haven.toml:4: policy `a`: grants: service `no way` is not a valid name"),
+        "{stderr}"
+    );
+}
