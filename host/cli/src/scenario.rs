@@ -202,14 +202,22 @@ fn read(path: &Path) -> Result<ScenarioFile, String> {
     })
 }
 
+/// Scenarios check decisions, not speed: unless a scenario sets its own, calls get this
+/// deadline rather than the daemon's 50 ms, so a loaded test machine cannot fail a case.
+const SCENARIO_DEADLINE_MS: i64 = 1000;
+
 /// The scenario's policy as a config entry, so grants and limits are checked as in
 /// `haven.toml`.
 fn policy_config(scenario: &ScenarioFile, path: &Path) -> Result<PolicyConfig, String> {
+    let mut limits = scenario.limits.clone();
+    limits
+        .entry("deadline-ms")
+        .or_insert(toml::Value::Integer(SCENARIO_DEADLINE_MS));
     let mut table = toml::Table::new();
     table.insert("name".into(), "policy".into());
     table.insert("module".into(), "scenario".into());
     table.insert("settings".into(), scenario.settings.clone().into());
-    table.insert("limits".into(), scenario.limits.clone().into());
+    table.insert("limits".into(), limits.into());
     let grants = toml::Value::try_from(&scenario.grants).map_err(|e| e.to_string())?;
     table.insert("grants".into(), grants);
     let mut root = toml::Table::new();

@@ -58,6 +58,37 @@ pub enum Recipients<'a> {
     Only(&'a str),
 }
 
+/// What each policy has done since the pipeline started, for status displays.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyStats {
+    /// Events handed to it.
+    pub events: u64,
+    /// Plans accepted.
+    pub plans: u64,
+    /// Plans refused for lack of grants.
+    pub refused: u64,
+    /// Calls that trapped, timed out, overflowed or returned an error.
+    pub failed: u64,
+    /// Queries refused for lack of grants.
+    pub refused_queries: u64,
+    /// Log lines dropped over the budget.
+    pub dropped_logs: u64,
+}
+
+impl PolicyStats {
+    fn count(&mut self, outcome: &Outcome, refused_queries: usize, dropped_logs: u32) {
+        self.events += 1;
+        match outcome {
+            Outcome::NoAction => {}
+            Outcome::Plan { .. } => self.plans += 1,
+            Outcome::Refused(_) => self.refused += 1,
+            Outcome::Failed(_) => self.failed += 1,
+        }
+        self.refused_queries += refused_queries as u64;
+        self.dropped_logs += u64::from(dropped_logs);
+    }
+}
+
 /// Loaded policies, the machine model and the policies' stores.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -65,6 +96,7 @@ pub struct Pipeline {
     policies: Vec<LoadedPolicy>,
     machine: Arc<Machine>,
     kv: BTreeMap<String, Arc<KvStore>>,
+    stats: BTreeMap<String, PolicyStats>,
     next_plan_id: u64,
 }
 
@@ -76,6 +108,7 @@ impl Pipeline {
             policies,
             machine: Arc::new(machine),
             kv: BTreeMap::new(),
+            stats: BTreeMap::new(),
             next_plan_id: 1,
         }
     }
@@ -101,6 +134,11 @@ impl Pipeline {
             .get(policy)
             .map(|kv| (**kv).clone())
             .unwrap_or_default()
+    }
+
+    /// What a policy has done so far.
+    pub fn stats(&self, policy: &str) -> PolicyStats {
+        self.stats.get(policy).cloned().unwrap_or_default()
     }
 
     /// Replace a policy's key-value store (at startup, from the state directory).
@@ -187,6 +225,11 @@ impl Pipeline {
             Err(failure) => Outcome::Failed(failure),
         };
         let host_alert = failure_alert(&policy.name, &outcome, policy.config.on_failure);
+        self.stats.entry(policy.name.clone()).or_default().count(
+            &outcome,
+            call.refused_queries.len(),
+            call.dropped_logs,
+        );
         match &outcome {
             Outcome::NoAction => {
                 tracing::debug!(elapsed_us = call.elapsed.as_micros() as u64, "no action")

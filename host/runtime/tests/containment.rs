@@ -32,10 +32,12 @@ fn runtime() -> Arc<Runtime> {
         .clone()
 }
 
-/// A config entry for the misbehaving module with a behaviour and extra TOML lines.
+/// A config entry for the misbehaving module with a behaviour and extra TOML lines. Calls get
+/// a generous deadline unless a test sets its own: these tests are about containment, and
+/// must not depend on how loaded the machine is.
 fn misbehaving(name: &str, behaviour: &str, extra: &str) -> PolicyConfig {
     let text = format!(
-        "[[policy]]\nname = \"{name}\"\nmodule = \"{}\"\n{extra}\n[policy.settings]\nbehaviour = \"{behaviour}\"\n",
+        "[limits]\ndeadline-ms = 5000\n[[policy]]\nname = \"{name}\"\nmodule = \"{}\"\n{extra}\n[policy.settings]\nbehaviour = \"{behaviour}\"\n",
         artifacts::MISBEHAVING_POLICY
     );
     Config::parse(&text, Path::new("test.toml"))
