@@ -27,9 +27,6 @@ use haven_sdk::{
 
 pub use settings::{Resource, Settings, Timeouts};
 
-// Only the WebAssembly build exports the policy: natively (unit tests) the exports' names,
-// such as `haven:policy/handler@0.1.0#handle`, are not valid symbol names for the linker.
-#[cfg(target_arch = "wasm32")]
 haven_sdk::export_policy!(CarpHastSwitch);
 
 /// Follows CARP with HAST resources, their filesystems and services. See the crate

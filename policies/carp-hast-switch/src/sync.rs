@@ -167,12 +167,16 @@ fn record_own_sync(resource: &str, hook: &str, state: SyncState, host: &dyn Host
 }
 
 /// Becoming primary makes our copy the authoritative one, so nothing is held against it any
-/// more. Going from init to secondary is how a host rejoins (e.g. the split-brain recovery
-/// `hastctl create`): a resync follows, so the copy is incomplete until it is done.
+/// more. Going from init to secondary after a split-brain is the recovery sequence
+/// (`hastctl role init`, `create`, `role secondary`): a full resync follows, so the copy is
+/// incomplete until `syncdone`. An ordinary boot also goes from init to secondary, and must
+/// not block a later failover, so without a recorded split-brain nothing changes.
 fn on_role_change(change: &HastRoleChange, host: &dyn Host) -> Result<()> {
+    let recovering =
+        || -> Result<bool> { Ok(recorded(&change.resource, host)? == Some(SyncState::SplitBrain)) };
     match (change.old, change.new) {
         (_, HastRole::Primary) => host.kv_remove(&key(&change.resource)),
-        (HastRole::Init, HastRole::Secondary) => {
+        (HastRole::Init, HastRole::Secondary) if recovering()? => {
             record(&change.resource, SyncState::Syncing, host)?
         }
         (old, new) => {

@@ -33,6 +33,12 @@ fn policy_with(extra: &str) -> CarpHastSwitch {
     CarpHastSwitch::new(settings(&format!("{extra}\n{SETTINGS}"))).expect("settings are valid")
 }
 
+/// The policy following the recipe's `carp0` link events instead of vhid 1.
+fn legacy_policy() -> CarpHastSwitch {
+    let toml = SETTINGS.replace("vhid = 1", "carp-interface = \"carp0\"");
+    CarpHastSwitch::new(settings(&toml)).expect("settings are valid")
+}
+
 /// Handle one event with the standard settings plus `extra`.
 fn run_with(extra: &str, host: &ScriptedHost, event: Event) -> Plan {
     policy_with(extra).handle(&event, host).expect("handled")
@@ -303,9 +309,7 @@ fn a_query_outside_the_grants_is_an_error() {
 
 #[test]
 fn legacy_link_events_are_followed() {
-    let legacy = r#"carp-interface = "carp0""#;
-    let toml = format!("{legacy}\n{}", SETTINGS.replace("vhid = 1", ""));
-    let mut policy = CarpHastSwitch::new(settings(&toml)).unwrap();
+    let mut policy = legacy_policy();
     let up = events::carp_link("carp0", true);
     assert_eq!(policy.handle(&up, &standby()).unwrap(), full_promotion());
     let down = events::carp_link("carp0", false);
@@ -490,13 +494,28 @@ fn becoming_primary_clears_the_record() {
 }
 
 #[test]
-fn rejoining_from_init_records_a_resync() {
-    let host = standby();
+fn recovering_from_split_brain_records_a_resync() {
+    let host = standby().kv("sync:test", "split-brain");
     run(
         &host,
         events::hast_role("test", HastRole::Init, HastRole::Secondary),
     );
     assert_eq!(kv(&host, "sync:test").as_deref(), Some("syncing"));
+}
+
+#[test]
+fn an_ordinary_boot_does_not_block_a_later_failover() {
+    for before in [None, Some("synced")] {
+        let host = match before {
+            Some(state) => standby().kv("sync:test", state),
+            None => standby(),
+        };
+        run(
+            &host,
+            events::hast_role("test", HastRole::Init, HastRole::Secondary),
+        );
+        assert_eq!(kv(&host, "sync:test").as_deref(), before);
+    }
 }
 
 #[test]
@@ -558,11 +577,7 @@ fn startup_with_an_unknown_carp_state_needs_no_action() {
 
 #[test]
 fn startup_in_legacy_mode_uses_the_last_desired_state() {
-    let toml = format!(
-        "carp-interface = \"carp0\"\n{}",
-        SETTINGS.replace("vhid = 1", "")
-    );
-    let mut policy = CarpHastSwitch::new(settings(&toml)).unwrap();
+    let mut policy = legacy_policy();
     let host = active().kv("desired", "backup");
     assert_eq!(
         policy.handle(&startup(None), &host).unwrap(),
