@@ -73,6 +73,7 @@ mod error;
 #[doc(hidden)]
 pub mod export;
 mod host;
+mod names;
 mod plan;
 pub mod testing;
 

@@ -8,7 +8,6 @@
 //! host still writing to the data while the peer takes over: no automatic step can make that
 //! safe, so a human is called.
 
-use crate::role_name;
 use haven_sdk::{Action, AlertSeverity, HastRole, Host, LogLevel, Plan, ServiceOp, StepFailure};
 
 /// kv: why the last promotion failed; while present, nothing promotes again until the next
@@ -51,12 +50,12 @@ pub fn phase(action: &Action) -> Phase {
 pub fn describe(action: &Action) -> String {
     match action {
         Action::SetHastRole(set) => {
-            format!("`hastctl role {} {}`", role_name(set.role), set.resource)
+            format!("`hastctl role {} {}`", set.role.as_str(), set.resource)
         }
         Action::WaitForDevice(path) => format!("waiting for {path} to appear"),
         Action::WaitHastWorkerGone(worker) => format!(
             "waiting for the {} worker of `{}` to exit",
-            role_name(worker.role),
+            worker.role.as_str(),
             worker.resource
         ),
         Action::Fsck(fsck) => format!("`fsck -t {} {}`", fsck.fstype, fsck.device),

@@ -21,8 +21,8 @@ mod tests;
 use carp::{Decision, SETTLE_TIMER, Target};
 use failure::Phase;
 use haven_sdk::{
-    Action, AlertSeverity, Event, HastRole, Host, LogLevel, Plan, Policy, PolicyInfo, Result,
-    StartupState, StepFailure,
+    Action, AlertSeverity, Event, Host, LogLevel, Plan, Policy, PolicyInfo, Result, StartupState,
+    StepFailure,
 };
 
 pub use settings::{Resource, Settings, Timeouts};
@@ -175,14 +175,5 @@ impl CarpHastSwitch {
             return Ok(refusal);
         }
         plans::promote(&self.settings, host)
-    }
-}
-
-/// A HAST role's name as `hastctl` spells it.
-fn role_name(role: HastRole) -> &'static str {
-    match role {
-        HastRole::Init => "init",
-        HastRole::Primary => "primary",
-        HastRole::Secondary => "secondary",
     }
 }

@@ -8,7 +8,6 @@
 //! `syncing`, `synced`, `interrupted` or `split-brain`; no key means nothing is known against
 //! the copy.
 
-use crate::role_name;
 use crate::settings::Settings;
 use haven_sdk::{
     AlertSeverity, Error, HastHook, HastRole, HastRoleChange, Host, LogLevel, Plan, Result,
@@ -118,7 +117,7 @@ pub fn refusal(settings: &Settings, host: &dyn Host) -> Result<Option<Plan>> {
 /// Record what a hastd hook says about one of our resources. Hooks about other resources are
 /// ignored. Only a split-brain asks for anything: an alert for a human.
 pub fn on_hook(settings: &Settings, hook: &HastHook, host: &dyn Host) -> Result<Plan> {
-    let resource = resource_of(hook);
+    let resource = hook.resource();
     if settings.resource(resource).is_none() {
         return Ok(Plan::none());
     }
@@ -138,19 +137,6 @@ pub fn on_hook(settings: &Settings, hook: &HastHook, host: &dyn Host) -> Result<
     Ok(Plan::none())
 }
 
-/// The resource a hook is about.
-fn resource_of(hook: &HastHook) -> &str {
-    match hook {
-        HastHook::RoleChanged(change) => &change.resource,
-        HastHook::Connect(resource)
-        | HastHook::Disconnect(resource)
-        | HastHook::SyncStart(resource)
-        | HastHook::SyncDone(resource)
-        | HastHook::SyncInterrupted(resource)
-        | HastHook::SplitBrain(resource) => resource,
-    }
-}
-
 /// Sync hooks describe the copy being written. That is ours only while we are secondary; on
 /// the primary they describe the peer's copy, which says nothing against ours.
 fn record_own_sync(resource: &str, hook: &str, state: SyncState, host: &dyn Host) -> Result<()> {
@@ -160,7 +146,7 @@ fn record_own_sync(resource: &str, hook: &str, state: SyncState, host: &dyn Host
     }
     let what = format!(
         "{hook} not recorded: in role {} it describes the peer's copy, not ours",
-        role_name(role)
+        role.as_str()
     );
     log(host, LogLevel::Info, resource, &what);
     Ok(())
@@ -180,7 +166,7 @@ fn on_role_change(change: &HastRoleChange, host: &dyn Host) -> Result<()> {
             record(&change.resource, SyncState::Syncing, host)?
         }
         (old, new) => {
-            let what = format!("role changed from {} to {}", role_name(old), role_name(new));
+            let what = format!("role changed from {} to {}", old.as_str(), new.as_str());
             log(host, LogLevel::Debug, &change.resource, &what);
         }
     }
