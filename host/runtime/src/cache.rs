@@ -9,6 +9,7 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -20,9 +21,12 @@ pub struct ArtifactCache {
 }
 
 impl ArtifactCache {
-    /// A cache in `dir` (created if missing, mode 0700: artifacts are executable code).
+    /// A cache in `dir` (created if missing, mode 0700: artifacts are executable code). A
+    /// folder that someone else owns or may write to is refused: whoever can plant a file
+    /// there could have it run as this process.
     pub fn new(dir: &Path, engine: &Engine) -> std::io::Result<Self> {
         create_private_dir(dir)?;
+        check_private(dir)?;
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         Ok(ArtifactCache {
@@ -60,8 +64,10 @@ impl ArtifactCache {
     /// Store a compiled component. Failing to write is logged, never fatal: the cache only
     /// saves time.
     pub fn store(&self, module_hash: &str, component: &Component) {
+        static WRITES: AtomicU64 = AtomicU64::new(0);
         let path = self.path_for(module_hash);
-        let temporary = path.with_extension(format!("tmp{}", std::process::id()));
+        let write = WRITES.fetch_add(1, Ordering::Relaxed);
+        let temporary = path.with_extension(format!("tmp.{}.{write}", std::process::id()));
         let written = component
             .serialize()
             .map_err(|error| error.to_string())
@@ -80,4 +86,49 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir)
+}
+
+#[cfg(unix)]
+fn check_private(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(dir)?;
+    let ours = metadata.uid() == rustix::process::geteuid().as_raw();
+    let shared = metadata.mode() & 0o022 != 0;
+    if !ours || shared {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "owned by uid {} with mode {:o}; it must be this user's and writable by no one else",
+                metadata.uid(),
+                metadata.mode() & 0o777
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_folder_others_may_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::default();
+        let cache = dir.path().join("cache");
+        assert!(ArtifactCache::new(&cache, &engine).is_ok());
+        let mode = std::fs::metadata(&cache).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let error = ArtifactCache::new(&cache, &engine).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::PermissionDenied);
+        assert!(error.to_string().contains("mode 777"), "{error}");
+    }
 }

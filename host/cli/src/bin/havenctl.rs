@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use haven_cli::{check, demo, scaffold, scenario, simulate};
 use haven_core::Config;
-use haven_runtime::{LoadedPolicy, Runtime, RuntimeOptions};
+use haven_runtime::{LoadedPolicy, Runtime, RuntimeError, RuntimeOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -119,10 +119,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let runtime = Arc::new(Runtime::new(RuntimeOptions {
-        cache_dir: cache_dir(&cli),
-        ..RuntimeOptions::default()
-    })?);
+    let runtime = Arc::new(runtime(cache_dir(&cli))?);
     match cli.command {
         Command::Simulate { config, events } => simulate_command(&runtime, config, events),
         Command::Test { module, scenarios } => test_command(&runtime, &module, &scenarios),
@@ -140,6 +137,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::New { .. } => unreachable!("handled above"),
+    }
+}
+
+/// The runtime; an unusable cache folder costs only speed, so havenctl warns and goes on.
+fn runtime(cache_dir: Option<PathBuf>) -> Result<Runtime> {
+    let options = RuntimeOptions {
+        cache_dir,
+        ..RuntimeOptions::default()
+    };
+    match Runtime::new(options.clone()) {
+        Err(error @ RuntimeError::Cache { .. }) => {
+            eprintln!("havenctl: {error}; going on without the cache");
+            Ok(Runtime::new(RuntimeOptions {
+                cache_dir: None,
+                ..options
+            })?)
+        }
+        other => Ok(other?),
     }
 }
 
