@@ -299,3 +299,25 @@ fn the_startup_event_reaches_each_policy_with_its_own_view() {
         );
     }
 }
+
+#[test]
+fn a_component_is_accepted_as_it_is() {
+    let core = std::fs::read(artifacts::MISBEHAVING_POLICY).unwrap();
+    let component = haven_runtime::admission::componentize(&core).unwrap();
+    assert!(wasmparser_is_component(&component));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("component.wasm");
+    std::fs::write(&path, &component).unwrap();
+    let mut config = misbehaving("component", "good", "");
+    config.module = path;
+    let policy = runtime().load(&config).unwrap();
+    assert_eq!(policy.compiled.info.name, "misbehaving");
+    let mut pipeline = Pipeline::new(runtime(), vec![policy], Machine::default());
+    let decisions = pipeline.dispatch(1, &timer_event(), Recipients::Concerned);
+    assert!(matches!(decisions[0].outcome, Outcome::Plan { .. }));
+}
+
+/// A component's preamble: magic, then version 0x0d and layer 1.
+fn wasmparser_is_component(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"\0asm") && bytes.get(4..8) == Some(&[0x0d, 0x00, 0x01, 0x00])
+}
