@@ -182,7 +182,14 @@ pub fn run_file(runtime: &Arc<Runtime>, compiled: &CompiledPolicy, path: &Path) 
     pipeline.set_kv(&name, scenario.kv.clone());
     let mut host = SimHost::new(pipeline);
     if scenario.startup {
-        host.startup(&mut None, &mut Vec::new());
+        let mut records = Vec::new();
+        host.startup(&mut None, &mut records);
+        if let Some(outcome) = decisions(&records, &name)
+            .into_iter()
+            .find(|o| is_failure(o))
+        {
+            report.error = Some(format!("startup: the policy {}", describe(outcome)));
+        }
     }
     for case in &scenario.case {
         report.cases.push(run_case(&mut host, &name, case));
@@ -234,7 +241,17 @@ fn run_case(host: &mut SimHost, policy: &str, case: &Case) -> CaseReport {
     let at_ms = case.at_ms.unwrap_or(host.pipeline.machine().now_ms);
     match &case.event {
         Some(event) => {
-            host.advance_to(at_ms, &mut Vec::new());
+            let mut before = Vec::new();
+            host.advance_to(at_ms, &mut before);
+            for outcome in decisions(&before, policy) {
+                if *outcome != Outcome::NoAction {
+                    problems.push(format!(
+                        "a timer fired before this case's event and the policy decided {}; \
+                         expect it in a case without `event` at its due time",
+                        describe(outcome)
+                    ));
+                }
+            }
             if let Some(change) = &case.change {
                 host.pipeline.machine_mut().change(change);
             }
@@ -247,13 +264,7 @@ fn run_case(host: &mut SimHost, policy: &str, case: &Case) -> CaseReport {
             host.advance_to(at_ms, &mut records);
         }
     }
-    let decisions: Vec<&Outcome> = records
-        .iter()
-        .filter_map(|record| match record {
-            Record::Decision(decision) if decision.policy == policy => Some(&decision.outcome),
-            _ => None,
-        })
-        .collect();
+    let decisions = decisions(&records, policy);
     let first = decisions.first().copied().unwrap_or(&Outcome::NoAction);
     check_outcome(
         case.expect,
@@ -287,6 +298,21 @@ fn run_case(host: &mut SimHost, policy: &str, case: &Case) -> CaseReport {
         name: case.name.clone(),
         problems,
     }
+}
+
+/// The outcomes of a policy's decisions among the records, in order.
+fn decisions<'a>(records: &'a [Record], policy: &str) -> Vec<&'a Outcome> {
+    records
+        .iter()
+        .filter_map(|record| match record {
+            Record::Decision(decision) if decision.policy == policy => Some(&decision.outcome),
+            _ => None,
+        })
+        .collect()
+}
+
+fn is_failure(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Refused(_) | Outcome::Failed(_))
 }
 
 fn describe(outcome: &Outcome) -> String {

@@ -169,21 +169,22 @@ impl Machine {
             self.set_hast_role(&status.resource, status.role);
             self.hast.insert(status.resource.clone(), status.clone());
         }
-        for worker in &change.workers {
-            self.workers.insert((worker.resource.clone(), worker.role));
-        }
+        // What is gone goes first, so one change can replace a mount, device or worker.
         for worker in &change.workers_gone {
             self.workers.remove(&(worker.resource.clone(), worker.role));
         }
-        self.devices.extend(change.devices.iter().cloned());
+        for worker in &change.workers {
+            self.workers.insert((worker.resource.clone(), worker.role));
+        }
         for device in &change.devices_gone {
             self.devices.remove(device);
         }
-        for mount in &change.mounts {
-            self.mounts.insert(mount.mountpoint.clone(), mount.clone());
-        }
+        self.devices.extend(change.devices.iter().cloned());
         for mountpoint in &change.unmounted {
             self.mounts.remove(mountpoint);
+        }
+        for mount in &change.mounts {
+            self.mounts.insert(mount.mountpoint.clone(), mount.clone());
         }
         self.services.extend(
             change

@@ -204,6 +204,14 @@ fn main() {
         .configure(compiled, &config)
         .expect("the seed settings are accepted");
 
+    if std::env::var("HAVEN_BREAKDOWN").is_ok() {
+        let bytes = match std::env::var("HAVEN_WASM") {
+            Ok(path) => std::fs::read(path).unwrap(),
+            Err(_) => haven_bundled_policies::CARP_HAST_SWITCH.to_vec(),
+        };
+        breakdown::run(&config.settings.to_string(), &bytes, counts.policy / 2);
+        return;
+    }
     let cases = cases();
     for case in &cases {
         show_decision(&runtime, &policy, case);
@@ -230,6 +238,9 @@ fn main() {
         policy_stats.push(stats);
     }
     println!();
+    if std::env::var("HAVEN_ONLY_POLICY").is_ok() {
+        return;
+    }
 
     // 2. The shell baseline.
     let mut ratios = Vec::new();
@@ -523,4 +534,186 @@ fn micros(duration: Duration) -> String {
 
 fn millis(duration: Duration) -> String {
     format!("{:.2} ms", duration.as_secs_f64() * 1e3)
+}
+
+// ------------------------------------------------------------------------------ scratch
+mod breakdown {
+    use super::*;
+    use wasmtime::component::{Component, Linker, Val};
+    use wasmtime::{
+        Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    };
+
+    #[derive(Default)]
+    struct Data {
+        max_memory: usize,
+        grows: u32,
+    }
+    impl ResourceLimiter for Data {
+        fn memory_growing(
+            &mut self,
+            _c: usize,
+            desired: usize,
+            _m: Option<usize>,
+        ) -> wasmtime::Result<bool> {
+            self.max_memory = self.max_memory.max(desired);
+            self.grows += 1;
+            Ok(true)
+        }
+        fn table_growing(
+            &mut self,
+            _c: usize,
+            _d: usize,
+            _m: Option<usize>,
+        ) -> wasmtime::Result<bool> {
+            Ok(true)
+        }
+    }
+
+    fn engine(
+        keep_resident: usize,
+        cow: bool,
+        pooling: bool,
+        pagemap: bool,
+        noguard: bool,
+    ) -> Engine {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(64)
+            .total_core_instances(256)
+            .total_memories(128)
+            .total_tables(256)
+            .max_memory_size(256 * 1024 * 1024)
+            .linear_memory_keep_resident(keep_resident)
+            .table_keep_resident(64 * 1024);
+        if pagemap {
+            pool.pagemap_scan(wasmtime::Enabled::Yes);
+        }
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .memory_init_cow(cow);
+        if noguard {
+            config.signals_based_traps(false).memory_guard_size(0);
+        }
+        if pooling {
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        Engine::new(&config).unwrap()
+    }
+
+    fn minflt() -> u64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        after.split(' ').nth(7).unwrap().parse().unwrap()
+    }
+
+    pub fn run(settings: &str, bytes: &[u8], n: usize) {
+        let component_bytes = haven_runtime::admission::componentize(bytes).unwrap();
+        {
+            let engine = engine(256 * 1024, true, true, false, false);
+            let mut a = Vec::new();
+            let mut b = Vec::new();
+            for _ in 0..5 {
+                let t = Instant::now();
+                let cb = haven_runtime::admission::componentize(bytes).unwrap();
+                a.push(t.elapsed());
+                let t = Instant::now();
+                let c = Component::new(&engine, &cb).unwrap();
+                b.push(t.elapsed());
+                black_box(c);
+            }
+            println!(
+                "componentize median {} Component::new median {} component bytes {}",
+                millis(median(a)),
+                millis(median(b)),
+                component_bytes.len()
+            );
+        }
+        for (label, keep, cow, pooling, pagemap, noguard) in [
+            ("pool keep 256K cow", 256 * 1024, true, true, false, false),
+            ("pool 256K pagemap", 256 * 1024, true, true, true, false),
+            ("256K noguard", 256 * 1024, true, true, false, true),
+            ("256K noguard pagemap", 256 * 1024, true, true, true, true),
+            ("pool keep 256K cow", 256 * 1024, true, true, false, false),
+        ] {
+            let engine = engine(keep, cow, pooling, pagemap, noguard);
+            let component = Component::new(&engine, &component_bytes).unwrap();
+            let mut linker = Linker::<Data>::new(&engine);
+            linker.define_unknown_imports_as_traps(&component).unwrap();
+            let pre = linker.instantiate_pre(&component).unwrap();
+            let iface = component
+                .get_export_index(None, "haven:policy/handler@0.1.0")
+                .unwrap();
+            let init_idx = component.get_export_index(Some(&iface), "init").unwrap();
+            let describe_idx = component
+                .get_export_index(Some(&iface), "describe")
+                .unwrap();
+            let new_store = || {
+                let mut store = Store::new(&engine, Data::default());
+                store.limiter(|d| d as &mut dyn ResourceLimiter);
+                store.set_epoch_deadline(50);
+                store
+            };
+            let time = |what: u8| {
+                let mut last = (0, 0);
+                let mut samples = Vec::with_capacity(n);
+                let faults = minflt();
+                let start = Instant::now();
+                for i in 0..n + n / 10 {
+                    let one = Instant::now();
+                    let mut store = new_store();
+                    let instance = pre.instantiate(&mut store).unwrap();
+                    if what == 1 {
+                        let f = instance.get_func(&mut store, describe_idx).unwrap();
+                        let mut out = [Val::Bool(false)];
+                        f.call(&mut store, &[], &mut out).unwrap();
+                    } else if what == 3 {
+                        let f = instance.get_func(&mut store, describe_idx).unwrap();
+                        let mut out = [Val::Bool(false)];
+                        f.call(&mut store, &[], &mut out).unwrap();
+                        f.call(&mut store, &[], &mut out).unwrap();
+                    } else if what == 4 {
+                        let f = instance
+                            .get_typed_func::<(&str,), (Result<(), String>,)>(&mut store, init_idx)
+                            .unwrap();
+                        let (r,) = f.call(&mut store, (settings,)).unwrap();
+                        r.unwrap();
+                        let (r,) = f.call(&mut store, (settings,)).unwrap();
+                        r.unwrap();
+                    } else if what == 2 {
+                        let f = instance
+                            .get_typed_func::<(&str,), (Result<(), String>,)>(&mut store, init_idx)
+                            .unwrap();
+                        let (r,) = f.call(&mut store, (settings,)).unwrap();
+                        r.unwrap();
+                    }
+                    last = (store.data().max_memory, store.data().grows);
+                    drop(store);
+                    if i >= n / 10 {
+                        samples.push(one.elapsed());
+                    }
+                }
+                let faults = (minflt() - faults) as f64 / (n + n / 10) as f64;
+                (Stats::of(samples, start.elapsed()), last, faults)
+            };
+            for (what, name) in [
+                (0u8, "instantiate"),
+                (1, "+describe"),
+                (3, "+describe x2"),
+                (2, "+init"),
+                (4, "+init x2"),
+            ] {
+                let (s, last, faults) = time(what);
+                println!(
+                    "{label:<22} {name:<12} median {:>9} p99 {:>9}  mem {} KiB grows {} minflt/call {:.1}",
+                    micros(s.median),
+                    micros(s.p99),
+                    last.0 / 1024,
+                    last.1,
+                    faults
+                );
+            }
+        }
+    }
 }

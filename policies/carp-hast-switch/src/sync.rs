@@ -81,10 +81,15 @@ fn record(resource: &str, state: SyncState, host: &dyn Host) -> Result<()> {
 
 /// `None` when promotion may go ahead; otherwise the plan to answer with instead: one critical
 /// alert naming every resource known to be incomplete and how to override. With the override
-/// set, promotion goes ahead and a warning is logged.
+/// set, promotion goes ahead and a warning is logged. A resource already primary is never held
+/// back: its copy is the one in use, and finishing the promotion (mount, services) only serves
+/// it.
 pub fn refusal(settings: &Settings, host: &dyn Host) -> Result<Option<Plan>> {
     let mut incomplete = Vec::new();
     for resource in &settings.resources {
+        if host.hast_status(&resource.name)?.role == HastRole::Primary {
+            continue;
+        }
         if let Some(state) = recorded(&resource.name, host)?.filter(|state| state.is_incomplete()) {
             incomplete.push(format!("`{}` ({})", resource.name, state.as_str()));
         }
@@ -127,7 +132,7 @@ pub fn on_hook(settings: &Settings, hook: &HastHook, host: &dyn Host) -> Result<
         HastHook::SyncDone(_) => record_sync("syncdone", SyncState::Synced)?,
         HastHook::SyncInterrupted(_) => record_sync("syncintr", SyncState::Interrupted)?,
         HastHook::SplitBrain(_) => {
-            record(resource, SyncState::SplitBrain, host)?;
+            record_split_brain(resource, host)?;
             return Ok(split_brain_alert(resource));
         }
         HastHook::RoleChanged(change) => on_role_change(change, host)?,
@@ -135,6 +140,18 @@ pub fn on_hook(settings: &Settings, hook: &HastHook, host: &dyn Host) -> Result<
         HastHook::Disconnect(_) => log(host, LogLevel::Info, resource, "the peer went away"),
     }
     Ok(Plan::none())
+}
+
+/// hastd reports a split-brain on both hosts. On the secondary (or in init) it marks the local
+/// copy as one that must not be promoted onto; on the primary the local copy is the one in use,
+/// which the recovery keeps, so recording it there would only block the survivor later.
+fn record_split_brain(resource: &str, host: &dyn Host) -> Result<()> {
+    if host.hast_status(resource)?.role == HastRole::Primary {
+        let what = "split-brain not recorded: this host is primary, its copy is the one in use";
+        log(host, LogLevel::Warn, resource, what);
+        return Ok(());
+    }
+    record(resource, SyncState::SplitBrain, host)
 }
 
 /// Sync hooks describe the copy being written. That is ours only while we are secondary; on

@@ -546,6 +546,25 @@ fn split_brain_is_recorded_and_alerted_with_the_recovery_steps() {
     assert_eq!(kv(&host, "sync:test").as_deref(), Some("split-brain"));
 }
 
+#[test]
+fn the_serving_primary_alerts_on_split_brain_but_is_not_blocked() {
+    let host = active();
+    let plan = run(&host, events::hast(HastHook::SplitBrain("test".into())));
+    assert_eq!(only_alert(&plan).0, AlertSeverity::Critical);
+    assert_eq!(kv(&host, "sync:test"), None);
+
+    // Even with an incomplete copy recorded, a primary whose service died gets it back.
+    let host = machine(HastRole::Primary, true, false).kv("sync:test", "split-brain");
+    let plan = run(&host, carp(CarpState::Master));
+    assert_eq!(
+        plan,
+        Plan::builder()
+            .start_service("mysql-server")
+            .timeout_ms(120_000)
+            .build()
+    );
+}
+
 // ---------------------------------------------------------------------------------- startup
 
 #[test]

@@ -89,9 +89,12 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(verbose: u8) {
+    // The commands print every decision, refusal and alert themselves; the log is for
+    // looking under the hood.
     let level = match verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "off",
+        1 => "warn",
+        2 => "info",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("HAVEN_LOG")
