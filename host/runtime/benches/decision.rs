@@ -16,7 +16,8 @@
 //!    `examples/seed/haven.toml`), a fresh instance per event, for three events: a CARP master
 //!    event on a machine that already holds everything (idempotent: no action), the same event
 //!    on a backup machine (the full promotion plan), and an event the policy ignores (the fixed
-//!    cost of a fresh instance, `init` and a trivial `handle`).
+//!    cost of a fresh instance, `init` and a trivial `handle`); and `Runtime::configure` (a
+//!    fresh instance and `init`, no `handle`), to show where the fixed cost goes.
 //! 2. The baseline: fork+exec of `/bin/sh` running the same decision as a script.
 //! 3. `Runtime::compile` cold (no cache) and from the artifact cache.
 //!
@@ -154,6 +155,9 @@ struct Stats {
     p999: Duration,
     /// Samples over the wall time of the whole loop, measuring included.
     per_second: f64,
+    /// Runs that failed (policy runs only), and the first reason.
+    failures: usize,
+    first_failure: Option<String>,
 }
 
 impl Stats {
@@ -169,6 +173,8 @@ impl Stats {
             p99: at(0.99),
             p999: at(0.999),
             per_second: samples.len() as f64 / total.as_secs_f64(),
+            failures: 0,
+            first_failure: None,
         }
     }
 }
@@ -194,24 +200,15 @@ fn main() {
         .compile(haven_bundled_policies::CARP_HAST_SWITCH)
         .expect("compiling the bundled seed policy");
     println!(
-        "policy {} {} ({} bytes of core module), settings and limits from {}",
+        "policy {} {} ({} bytes of core module), settings and limits from examples/seed/haven.toml",
         compiled.info.name,
         compiled.info.version,
         haven_bundled_policies::CARP_HAST_SWITCH.len(),
-        Path::new(SEED_CONFIG).display()
     );
     let policy = runtime
         .configure(compiled, &config)
         .expect("the seed settings are accepted");
 
-    if std::env::var("HAVEN_BREAKDOWN").is_ok() {
-        let bytes = match std::env::var("HAVEN_WASM") {
-            Ok(path) => std::fs::read(path).unwrap(),
-            Err(_) => haven_bundled_policies::CARP_HAST_SWITCH.to_vec(),
-        };
-        breakdown::run(&config.settings.to_string(), &bytes, counts.policy / 2);
-        return;
-    }
     let cases = cases();
     for case in &cases {
         show_decision(&runtime, &policy, case);
@@ -226,21 +223,12 @@ fn main() {
     );
     for case in &cases {
         let stats = bench_policy(&runtime, &policy, case, counts);
-        println!(
-            "{:<44} {:>8} {:>10} {:>10} {:>10} {:>10.0}",
-            case.name,
-            stats.samples,
-            micros(stats.median),
-            micros(stats.p99),
-            micros(stats.p999),
-            stats.per_second
-        );
+        print_policy_row(case.name, &stats);
         policy_stats.push(stats);
     }
+    let stats = bench_configure(&runtime, &policy, &config, counts);
+    print_policy_row("configure: instance + init only, no handle", &stats);
     println!();
-    if std::env::var("HAVEN_ONLY_POLICY").is_ok() {
-        return;
-    }
 
     // 2. The shell baseline.
     let mut ratios = Vec::new();
@@ -406,21 +394,41 @@ fn cases() -> Vec<Case> {
 /// decide the same thing.
 fn show_decision(runtime: &Runtime, policy: &LoadedPolicy, case: &Case) {
     let call = runtime.call(policy, &case.event, case.machine.clone(), Arc::default());
-    let plan = call
-        .result
-        .unwrap_or_else(|failure| panic!("{}: the policy failed: {failure}", case.name));
-    let steps: Vec<String> = plan.steps.iter().map(ToString::to_string).collect();
-    println!("{}: policy plans {} step(s)", case.name, steps.len());
-    for step in &steps {
-        println!("    {step}");
+    match call.result {
+        Ok(plan) => {
+            println!(
+                "{}: the policy plans {} step(s)",
+                case.name,
+                plan.steps.len()
+            );
+            for step in &plan.steps {
+                println!("    {step}");
+            }
+        }
+        Err(failure) => println!("{}: the policy FAILED: {failure}", case.name),
     }
     if let Some(args) = case.shell_args {
-        let lines = shell_decision(args);
-        println!(
-            "  shell plans {} step(s): {}",
-            lines.lines().count(),
-            lines.lines().collect::<Vec<_>>().join("; ")
-        );
+        let output = shell_decision(args);
+        let lines: Vec<&str> = output.lines().collect();
+        println!("  the shell plans {} step(s)", lines.len());
+        for line in lines {
+            println!("    {line}");
+        }
+    }
+}
+
+fn print_policy_row(name: &str, stats: &Stats) {
+    println!(
+        "{:<44} {:>8} {:>10} {:>10} {:>10} {:>10.0}",
+        name,
+        stats.samples,
+        micros(stats.median),
+        micros(stats.p99),
+        micros(stats.p999),
+        stats.per_second
+    );
+    if let Some(failure) = &stats.first_failure {
+        println!("    {} of them failed, first: {failure}", stats.failures);
     }
 }
 
@@ -428,22 +436,53 @@ fn bench_policy(runtime: &Runtime, policy: &LoadedPolicy, case: &Case, counts: C
     // Each call sees the same (empty) key-value store: its writes are not committed, so every
     // CARP event is a first edge and acts at once rather than arming the hold-down timer.
     let kv: Arc<KvStore> = Arc::default();
-    let call = || {
+    measure(counts, || {
         let call = runtime.call(policy, &case.event, case.machine.clone(), kv.clone());
-        assert!(call.result.is_ok(), "{}: {:?}", case.name, call.result);
-        black_box(call);
-    };
+        black_box(call)
+            .result
+            .map(drop)
+            .map_err(|failure| failure.to_string())
+    })
+}
+
+/// `Runtime::configure`: a fresh store and instance and `init` with the settings, no `handle`
+/// (plus cloning the config entry, which `call` does not do).
+fn bench_configure(
+    runtime: &Runtime,
+    policy: &LoadedPolicy,
+    config: &PolicyConfig,
+    counts: Counts,
+) -> Stats {
+    measure(counts, || {
+        let loaded = runtime.configure(policy.compiled.clone(), config);
+        black_box(loaded)
+            .map(drop)
+            .map_err(|error| error.to_string())
+    })
+}
+
+/// Warm up, then time `counts.policy` runs of `one` one by one. A failed run (on a loaded
+/// machine, or in a debug build, a call may overrun its deadline) is timed and counted all
+/// the same, and reported rather than ending the run.
+fn measure(counts: Counts, mut one: impl FnMut() -> Result<(), String>) -> Stats {
     for _ in 0..counts.warmup {
-        call();
+        let _ = one();
     }
     let mut samples = Vec::with_capacity(counts.policy);
+    let mut failures = Vec::new();
     let started = Instant::now();
     for _ in 0..counts.policy {
-        let one = Instant::now();
-        call();
-        samples.push(one.elapsed());
+        let sample = Instant::now();
+        let outcome = one();
+        samples.push(sample.elapsed());
+        if let Err(failure) = outcome {
+            failures.push(failure);
+        }
     }
-    Stats::of(samples, started.elapsed())
+    let mut stats = Stats::of(samples, started.elapsed());
+    stats.failures = failures.len();
+    stats.first_failure = failures.into_iter().next();
+    stats
 }
 
 fn shell_command(args: [&str; 5]) -> Command {
@@ -534,186 +573,4 @@ fn micros(duration: Duration) -> String {
 
 fn millis(duration: Duration) -> String {
     format!("{:.2} ms", duration.as_secs_f64() * 1e3)
-}
-
-// ------------------------------------------------------------------------------ scratch
-mod breakdown {
-    use super::*;
-    use wasmtime::component::{Component, Linker, Val};
-    use wasmtime::{
-        Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
-    };
-
-    #[derive(Default)]
-    struct Data {
-        max_memory: usize,
-        grows: u32,
-    }
-    impl ResourceLimiter for Data {
-        fn memory_growing(
-            &mut self,
-            _c: usize,
-            desired: usize,
-            _m: Option<usize>,
-        ) -> wasmtime::Result<bool> {
-            self.max_memory = self.max_memory.max(desired);
-            self.grows += 1;
-            Ok(true)
-        }
-        fn table_growing(
-            &mut self,
-            _c: usize,
-            _d: usize,
-            _m: Option<usize>,
-        ) -> wasmtime::Result<bool> {
-            Ok(true)
-        }
-    }
-
-    fn engine(
-        keep_resident: usize,
-        cow: bool,
-        pooling: bool,
-        pagemap: bool,
-        noguard: bool,
-    ) -> Engine {
-        let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(64)
-            .total_core_instances(256)
-            .total_memories(128)
-            .total_tables(256)
-            .max_memory_size(256 * 1024 * 1024)
-            .linear_memory_keep_resident(keep_resident)
-            .table_keep_resident(64 * 1024);
-        if pagemap {
-            pool.pagemap_scan(wasmtime::Enabled::Yes);
-        }
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .epoch_interruption(true)
-            .memory_init_cow(cow);
-        if noguard {
-            config.signals_based_traps(false).memory_guard_size(0);
-        }
-        if pooling {
-            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        }
-        Engine::new(&config).unwrap()
-    }
-
-    fn minflt() -> u64 {
-        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        after.split(' ').nth(7).unwrap().parse().unwrap()
-    }
-
-    pub fn run(settings: &str, bytes: &[u8], n: usize) {
-        let component_bytes = haven_runtime::admission::componentize(bytes).unwrap();
-        {
-            let engine = engine(256 * 1024, true, true, false, false);
-            let mut a = Vec::new();
-            let mut b = Vec::new();
-            for _ in 0..5 {
-                let t = Instant::now();
-                let cb = haven_runtime::admission::componentize(bytes).unwrap();
-                a.push(t.elapsed());
-                let t = Instant::now();
-                let c = Component::new(&engine, &cb).unwrap();
-                b.push(t.elapsed());
-                black_box(c);
-            }
-            println!(
-                "componentize median {} Component::new median {} component bytes {}",
-                millis(median(a)),
-                millis(median(b)),
-                component_bytes.len()
-            );
-        }
-        for (label, keep, cow, pooling, pagemap, noguard) in [
-            ("pool keep 256K cow", 256 * 1024, true, true, false, false),
-            ("pool 256K pagemap", 256 * 1024, true, true, true, false),
-            ("256K noguard", 256 * 1024, true, true, false, true),
-            ("256K noguard pagemap", 256 * 1024, true, true, true, true),
-            ("pool keep 256K cow", 256 * 1024, true, true, false, false),
-        ] {
-            let engine = engine(keep, cow, pooling, pagemap, noguard);
-            let component = Component::new(&engine, &component_bytes).unwrap();
-            let mut linker = Linker::<Data>::new(&engine);
-            linker.define_unknown_imports_as_traps(&component).unwrap();
-            let pre = linker.instantiate_pre(&component).unwrap();
-            let iface = component
-                .get_export_index(None, "haven:policy/handler@0.1.0")
-                .unwrap();
-            let init_idx = component.get_export_index(Some(&iface), "init").unwrap();
-            let describe_idx = component
-                .get_export_index(Some(&iface), "describe")
-                .unwrap();
-            let new_store = || {
-                let mut store = Store::new(&engine, Data::default());
-                store.limiter(|d| d as &mut dyn ResourceLimiter);
-                store.set_epoch_deadline(50);
-                store
-            };
-            let time = |what: u8| {
-                let mut last = (0, 0);
-                let mut samples = Vec::with_capacity(n);
-                let faults = minflt();
-                let start = Instant::now();
-                for i in 0..n + n / 10 {
-                    let one = Instant::now();
-                    let mut store = new_store();
-                    let instance = pre.instantiate(&mut store).unwrap();
-                    if what == 1 {
-                        let f = instance.get_func(&mut store, describe_idx).unwrap();
-                        let mut out = [Val::Bool(false)];
-                        f.call(&mut store, &[], &mut out).unwrap();
-                    } else if what == 3 {
-                        let f = instance.get_func(&mut store, describe_idx).unwrap();
-                        let mut out = [Val::Bool(false)];
-                        f.call(&mut store, &[], &mut out).unwrap();
-                        f.call(&mut store, &[], &mut out).unwrap();
-                    } else if what == 4 {
-                        let f = instance
-                            .get_typed_func::<(&str,), (Result<(), String>,)>(&mut store, init_idx)
-                            .unwrap();
-                        let (r,) = f.call(&mut store, (settings,)).unwrap();
-                        r.unwrap();
-                        let (r,) = f.call(&mut store, (settings,)).unwrap();
-                        r.unwrap();
-                    } else if what == 2 {
-                        let f = instance
-                            .get_typed_func::<(&str,), (Result<(), String>,)>(&mut store, init_idx)
-                            .unwrap();
-                        let (r,) = f.call(&mut store, (settings,)).unwrap();
-                        r.unwrap();
-                    }
-                    last = (store.data().max_memory, store.data().grows);
-                    drop(store);
-                    if i >= n / 10 {
-                        samples.push(one.elapsed());
-                    }
-                }
-                let faults = (minflt() - faults) as f64 / (n + n / 10) as f64;
-                (Stats::of(samples, start.elapsed()), last, faults)
-            };
-            for (what, name) in [
-                (0u8, "instantiate"),
-                (1, "+describe"),
-                (3, "+describe x2"),
-                (2, "+init"),
-                (4, "+init x2"),
-            ] {
-                let (s, last, faults) = time(what);
-                println!(
-                    "{label:<22} {name:<12} median {:>9} p99 {:>9}  mem {} KiB grows {} minflt/call {:.1}",
-                    micros(s.median),
-                    micros(s.p99),
-                    last.0 / 1024,
-                    last.1,
-                    faults
-                );
-            }
-        }
-    }
 }
