@@ -69,6 +69,9 @@
 //! Build it with `cargo build --release --target wasm32-unknown-unknown`, then check and
 //! scenario-test the `.wasm` with `havenctl check` and `havenctl test`.
 
+#[cfg(any(test, all(target_arch = "wasm32", feature = "arena")))]
+#[allow(unsafe_code)]
+mod arena;
 mod error;
 #[doc(hidden)]
 pub mod export;
@@ -101,6 +104,12 @@ pub use bindings::haven::policy::types::{
 pub use error::{Error, Result};
 pub use host::Host;
 pub use plan::PlanBuilder;
+
+/// Each event's instance allocates from a static arena (see `arena.rs`): no `memory.grow`,
+/// so no page-protection changes in the host, on the hot path.
+#[cfg(all(target_arch = "wasm32", feature = "arena"))]
+#[global_allocator]
+static ALLOCATOR: arena::Bump = arena::Bump;
 
 /// What a policy author implements.
 ///

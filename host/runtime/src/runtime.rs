@@ -225,7 +225,9 @@ impl Runtime {
             .total_tables(instances * 4)
             .max_memory_size(MAX_MEMORY_MIB as usize * 1024 * 1024)
             .linear_memory_keep_resident(256 * 1024)
-            .table_keep_resident(64 * 1024);
+            .table_keep_resident(64 * 1024)
+            // Reset only the pages a call touched (Linux 6.7+; ignored elsewhere).
+            .pagemap_scan(wasmtime::Enabled::Auto);
         let mut config = Config::new();
         config
             .wasm_component_model(true)
