@@ -1,0 +1,690 @@
+//! The daemon's journal: append-only JSON lines under the state directory.
+//!
+//! The journal exists so that the daemon can be killed at any moment (power loss, OOM killer,
+//! a panic) and still know, when it starts again, what it was doing. Every event, every
+//! policy's decision (with the policy's name and module hash), every step's start and end and
+//! every refusal is appended *before* the daemon acts on it, and each line is `fsync`'d
+//! ([`std::fs::File::sync_data`]) before [`Journal::append`] returns. After a crash,
+//! [`Journal::interrupted`] finds the step that was in progress so the startup event can carry
+//! it ([`haven_core::InterruptedStep`]) and the policy can decide what to do; nothing is ever
+//! re-run blindly. It is also the operator's record: `havenctl log` will read it with
+//! [`Journal::read_all`].
+//!
+//! Format: one JSON object per line, `{"seq":N,"at":<unix ms>,"kind":"...",...}`, where `seq`
+//! increases by one per line across files and restarts, and the rest is an [`Entry`]
+//! (internally tagged by `kind`, kebab-case like the rest of Haven's JSON).
+//!
+//! Files: `journal.jsonl` is written; when the next line would take it over the size bound it
+//! is rotated to `journal.jsonl.1`, the older `.1` to `.2` and so on, and files beyond
+//! `keep_files` rotated ones are deleted. So the journal takes at most
+//! `(keep_files + 1) × max_bytes_per_file` bytes (a single line larger than the bound is still
+//! written, alone in its file: losing a record would be worse).
+//!
+//! A crash in the middle of a write can leave a torn last line. Readers skip it and report it
+//! ([`Contents::torn`]); [`Journal::open`] cuts it off before appending, so that the next line
+//! does not get glued to it, and reports it ([`Journal::torn_tail`]) so the daemon can note it.
+//! A line that does not parse anywhere but at the end of a file is corruption, and an error.
+
+use haven_core::{AlertSeverity, Event, InterruptedStep, Plan, Step};
+use haven_runtime::{Decision, Outcome as RuntimeOutcome};
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The file being written.
+pub const JOURNAL_FILE: &str = "journal.jsonl";
+
+/// The most characters of a torn line kept in a [`TornLine`] report.
+const TORN_TEXT_LIMIT: usize = 512;
+
+/// What can go wrong with the journal.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The limits make no sense.
+    #[error("journal limits: {0}")]
+    Limits(&'static str),
+    /// A file system operation failed.
+    #[error("journal: cannot {op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// An entry could not be encoded (it cannot happen with Haven's types).
+    #[error("journal: cannot encode an entry: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// A line other than a file's last does not parse.
+    #[error("journal: {}, line {line}, is corrupt: {reason}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+}
+
+fn io_error<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> JournalError + 'a {
+    move |source| JournalError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// What a policy decided, as the journal says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DecisionOutcome {
+    /// It asked for nothing.
+    NoAction,
+    /// A plan that passed the grants check.
+    Plan,
+    /// A plan refused for a step outside the grants.
+    Refused,
+    /// The call trapped, timed out, overflowed or returned an error.
+    Failed,
+}
+
+/// One journal entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case"
+)]
+pub enum Entry {
+    /// An event taken off the queue to be handed to the policies.
+    Event {
+        event_id: u64,
+        source: String,
+        event: Event,
+        /// How many older events it superseded in the queue.
+        coalesced: u32,
+    },
+    /// One policy's decision about one event.
+    Decision {
+        event_id: u64,
+        policy: String,
+        module_hash: String,
+        outcome: DecisionOutcome,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plan_id: Option<u64>,
+        /// The checked plan, for outcome `plan`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plan: Option<Plan>,
+        /// Why, for outcomes `refused` and `failed`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        elapsed_us: u64,
+    },
+    /// A step is about to run.
+    StepStart {
+        plan_id: u64,
+        policy: String,
+        index: u32,
+        step: Step,
+    },
+    /// A step ended.
+    StepEnd {
+        plan_id: u64,
+        policy: String,
+        index: u32,
+        ok: bool,
+        /// The step's effect was already in place, so nothing ran.
+        skipped_as_done: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+        duration_us: u64,
+    },
+    /// A plan is over: every step done (`completed`), or abandoned after a failure.
+    PlanEnd {
+        plan_id: u64,
+        policy: String,
+        completed: bool,
+    },
+    /// An operator alert, from a policy's plan or from the host (`policy` absent).
+    Alert {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy: Option<String>,
+        severity: AlertSeverity,
+        message: String,
+    },
+    /// Input a source could not parse.
+    BadInput {
+        source: String,
+        reason: String,
+        text: String,
+    },
+    /// Anything else worth recording: start, stop, reload, queue overflow.
+    Note { message: String },
+}
+
+impl Entry {
+    /// The journal entry for a policy's decision about event `event_id`.
+    pub fn from_decision(event_id: u64, decision: &Decision) -> Entry {
+        let (outcome, plan_id, plan, reason) = match &decision.outcome {
+            RuntimeOutcome::NoAction => (DecisionOutcome::NoAction, None, None, None),
+            RuntimeOutcome::Plan { plan_id, plan } => (
+                DecisionOutcome::Plan,
+                Some(*plan_id),
+                Some(plan.clone()),
+                None,
+            ),
+            RuntimeOutcome::Refused(refusal) => (
+                DecisionOutcome::Refused,
+                None,
+                None,
+                Some(refusal.to_string()),
+            ),
+            RuntimeOutcome::Failed(failure) => (
+                DecisionOutcome::Failed,
+                None,
+                None,
+                Some(failure.to_string()),
+            ),
+        };
+        Entry::Decision {
+            event_id,
+            policy: decision.policy.clone(),
+            module_hash: decision.module_hash.clone(),
+            outcome,
+            plan_id,
+            plan,
+            reason,
+            elapsed_us: u64::try_from(decision.elapsed.as_micros()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// The entry's `kind`, as written.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Entry::Event { .. } => "event",
+            Entry::Decision { .. } => "decision",
+            Entry::StepStart { .. } => "step-start",
+            Entry::StepEnd { .. } => "step-end",
+            Entry::PlanEnd { .. } => "plan-end",
+            Entry::Alert { .. } => "alert",
+            Entry::BadInput { .. } => "bad-input",
+            Entry::Note { .. } => "note",
+        }
+    }
+}
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Position in the journal, from 1, increasing by one per line.
+    pub seq: u64,
+    /// When it was written, in milliseconds since the Unix epoch.
+    pub at: u64,
+    /// What was written.
+    #[serde(flatten)]
+    pub entry: Entry,
+}
+
+/// [`Record`] by reference, to write without cloning the entry.
+#[derive(Serialize)]
+struct RecordRef<'a> {
+    seq: u64,
+    at: u64,
+    #[serde(flatten)]
+    entry: &'a Entry,
+}
+
+/// Just the sequence number of a line, which is all reopening needs.
+#[derive(Deserialize)]
+struct SeqOnly {
+    seq: u64,
+}
+
+/// A line skipped because it was cut short (or otherwise unreadable) at the end of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornLine {
+    /// The file.
+    pub path: PathBuf,
+    /// Its line number, from 1.
+    pub line: usize,
+    /// Its length in bytes.
+    pub bytes: usize,
+    /// Why it does not parse.
+    pub reason: String,
+    /// Its beginning, as text.
+    pub text: String,
+}
+
+/// Everything in the journal, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Contents {
+    /// The records.
+    pub records: Vec<Record>,
+    /// Lines skipped at the ends of files.
+    pub torn: Vec<TornLine>,
+}
+
+/// The step that was in progress when the daemon stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interrupted {
+    /// The policy whose plan it was.
+    pub policy: String,
+    /// The plan.
+    pub plan_id: u64,
+    /// The step's position in the plan, from 0.
+    pub step_index: u32,
+    /// The step.
+    pub step: Step,
+}
+
+impl From<Interrupted> for InterruptedStep {
+    fn from(interrupted: Interrupted) -> InterruptedStep {
+        InterruptedStep {
+            plan_id: interrupted.plan_id,
+            step_index: interrupted.step_index,
+            step: interrupted.step,
+        }
+    }
+}
+
+/// The journal, open for appending.
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+    file: File,
+    /// Bytes in the current file.
+    len: u64,
+    next_seq: u64,
+    max_bytes: u64,
+    keep_files: usize,
+    torn_tail: Option<TornLine>,
+}
+
+impl Journal {
+    /// Open the journal in `dir` for appending, creating the directory (mode 0700 on Unix) and
+    /// the file as needed. Numbering continues from the last record found. The current file is
+    /// rotated when the next line would take it over `max_bytes_per_file`; `keep_files` rotated
+    /// files are kept.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        max_bytes_per_file: u64,
+        keep_files: usize,
+    ) -> Result<Journal, JournalError> {
+        if max_bytes_per_file == 0 {
+            return Err(JournalError::Limits(
+                "max_bytes_per_file must be at least 1",
+            ));
+        }
+        let dir = dir.as_ref().to_owned();
+        create_private_dir(&dir)?;
+        let path = dir.join(JOURNAL_FILE);
+        let torn_tail = cut_torn_tail(&path)?;
+        if let Some(torn) = &torn_tail {
+            tracing::warn!(
+                path = %torn.path.display(),
+                line = torn.line,
+                bytes = torn.bytes,
+                "journal ended in a torn line (a crash mid-write?): cut off"
+            );
+        }
+        let next_seq = last_seq(&dir)?.map_or(1, |seq| seq + 1);
+        let existed = path.exists();
+        let file = open_for_append(&path)?;
+        if !existed {
+            sync_dir(&dir)?;
+        }
+        let len = file
+            .metadata()
+            .map_err(io_error("read the size of", &path))?
+            .len();
+        Ok(Journal {
+            dir,
+            file,
+            len,
+            next_seq,
+            max_bytes: max_bytes_per_file,
+            keep_files,
+            torn_tail,
+        })
+    }
+
+    /// Append an entry and wait until it is on disk. Returns its sequence number.
+    pub fn append(&mut self, entry: &Entry) -> Result<u64, JournalError> {
+        let seq = self.next_seq;
+        let mut line = serde_json::to_vec(&RecordRef {
+            seq,
+            at: unix_ms(),
+            entry,
+        })?;
+        line.push(b'\n');
+        let bytes = line.len() as u64;
+        if self.len > 0 && self.len.saturating_add(bytes) > self.max_bytes {
+            self.rotate()?;
+        }
+        let path = self.current_path();
+        if let Err(error) = self.file.write_all(&line) {
+            // Best effort: take back a partial line so that the next one is not glued to it.
+            let _ = self.file.set_len(self.len);
+            return Err(io_error("write to", &path)(error));
+        }
+        self.len += bytes;
+        self.next_seq += 1;
+        self.file.sync_data().map_err(io_error("sync", &path))?;
+        Ok(seq)
+    }
+
+    /// The sequence number the next entry will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file being written.
+    pub fn current_path(&self) -> PathBuf {
+        self.dir.join(JOURNAL_FILE)
+    }
+
+    /// The torn line [`Journal::open`] cut off the end of the current file, if there was one.
+    pub fn torn_tail(&self) -> Option<&TornLine> {
+        self.torn_tail.as_ref()
+    }
+
+    fn rotate(&mut self) -> Result<(), JournalError> {
+        let current = self.current_path();
+        for (index, path) in rotated_files(&self.dir)? {
+            if index >= self.keep_files {
+                fs::remove_file(&path).map_err(io_error("remove", &path))?;
+            }
+        }
+        for index in (1..self.keep_files).rev() {
+            let from = rotated_path(&self.dir, index);
+            if from.exists() {
+                let to = rotated_path(&self.dir, index + 1);
+                fs::rename(&from, &to).map_err(io_error("rename", &from))?;
+            }
+        }
+        if self.keep_files > 0 {
+            let to = rotated_path(&self.dir, 1);
+            fs::rename(&current, &to).map_err(io_error("rename", &current))?;
+        } else {
+            fs::remove_file(&current).map_err(io_error("remove", &current))?;
+        }
+        self.file = open_for_append(&current)?;
+        self.len = 0;
+        sync_dir(&self.dir)?;
+        tracing::debug!(dir = %self.dir.display(), next_seq = self.next_seq, "journal rotated");
+        Ok(())
+    }
+
+    /// Every record in the journal in `dir`, oldest first, across rotated files. A missing
+    /// directory or file is an empty journal.
+    pub fn read_all(dir: impl AsRef<Path>) -> Result<Contents, JournalError> {
+        let dir = dir.as_ref();
+        let mut contents = Contents::default();
+        let mut files: Vec<PathBuf> = rotated_files(dir)?
+            .into_iter()
+            .rev()
+            .map(|(_, path)| path)
+            .collect();
+        files.push(dir.join(JOURNAL_FILE));
+        for path in files {
+            read_file(&path, &mut contents)?;
+        }
+        for torn in &contents.torn {
+            tracing::warn!(
+                path = %torn.path.display(),
+                line = torn.line,
+                reason = %torn.reason,
+                "journal: skipped a torn line"
+            );
+        }
+        Ok(contents)
+    }
+
+    /// The step that was in progress when the daemon writing the journal in `dir` stopped: the
+    /// last `step-start`, unless a `step-end` for it or a `plan-end` for its plan follows.
+    ///
+    /// Plans run one at a time, so only the last step started can have been in progress; an
+    /// older unended step belongs to an earlier crash, already reported at the start after it.
+    pub fn interrupted(dir: impl AsRef<Path>) -> Result<Option<Interrupted>, JournalError> {
+        let contents = Journal::read_all(dir)?;
+        let mut open: Option<Interrupted> = None;
+        for record in contents.records {
+            match record.entry {
+                Entry::StepStart {
+                    plan_id,
+                    policy,
+                    index,
+                    step,
+                } => {
+                    open = Some(Interrupted {
+                        policy,
+                        plan_id,
+                        step_index: index,
+                        step,
+                    });
+                }
+                Entry::StepEnd {
+                    plan_id,
+                    policy,
+                    index,
+                    ..
+                } if open.as_ref().is_some_and(|open| {
+                    open.plan_id == plan_id && open.policy == policy && open.step_index == index
+                }) =>
+                {
+                    open = None;
+                }
+                Entry::PlanEnd {
+                    plan_id, policy, ..
+                } if open
+                    .as_ref()
+                    .is_some_and(|open| open.plan_id == plan_id && open.policy == policy) =>
+                {
+                    open = None;
+                }
+                _ => {}
+            }
+        }
+        Ok(open)
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+fn rotated_path(dir: &Path, index: usize) -> PathBuf {
+    dir.join(format!("{JOURNAL_FILE}.{index}"))
+}
+
+/// The rotated files in `dir`, by index, newest (`.1`) first.
+fn rotated_files(dir: &Path) -> Result<Vec<(usize, PathBuf)>, JournalError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(io_error("list", dir)(error)),
+    };
+    let prefix = format!("{JOURNAL_FILE}.");
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_error("list", dir))?;
+        let name = entry.file_name();
+        let Some(index) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(&prefix))
+            .filter(|index| !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|index| index.parse::<usize>().ok())
+            .filter(|index| *index > 0)
+        else {
+            continue;
+        };
+        files.push((index, entry.path()));
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Read a file's records into `contents`; a missing file is empty.
+fn read_file(path: &Path, contents: &mut Contents) -> Result<(), JournalError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(io_error("read", path)(error)),
+    };
+    let lines: Vec<&[u8]> = bytes.split(|byte| *byte == b'\n').collect();
+    // The last non-empty line: the only one that may be torn.
+    let last = lines.iter().rposition(|line| !line.is_empty());
+    for (number, line) in lines.iter().enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<Record>(line) {
+            Ok(record) => contents.records.push(record),
+            Err(error) if Some(number) == last => {
+                contents
+                    .torn
+                    .push(torn_line(path, number + 1, line, error.to_string()))
+            }
+            Err(error) => {
+                return Err(JournalError::Corrupt {
+                    path: path.to_owned(),
+                    line: number + 1,
+                    reason: error.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn torn_line(path: &Path, line: usize, bytes: &[u8], reason: String) -> TornLine {
+    TornLine {
+        path: path.to_owned(),
+        line,
+        bytes: bytes.len(),
+        reason,
+        text: String::from_utf8_lossy(bytes)
+            .chars()
+            .take(TORN_TEXT_LIMIT)
+            .collect(),
+    }
+}
+
+/// If the file at `path` does not end in a newline, cut it back to its last newline and
+/// report what was cut.
+fn cut_torn_tail(path: &Path) -> Result<Option<TornLine>, JournalError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(io_error("read", path)(error)),
+    };
+    if bytes.last().is_none_or(|byte| *byte == b'\n') {
+        return Ok(None);
+    }
+    let keep = bytes
+        .iter()
+        .rposition(|byte| *byte == b'\n')
+        .map_or(0, |newline| newline + 1);
+    let tail = &bytes[keep..];
+    let line = bytes[..keep].iter().filter(|byte| **byte == b'\n').count() + 1;
+    let reason = match serde_json::from_slice::<Record>(tail) {
+        Ok(_) => "complete record without its newline".to_owned(),
+        Err(error) => error.to_string(),
+    };
+    let torn = torn_line(path, line, tail, reason);
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_error("open", path))?;
+    file.set_len(keep as u64)
+        .map_err(io_error("truncate", path))?;
+    file.sync_all().map_err(io_error("sync", path))?;
+    Ok(Some(torn))
+}
+
+/// The sequence number of the newest readable line, looking through the current file and then
+/// the rotated ones, newest first.
+fn last_seq(dir: &Path) -> Result<Option<u64>, JournalError> {
+    let mut files = vec![dir.join(JOURNAL_FILE)];
+    files.extend(rotated_files(dir)?.into_iter().map(|(_, path)| path));
+    for path in files {
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(io_error("read", &path)(error)),
+        };
+        let seq = bytes
+            .split(|byte| *byte == b'\n')
+            .rev()
+            .find_map(|line| serde_json::from_slice::<SeqOnly>(line).ok())
+            .map(|line| line.seq);
+        if seq.is_some() {
+            return Ok(seq);
+        }
+    }
+    Ok(None)
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), JournalError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700);
+        builder.create(dir).map_err(io_error("create", dir))?;
+        let mode = fs::metadata(dir)
+            .map_err(io_error("inspect", dir))?
+            .permissions()
+            .mode();
+        if mode & 0o022 != 0 {
+            tracing::warn!(
+                dir = %dir.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "state directory is writable by others: the journal can be tampered with"
+            );
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        builder.create(dir).map_err(io_error("create", dir))
+    }
+}
+
+fn open_for_append(path: &Path) -> Result<File, JournalError> {
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path).map_err(io_error("open", path))
+}
+
+/// Make a file's creation or renaming durable.
+fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+    #[cfg(unix)]
+    {
+        File::open(dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io_error("sync", dir))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
