@@ -17,6 +17,8 @@
 //! For now it holds the queue and the journal; the sources' listeners, the executor and the
 //! event loop that joins them are the next pieces.
 
+pub mod control;
+pub mod devd_client;
 pub mod journal;
 pub mod queue;
 
