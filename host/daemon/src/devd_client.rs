@@ -485,6 +485,24 @@ mod tests {
         dir.path().join("devd.seqpacket.pipe")
     }
 
+    /// A client connected to a fresh test server, its first `Connected` already received.
+    fn connected() -> (
+        tempfile::TempDir,
+        PathBuf,
+        Server,
+        OwnedFd,
+        DevdClient,
+        Receiver<DevdMessage>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = socket_path(&dir);
+        let server = Server::bind(&path);
+        let (client, rx) = start(&path, fast());
+        let conn = server.accept();
+        assert_eq!(next(&rx), DevdMessage::Connected { reconnect: false });
+        (dir, path, server, conn, client, rx)
+    }
+
     // ---------------------------------------------------------------------- pure helpers
 
     #[test]
@@ -531,12 +549,7 @@ mod tests {
 
     #[test]
     fn real_lines_arrive_as_events_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = socket_path(&dir);
-        let server = Server::bind(&path);
-        let (client, rx) = start(&path, fast());
-        let conn = server.accept();
-        assert_eq!(next(&rx), DevdMessage::Connected { reconnect: false });
+        let (_dir, _path, _server, conn, client, rx) = connected();
 
         for line in [CARP_MASTER, CARP0_UP, ATTACH] {
             send_packet(&conn, line);
@@ -577,12 +590,7 @@ mod tests {
 
     #[test]
     fn malformed_line_is_reported_and_reading_goes_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = socket_path(&dir);
-        let server = Server::bind(&path);
-        let (client, rx) = start(&path, fast());
-        let conn = server.accept();
-        assert_eq!(next(&rx), DevdMessage::Connected { reconnect: false });
+        let (_dir, _path, _server, conn, client, rx) = connected();
 
         send_packet(&conn, "*garbage\n");
         send_packet(&conn, "!system=CARP subsystem=300@em0 type=MASTER\n");
@@ -609,12 +617,7 @@ mod tests {
 
     #[test]
     fn several_lines_in_one_packet_and_no_trailing_newline() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = socket_path(&dir);
-        let server = Server::bind(&path);
-        let (client, rx) = start(&path, fast());
-        let conn = server.accept();
-        assert_eq!(next(&rx), DevdMessage::Connected { reconnect: false });
+        let (_dir, _path, _server, conn, client, rx) = connected();
 
         send_packet(&conn, &format!("{CARP_MASTER}\n{CARP0_UP}"));
         send_packet(&conn, ATTACH.trim_end_matches('\n'));
@@ -632,12 +635,7 @@ mod tests {
 
     #[test]
     fn server_closing_gives_disconnected_then_reconnect() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = socket_path(&dir);
-        let server = Server::bind(&path);
-        let (client, rx) = start(&path, fast());
-        let conn = server.accept();
-        assert_eq!(next(&rx), DevdMessage::Connected { reconnect: false });
+        let (_dir, path, server, conn, client, rx) = connected();
         send_packet(&conn, CARP_MASTER);
         assert!(matches!(next_event(&rx), Event::CarpChanged(_)));
 
