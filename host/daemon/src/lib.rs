@@ -19,7 +19,9 @@
 
 pub mod control;
 pub mod devd_client;
+pub mod hastctl_poller;
 pub mod journal;
+pub mod keepalived_fifo;
 pub mod queue;
 
 pub use journal::{

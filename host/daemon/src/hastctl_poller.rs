@@ -1,0 +1,671 @@
+//! The hastctl poller: runs `hastctl list` every so often on a thread of its own.
+//!
+//! hastd has no event that a reader could trust for "the peer connected", "the data is in
+//! sync" or "the role changed behind our back", so the daemon also *asks*: a dedicated std
+//! thread runs `<program> list` (`/sbin/hastctl list` on FreeBSD) every
+//! [`HastctlOptions::interval`], parses the output with [`haven_sources::parse_hastctl_list`],
+//! compares it with the previous successful poll and hands what changed to a sink (in the
+//! daemon, the sending half of a channel its event loop reads). Nothing here depends on tokio.
+//!
+//! - **The command runs without a shell**, with a cleared environment plus a fixed
+//!   `PATH` ([`CHILD_PATH`]), stdin from `/dev/null`, the working directory `/`, stdout and
+//!   stderr captured, in a process group of its own.
+//! - **Every run has a deadline** ([`HastctlOptions::timeout`]): a run that overruns it has its
+//!   whole process group killed with `SIGKILL` and the child reaped; no child is ever left
+//!   behind, whether the run succeeds, fails, times out or the poller is stopped meanwhile.
+//! - **The first successful poll** is a [`HastMessage::Snapshot`] (for the daemon's startup
+//!   reconciliation); later ones send a [`HastMessage::Changed`] for each resource that
+//!   appeared or whose role, replication or dirty bytes changed, and a [`HastMessage::Vanished`]
+//!   for each resource that is gone.
+//! - **Failures are reported, not fatal**: unparsable output is a [`HastMessage::BadOutput`],
+//!   a spawn failure, a non-zero exit or a timeout is a [`HastMessage::CommandFailed`]; polling
+//!   goes on, and the next successful poll is compared with the last successful one.
+//! - **Stopping is prompt and bounded**: the interval wait and a running command both notice
+//!   a stop request within about [`POLL_SLICE`] (a running command is killed and reaped);
+//!   [`HastctlPoller::stop`] waits at most [`STOP_TIMEOUT`] for the thread and then gives up on
+//!   it (only possible if the sink itself blocks).
+//!
+//! [`poll_once`] runs the command once, the same way, for the daemon's startup.
+
+use haven_core::{Event, HastStatus};
+use haven_sources::parse_hastctl_list;
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+#[cfg(test)]
+mod tests;
+
+/// The `source` Haven records for what this poller reports.
+pub const SOURCE: &str = "hastctl";
+
+/// hastctl on FreeBSD.
+pub const DEFAULT_PROGRAM: &str = "/sbin/hastctl";
+
+/// The only environment variable the child gets.
+pub const CHILD_PATH: &str = "/sbin:/bin:/usr/sbin:/usr/bin";
+
+/// The most output kept from either stream; more is a failure (hastctl prints a few hundred
+/// bytes per resource).
+pub const MAX_OUTPUT: usize = 1024 * 1024;
+
+/// The most text quoted from the output or stderr in messages and errors, in bytes.
+pub const EXCERPT_LIMIT: usize = 512;
+
+/// How often a running command and the interval wait look for a stop request (the interval
+/// wait actually wakes at once).
+pub const POLL_SLICE: Duration = Duration::from_millis(50);
+
+/// How long [`HastctlPoller::stop`] waits for the thread before leaving it behind.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What to run and how often.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HastctlOptions {
+    /// The hastctl binary, run as `<program> list`; [`DEFAULT_PROGRAM`] by default.
+    pub program: PathBuf,
+    /// The wait between the end of one run and the start of the next (at least 1 ms is used).
+    pub interval: Duration,
+    /// The deadline for one run, after which the child is killed (at least 1 ms is used).
+    pub timeout: Duration,
+}
+
+impl Default for HastctlOptions {
+    fn default() -> Self {
+        HastctlOptions {
+            program: PathBuf::from(DEFAULT_PROGRAM),
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the poller tells the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HastMessage {
+    /// The first successful poll: every resource, in hastctl's order.
+    Snapshot(Vec<HastStatus>),
+    /// Always an [`Event::HastStatusChanged`]: a resource appeared since the last successful
+    /// poll, or its role, replication or dirty bytes changed.
+    Changed(Event),
+    /// A resource listed by the last successful poll is no longer listed.
+    Vanished(String),
+    /// hastctl succeeded but its output could not be read; polling goes on.
+    BadOutput {
+        /// The start of the output (at most [`EXCERPT_LIMIT`] bytes, invalid UTF-8 replaced).
+        text_excerpt: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// hastctl could not be run, exited non-zero (the reason has the exit status and the
+    /// start of its stderr) or overran its deadline; polling goes on.
+    CommandFailed { reason: String },
+}
+
+/// A snapshot of the poller's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HastctlStats {
+    /// Runs finished, whatever their outcome (a count goes up after that run's messages were
+    /// handed to the sink).
+    pub polls: u64,
+    /// [`HastMessage::Changed`] and [`HastMessage::Vanished`] messages sent.
+    pub changes: u64,
+    /// [`HastMessage::CommandFailed`] messages sent.
+    pub failures: u64,
+    /// [`HastMessage::BadOutput`] messages sent.
+    pub bad_outputs: u64,
+}
+
+/// Why running `hastctl list` did not give a list of resources.
+///
+/// Not to be confused with [`haven_sources::HastctlError`], the parser's error, which
+/// [`HastctlError::BadOutput`] carries.
+#[derive(Debug, thiserror::Error)]
+pub enum HastctlError {
+    #[error("cannot run {}: {source}", program.display())]
+    Spawn {
+        program: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("reading the output of {} list failed: {source}", program.display())]
+    Io {
+        program: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} list timed out after {timeout:?} and was killed", program.display())]
+    Timeout { program: PathBuf, timeout: Duration },
+    #[error("{} list printed more than {MAX_OUTPUT} bytes and was killed", program.display())]
+    TooMuchOutput { program: PathBuf },
+    #[error("{} list exited with {status}; stderr: {stderr_excerpt:?}", program.display())]
+    Exit {
+        program: PathBuf,
+        status: ExitStatus,
+        /// The start of stderr, trimmed (at most [`EXCERPT_LIMIT`] bytes).
+        stderr_excerpt: String,
+    },
+    #[error("hastctl list output is not valid UTF-8: {source}")]
+    NotUtf8 {
+        text_excerpt: String,
+        #[source]
+        source: std::str::Utf8Error,
+    },
+    #[error("{source}")]
+    BadOutput {
+        /// The start of the output (at most [`EXCERPT_LIMIT`] bytes).
+        text_excerpt: String,
+        #[source]
+        source: haven_sources::HastctlError,
+    },
+}
+
+impl HastctlError {
+    /// The message the poller sends for this error.
+    fn message(&self) -> HastMessage {
+        match self {
+            HastctlError::NotUtf8 { text_excerpt, .. } => HastMessage::BadOutput {
+                text_excerpt: text_excerpt.clone(),
+                reason: self.to_string(),
+            },
+            HastctlError::BadOutput {
+                text_excerpt,
+                source,
+            } => HastMessage::BadOutput {
+                text_excerpt: text_excerpt.clone(),
+                reason: source.to_string(),
+            },
+            _ => HastMessage::CommandFailed {
+                reason: self.to_string(),
+            },
+        }
+    }
+}
+
+/// Run `<program> list` once (no shell, cleared environment, `timeout` deadline after which
+/// it is killed and reaped) and parse its output.
+pub fn poll_once(program: &Path, timeout: Duration) -> Result<Vec<HastStatus>, HastctlError> {
+    match run_and_parse(program, timeout, &|| false) {
+        Ok(statuses) => Ok(statuses),
+        Err(Failure::Error(error)) => Err(error),
+        // `should_stop` never says yes.
+        Err(Failure::Stopped) => unreachable!("poll_once cannot be stopped"),
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    polls: AtomicU64,
+    changes: AtomicU64,
+    failures: AtomicU64,
+    bad_outputs: AtomicU64,
+}
+
+impl Counters {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> HastctlStats {
+        HastctlStats {
+            polls: self.polls.load(Ordering::Relaxed),
+            changes: self.changes.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            bad_outputs: self.bad_outputs.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A running poller. Dropping it stops it, like [`HastctlPoller::stop`].
+#[derive(Debug)]
+pub struct HastctlPoller {
+    counters: Arc<Counters>,
+    /// Dropping it asks the thread to stop.
+    stop: Option<Sender<()>>,
+    /// Disconnects when the thread has finished (its sender is dropped, even on panic).
+    done: Receiver<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HastctlPoller {
+    /// Start polling on a new thread (the first run starts at once), handing every message to
+    /// `sink`.
+    pub fn spawn(
+        options: HastctlOptions,
+        sink: impl FnMut(HastMessage) + Send + 'static,
+    ) -> HastctlPoller {
+        let counters = Arc::new(Counters::default());
+        let (stop_tx, stop_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let worker = Worker {
+            program: options.program,
+            interval: options.interval.max(Duration::from_millis(1)),
+            timeout: options.timeout.max(Duration::from_millis(1)),
+            counters: Arc::clone(&counters),
+            stop: stop_rx,
+            sink,
+        };
+        let thread = std::thread::Builder::new()
+            .name("hastctl-poller".into())
+            .spawn(move || {
+                let _done = done_tx;
+                worker.run();
+            })
+            .expect("spawning the hastctl poller thread");
+        HastctlPoller {
+            counters,
+            stop: Some(stop_tx),
+            done: done_rx,
+            thread: Some(thread),
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> HastctlStats {
+        self.counters.snapshot()
+    }
+
+    /// Stop the thread (killing a running hastctl) and join it, waiting at most
+    /// [`STOP_TIMEOUT`].
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        // Dropping the sender wakes the interval wait at once; a running command notices
+        // within POLL_SLICE.
+        drop(self.stop.take());
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        match self.done.recv_timeout(STOP_TIMEOUT) {
+            Err(RecvTimeoutError::Disconnected) | Ok(()) => {
+                if thread.join().is_err() {
+                    tracing::error!(source = SOURCE, "the hastctl poller thread panicked");
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                tracing::error!(
+                    source = SOURCE,
+                    timeout = ?STOP_TIMEOUT,
+                    "the hastctl poller thread did not stop in time (is the sink blocked?); leaving it behind"
+                );
+            }
+        }
+    }
+}
+
+impl Drop for HastctlPoller {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct Worker<F> {
+    program: PathBuf,
+    interval: Duration,
+    timeout: Duration,
+    counters: Arc<Counters>,
+    stop: Receiver<()>,
+    sink: F,
+}
+
+impl<F: FnMut(HastMessage)> Worker<F> {
+    fn run(mut self) {
+        let span = tracing::info_span!(
+            "hastctl_poller",
+            source = SOURCE,
+            program = %self.program.display()
+        );
+        let _entered = span.enter();
+        tracing::debug!(interval = ?self.interval, timeout = ?self.timeout, "hastctl poller started");
+        // The last successful poll; `None` until the first one (which is a snapshot).
+        let mut previous: Option<Vec<HastStatus>> = None;
+        let mut failures_in_a_row = 0u64;
+        loop {
+            let stop = &self.stop;
+            let outcome = run_and_parse(&self.program, self.timeout, &|| stop_requested(stop));
+            match outcome {
+                Err(Failure::Stopped) => break,
+                Ok(current) => {
+                    if failures_in_a_row > 0 {
+                        tracing::info!(failures = failures_in_a_row, "hastctl list works again");
+                    }
+                    failures_in_a_row = 0;
+                    match &previous {
+                        None => {
+                            tracing::info!(resources = current.len(), "first hastctl snapshot");
+                            (self.sink)(HastMessage::Snapshot(current.clone()));
+                        }
+                        Some(previous) => {
+                            for message in diff(previous, &current) {
+                                Counters::bump(&self.counters.changes);
+                                tracing::info!(?message, "HAST status changed");
+                                (self.sink)(message);
+                            }
+                        }
+                    }
+                    previous = Some(current);
+                }
+                Err(Failure::Error(error)) => {
+                    failures_in_a_row += 1;
+                    let message = error.message();
+                    match &message {
+                        HastMessage::BadOutput { .. } => {
+                            Counters::bump(&self.counters.bad_outputs);
+                        }
+                        _ => Counters::bump(&self.counters.failures),
+                    }
+                    if failures_in_a_row == 1 {
+                        tracing::warn!(%error, "hastctl list failed; polling goes on");
+                    } else {
+                        tracing::debug!(%error, attempt = failures_in_a_row, "hastctl list failed");
+                    }
+                    (self.sink)(message);
+                }
+            }
+            Counters::bump(&self.counters.polls);
+            if !matches!(
+                self.stop.recv_timeout(self.interval),
+                Err(RecvTimeoutError::Timeout)
+            ) {
+                break;
+            }
+        }
+        tracing::debug!("hastctl poller stopped");
+    }
+}
+
+fn stop_requested(stop: &Receiver<()>) -> bool {
+    !matches!(stop.try_recv(), Err(TryRecvError::Empty))
+}
+
+/// The messages for going from `previous` to `current` (both successful polls): a
+/// [`HastMessage::Changed`] for each resource of `current` that is new or differs, in
+/// `current`'s order, then a [`HastMessage::Vanished`] for each resource of `previous` that is
+/// gone, in `previous`'s order.
+fn diff(previous: &[HastStatus], current: &[HastStatus]) -> Vec<HastMessage> {
+    let changed = current
+        .iter()
+        .filter(|now| {
+            previous
+                .iter()
+                .find(|before| before.resource == now.resource)
+                .is_none_or(|before| before != *now)
+        })
+        .map(|now| HastMessage::Changed(Event::HastStatusChanged(now.clone())));
+    let vanished = previous
+        .iter()
+        .filter(|before| !current.iter().any(|now| now.resource == before.resource))
+        .map(|before| HastMessage::Vanished(before.resource.clone()));
+    changed.chain(vanished).collect()
+}
+
+/// Why a run gave no list.
+enum Failure {
+    /// A stop was requested meanwhile; the child was killed and reaped.
+    Stopped,
+    Error(HastctlError),
+}
+
+impl From<HastctlError> for Failure {
+    fn from(error: HastctlError) -> Self {
+        Failure::Error(error)
+    }
+}
+
+fn run_and_parse(
+    program: &Path,
+    timeout: Duration,
+    should_stop: &dyn Fn() -> bool,
+) -> Result<Vec<HastStatus>, Failure> {
+    let output = run_list(program, timeout, should_stop)?;
+    if !output.status.success() {
+        return Err(HastctlError::Exit {
+            program: program.to_owned(),
+            status: output.status,
+            stderr_excerpt: excerpt(String::from_utf8_lossy(&output.stderr).trim()),
+        }
+        .into());
+    }
+    let text = std::str::from_utf8(&output.stdout).map_err(|source| HastctlError::NotUtf8 {
+        text_excerpt: excerpt(&String::from_utf8_lossy(&output.stdout)),
+        source,
+    })?;
+    parse_hastctl_list(text).map_err(|source| {
+        HastctlError::BadOutput {
+            text_excerpt: excerpt(text),
+            source,
+        }
+        .into()
+    })
+}
+
+/// At most [`EXCERPT_LIMIT`] bytes of `text`, cut at a character boundary, `…` when cut.
+fn excerpt(text: &str) -> String {
+    if text.len() <= EXCERPT_LIMIT {
+        return text.to_owned();
+    }
+    let mut end = EXCERPT_LIMIT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// What a finished run printed.
+struct Output {
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// A spawned child that is killed (with its whole process group) and reaped when dropped,
+/// unless it was reaped already.
+struct Reaper {
+    child: Child,
+    reaped: bool,
+}
+
+impl Reaper {
+    fn kill_and_reap(&mut self) {
+        if self.reaped {
+            return;
+        }
+        // The child leads its own process group (`process_group(0)`), and is not reaped yet,
+        // so the group id is still ours to signal: this also kills anything it started.
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let _ = self.child.kill();
+        match self.child.wait() {
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(source = SOURCE, %error, "cannot reap a killed hastctl");
+            }
+        }
+        self.reaped = true;
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        self.kill_and_reap();
+    }
+}
+
+/// Run `<program> list` with a deadline, capturing both streams.
+fn run_list(
+    program: &Path,
+    timeout: Duration,
+    should_stop: &dyn Fn() -> bool,
+) -> Result<Output, Failure> {
+    let deadline = Instant::now() + timeout;
+    let spawned = Command::new(program)
+        .arg("list")
+        .env_clear()
+        .env("PATH", CHILD_PATH)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|source| HastctlError::Spawn {
+            program: program.to_owned(),
+            source,
+        })?;
+    let mut reaper = Reaper {
+        child: spawned,
+        reaped: false,
+    };
+    let timed_out = || HastctlError::Timeout {
+        program: program.to_owned(),
+        timeout,
+    };
+    let io_error = |source| HastctlError::Io {
+        program: program.to_owned(),
+        source,
+    };
+
+    // Read both streams to their end (a full pipe would block the child).
+    let mut out = Stream::new(
+        reaper
+            .child
+            .stdout
+            .take()
+            .map(|p| File::from(OwnedFd::from(p))),
+    );
+    let mut err = Stream::new(
+        reaper
+            .child
+            .stderr
+            .take()
+            .map(|p| File::from(OwnedFd::from(p))),
+    );
+    let mut chunk = vec![0u8; 16 * 1024];
+    while out.pipe.is_some() || err.pipe.is_some() {
+        if should_stop() {
+            return Err(Failure::Stopped);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(timed_out().into());
+        }
+        let slice = (deadline - now).min(POLL_SLICE);
+        let (out_ready, err_ready) = {
+            let mut fds = Vec::with_capacity(2);
+            for pipe in [out.fd(), err.fd()].into_iter().flatten() {
+                fds.push(PollFd::new(pipe, PollFlags::POLLIN));
+            }
+            let timeout = PollTimeout::try_from(slice).unwrap_or(PollTimeout::MAX);
+            match poll(&mut fds, timeout) {
+                Ok(0) | Err(Errno::EINTR) => continue,
+                Ok(_) => {}
+                Err(errno) => return Err(io_error(io::Error::from(errno)).into()),
+            }
+            // Unknown flags: read anyway, which does not block once poll reported something.
+            let mut ready = fds.iter().map(|fd| fd.any().unwrap_or(true));
+            let out_ready = out.pipe.is_some() && ready.next() == Some(true);
+            let err_ready = err.pipe.is_some() && ready.next() == Some(true);
+            (out_ready, err_ready)
+        };
+        for (ready, stream) in [(out_ready, &mut out), (err_ready, &mut err)] {
+            if ready {
+                match stream.read_some(&mut chunk) {
+                    Ok(()) => {}
+                    Err(ReadError::TooMuch) => {
+                        return Err(HastctlError::TooMuchOutput {
+                            program: program.to_owned(),
+                        }
+                        .into());
+                    }
+                    Err(ReadError::Io(error)) => return Err(io_error(error).into()),
+                }
+            }
+        }
+    }
+
+    // Both streams are closed; wait for the exit, still within the deadline.
+    let status = loop {
+        match reaper.child.try_wait() {
+            Ok(Some(status)) => {
+                reaper.reaped = true;
+                break status;
+            }
+            Ok(None) => {}
+            Err(error) => return Err(io_error(error).into()),
+        }
+        if should_stop() {
+            return Err(Failure::Stopped);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(timed_out().into());
+        }
+        std::thread::sleep((deadline - now).min(EXIT_CHECK));
+    };
+    Ok(Output {
+        status,
+        stdout: out.data,
+        stderr: err.data,
+    })
+}
+
+/// How often to look whether the child exited once it closed its output.
+const EXIT_CHECK: Duration = Duration::from_millis(2);
+
+/// One of the child's output pipes and what was read from it; `pipe` is `None` after EOF.
+struct Stream {
+    pipe: Option<File>,
+    data: Vec<u8>,
+}
+
+enum ReadError {
+    TooMuch,
+    Io(io::Error),
+}
+
+impl Stream {
+    fn new(pipe: Option<File>) -> Self {
+        Stream {
+            pipe,
+            data: Vec::new(),
+        }
+    }
+
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.pipe.as_ref().map(AsFd::as_fd)
+    }
+
+    /// One read, after poll said the pipe is readable (or closed).
+    fn read_some(&mut self, chunk: &mut [u8]) -> Result<(), ReadError> {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return Ok(());
+        };
+        match pipe.read(chunk) {
+            Ok(0) => self.pipe = None,
+            Ok(n) => {
+                if self.data.len() + n > MAX_OUTPUT {
+                    return Err(ReadError::TooMuch);
+                }
+                self.data.extend_from_slice(&chunk[..n]);
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(ReadError::Io(error)),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,643 @@
+use super::*;
+use haven_core::{HastReplication, HastRole};
+use std::os::unix::fs::PermissionsExt;
+use std::sync::mpsc::TryRecvError;
+
+/// Generous bound for anything that should happen "soon".
+const DEADLINE: Duration = Duration::from_secs(5);
+
+/// The test interval: short, so tests do not wait for polls.
+const INTERVAL: Duration = Duration::from_millis(20);
+
+/// An interval no test waits for: the poller runs once and then only a stop wakes it.
+const FOREVER: Duration = Duration::from_secs(3600);
+
+/// A stand-in for FreeBSD's hastctl(8), test code only: the poller runs it as it runs the
+/// real one. It finds its files next to itself through `$0` (the poller runs it by absolute
+/// path with a cleared environment).
+const STANDIN: &str = r#"#!/bin/sh
+# Test stand-in for FreeBSD's hastctl(8): `hastctl list [all | name ...]` prints what the
+# tests keep in the file `state` next to this script. Marker files next to it:
+#   hang  `list` waits for a long sleep first (a hastd that does not answer);
+#   fail  `list` prints the marker's text on stderr and exits 1;
+#   env   `list` prints its environment on stderr and exits 1.
+dir=${0%/*}
+case "$1" in
+list) ;;
+*)
+    echo "hastctl: unknown command: $1" >&2
+    exit 1
+    ;;
+esac
+echo $$ >"$dir/pid"
+if [ -e "$dir/hang" ]; then
+    sleep 30 &
+    echo $! >"$dir/sleep.pid"
+    wait
+fi
+if [ -e "$dir/env" ]; then
+    env >&2
+    exit 1
+fi
+if [ -e "$dir/fail" ]; then
+    cat "$dir/fail" >&2
+    exit 1
+fi
+exec cat "$dir/state"
+"#;
+
+const STATISTICS: &str = "  statistics:
+    reads: 19
+    writes: 20
+    deletes: 0
+    flushes: 3
+    activemap updates: 5
+    local errors: read: 0, write: 0, delete: 0, flush: 0
+    queues: local: 0, send: 0, recv: 0, done: 0, idle: 0
+";
+
+/// One resource as `hastctl list` prints it (sbin/hastctl/hastctl.c, `control_list()`).
+fn block(name: &str, role: &str, status: &str, dirty: &str) -> String {
+    format!(
+        "{name}:
+  role: {role}
+  provname: {name}
+  localpath: /dev/ada1
+  extentsize: 2097152 (2.0MB)
+  keepdirty: 64
+  remoteaddr: 192.168.1.52
+  replication: memsync
+  status: {status}
+  workerpid: 1234
+  dirty: {dirty}
+{STATISTICS}"
+    )
+}
+
+/// `test`: primary, complete, nothing dirty; `db`: primary, degraded, 1 MiB dirty.
+fn two_primaries() -> String {
+    block("test", "primary", "complete", "0 (0B)")
+        + &block("db", "primary", "degraded", "1048576 (1.0MB)")
+}
+
+fn status(
+    resource: &str,
+    role: HastRole,
+    replication: HastReplication,
+    dirty: Option<u64>,
+) -> HastStatus {
+    HastStatus {
+        resource: resource.to_owned(),
+        role,
+        replication,
+        dirty_bytes: dirty,
+    }
+}
+
+fn two_primaries_parsed() -> Vec<HastStatus> {
+    vec![
+        status(
+            "test",
+            HastRole::Primary,
+            HastReplication::Complete,
+            Some(0),
+        ),
+        status(
+            "db",
+            HastRole::Primary,
+            HastReplication::Degraded,
+            Some(1048576),
+        ),
+    ]
+}
+
+fn changed(status: HastStatus) -> HastMessage {
+    HastMessage::Changed(Event::HastStatusChanged(status))
+}
+
+/// A tempdir holding the stand-in, its state file and its markers.
+struct Standin {
+    dir: tempfile::TempDir,
+    program: PathBuf,
+}
+
+impl Standin {
+    fn new(state: &str) -> Standin {
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("hastctl");
+        std::fs::write(&program, STANDIN).unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let standin = Standin { dir, program };
+        standin.set_state(state);
+        standin.wait_until_executable();
+        standin
+    }
+
+    /// Another test thread that forks while the script is open for writing makes exec fail
+    /// with ETXTBSY until that child execs; retry until the script runs once.
+    fn wait_until_executable(&self) {
+        let started = Instant::now();
+        loop {
+            match Command::new(&self.program).arg("probe").output() {
+                Ok(output) => {
+                    assert_eq!(output.status.code(), Some(1));
+                    assert_eq!(
+                        String::from_utf8_lossy(&output.stderr),
+                        "hastctl: unknown command: probe\n"
+                    );
+                    return;
+                }
+                Err(error) if error.raw_os_error() == Some(Errno::ETXTBSY as i32) => {
+                    assert!(started.elapsed() < DEADLINE, "the stand-in stays busy");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(error) => panic!("cannot run the stand-in: {error}"),
+            }
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Replace a file atomically (a poll sees the old or the new text, never half).
+    fn write(&self, name: &str, text: &str) {
+        let temporary = self.path(&format!("{name}.tmp"));
+        std::fs::write(&temporary, text).unwrap();
+        std::fs::rename(&temporary, self.path(name)).unwrap();
+    }
+
+    fn set_state(&self, text: &str) {
+        self.write("state", text);
+    }
+
+    fn remove(&self, name: &str) {
+        std::fs::remove_file(self.path(name)).unwrap();
+    }
+
+    fn pid(&self, name: &str) -> Pid {
+        let text = std::fs::read_to_string(self.path(name)).unwrap();
+        Pid::from_raw(text.trim().parse().unwrap())
+    }
+
+    fn options(&self, interval: Duration, timeout: Duration) -> HastctlOptions {
+        HastctlOptions {
+            program: self.program.clone(),
+            interval,
+            timeout,
+        }
+    }
+}
+
+fn start(options: HastctlOptions) -> (HastctlPoller, Receiver<HastMessage>) {
+    let (tx, rx) = mpsc::channel();
+    let poller = HastctlPoller::spawn(options, move |message| {
+        let _ = tx.send(message);
+    });
+    (poller, rx)
+}
+
+fn next(rx: &Receiver<HastMessage>) -> HastMessage {
+    rx.recv_timeout(DEADLINE)
+        .expect("no message from the hastctl poller in time")
+}
+
+/// The next message that is not a repeat of the failure the poller keeps seeing.
+fn next_skipping(rx: &Receiver<HastMessage>, skip: impl Fn(&HastMessage) -> bool) -> HastMessage {
+    let started = Instant::now();
+    loop {
+        let message = next(rx);
+        if !skip(&message) {
+            return message;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "only {message:?} for too long"
+        );
+    }
+}
+
+/// Wait (bounded) until `condition` holds.
+fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Wait until the poller finished `more` further runs after now, then check that they sent
+/// nothing (a run's messages reach the sink before its poll is counted).
+fn assert_quiet(poller: &HastctlPoller, rx: &Receiver<HastMessage>, more: u64) {
+    let target = poller.stats().polls + more;
+    wait_until("the poller ran again", || poller.stats().polls >= target);
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+}
+
+/// The process is gone: reaped, or (for a grandchild, which its new parent reaps) at least
+/// dead.
+fn dead(pid: Pid) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            // `pid (comm) state ...`; comm may hold spaces, so look after the last `)`.
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        nix::sys::signal::kill(pid, None) == Err(Errno::ESRCH)
+    }
+}
+
+// -------------------------------------------------------------------------- pure helpers
+
+#[test]
+fn diff_reports_changes_then_vanished() {
+    let before = two_primaries_parsed();
+    assert_eq!(diff(&before, &before), vec![]);
+    let mut after = before.clone();
+    after[1].dirty_bytes = Some(4096);
+    after.remove(0);
+    after.push(status(
+        "spare",
+        HastRole::Init,
+        HastReplication::Unknown,
+        None,
+    ));
+    assert_eq!(
+        diff(&before, &after),
+        vec![
+            changed(after[0].clone()),
+            changed(after[1].clone()),
+            HastMessage::Vanished("test".into()),
+        ]
+    );
+    let mut degraded = before.clone();
+    degraded[0].replication = HastReplication::Degraded;
+    assert_eq!(diff(&before, &degraded), vec![changed(degraded[0].clone())]);
+}
+
+#[test]
+fn excerpt_cuts_at_a_char_boundary() {
+    assert_eq!(excerpt("short"), "short");
+    let long = "é".repeat(EXCERPT_LIMIT);
+    let cut = excerpt(&long);
+    assert!(cut.ends_with('…'));
+    assert!(cut.len() <= EXCERPT_LIMIT + '…'.len_utf8());
+    assert_eq!(cut.trim_end_matches('…'), "é".repeat(EXCERPT_LIMIT / 2));
+}
+
+// ------------------------------------------------------------------------------ poll_once
+
+#[test]
+fn poll_once_parses_the_list() {
+    let standin = Standin::new(&two_primaries());
+    assert_eq!(
+        poll_once(&standin.program, DEADLINE).unwrap(),
+        two_primaries_parsed()
+    );
+    standin.set_state("");
+    assert_eq!(poll_once(&standin.program, DEADLINE).unwrap(), vec![]);
+}
+
+#[test]
+fn poll_once_reports_each_failure() {
+    let standin = Standin::new("hastctl: garbage\n");
+    match poll_once(&standin.program, DEADLINE) {
+        Err(HastctlError::BadOutput {
+            text_excerpt,
+            source,
+        }) => {
+            assert_eq!(text_excerpt, "hastctl: garbage\n");
+            assert_eq!(source.line_number, 1);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    std::fs::write(standin.path("state"), b"test:\n  role: \xff\n").unwrap();
+    assert!(matches!(
+        poll_once(&standin.program, DEADLINE),
+        Err(HastctlError::NotUtf8 { .. })
+    ));
+
+    standin.write("fail", "hastctl: cannot connect to hastd\n");
+    match poll_once(&standin.program, DEADLINE) {
+        Err(HastctlError::Exit {
+            status,
+            stderr_excerpt,
+            ..
+        }) => {
+            assert_eq!(status.code(), Some(1));
+            assert_eq!(stderr_excerpt, "hastctl: cannot connect to hastd");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let missing = standin.path("no-such-hastctl");
+    match poll_once(&missing, DEADLINE) {
+        Err(error @ HastctlError::Spawn { .. }) => {
+            assert!(error.to_string().contains("no-such-hastctl"), "{error}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn poll_once_runs_with_a_cleared_environment() {
+    let standin = Standin::new(&two_primaries());
+    standin.write("env", "");
+    let Err(HastctlError::Exit { stderr_excerpt, .. }) = poll_once(&standin.program, DEADLINE)
+    else {
+        panic!("the stand-in should have printed its environment and failed");
+    };
+    let variables: Vec<&str> = stderr_excerpt.lines().collect();
+    assert!(
+        variables.contains(&"PATH=/sbin:/bin:/usr/sbin:/usr/bin"),
+        "{variables:?}"
+    );
+    // Only what sh itself sets may appear besides PATH.
+    for variable in &variables {
+        let name = variable.split('=').next().unwrap();
+        assert!(
+            ["PATH", "PWD", "SHLVL", "_", "OLDPWD"].contains(&name),
+            "unexpected {variable:?} in {variables:?}"
+        );
+    }
+}
+
+#[test]
+fn poll_once_kills_and_reaps_a_run_past_its_deadline() {
+    let standin = Standin::new(&two_primaries());
+    standin.write("hang", "");
+    // Long enough for the stand-in to start and write its pid files on a loaded machine.
+    let timeout = Duration::from_millis(2000);
+    let started = Instant::now();
+    let error = poll_once(&standin.program, timeout).unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(matches!(error, HastctlError::Timeout { .. }), "{error:?}");
+    assert!(error.to_string().contains("timed out after 2s"), "{error}");
+    assert!(
+        elapsed >= timeout && elapsed < timeout + DEADLINE,
+        "{elapsed:?}"
+    );
+    // The stand-in was reaped before poll_once returned; its `sleep`, in the same process
+    // group, was killed too.
+    assert_eq!(
+        nix::sys::signal::kill(standin.pid("pid"), None),
+        Err(Errno::ESRCH)
+    );
+    let sleep = standin.pid("sleep.pid");
+    wait_until("the stand-in's sleep is dead", || dead(sleep));
+}
+
+// -------------------------------------------------------------------------------- poller
+
+#[test]
+fn snapshot_then_role_and_dirty_changes_then_quiet() {
+    let standin = Standin::new(&two_primaries());
+    let (poller, rx) = start(standin.options(INTERVAL, DEADLINE));
+    assert_eq!(next(&rx), HastMessage::Snapshot(two_primaries_parsed()));
+
+    // primary → secondary: the secondary's dirty count is not kept.
+    standin.set_state(
+        &(block("test", "secondary", "complete", "0 (0B)")
+            + &block("db", "primary", "degraded", "1048576 (1.0MB)")),
+    );
+    assert_eq!(
+        next(&rx),
+        changed(status(
+            "test",
+            HastRole::Secondary,
+            HastReplication::Complete,
+            None
+        ))
+    );
+    assert_quiet(&poller, &rx, 2);
+
+    // The degraded primary's dirty count changes.
+    standin.set_state(
+        &(block("test", "secondary", "complete", "0 (0B)")
+            + &block("db", "primary", "degraded", "2097152 (2.0MB)")),
+    );
+    assert_eq!(
+        next(&rx),
+        changed(status(
+            "db",
+            HastRole::Primary,
+            HastReplication::Degraded,
+            Some(2097152)
+        ))
+    );
+    assert_quiet(&poller, &rx, 3);
+
+    let stats = poller.stats();
+    // At least the snapshot and the two polls that saw a change; `assert_quiet` already
+    // checked the quiet polls in between.
+    assert!(stats.polls >= 3, "{stats:?}");
+    assert_eq!(stats.changes, 2, "{stats:?}");
+    assert_eq!((stats.failures, stats.bad_outputs), (0, 0), "{stats:?}");
+    poller.stop();
+}
+
+#[test]
+fn resources_appearing_and_vanishing() {
+    let standin = Standin::new(&two_primaries());
+    let (poller, rx) = start(standin.options(INTERVAL, DEADLINE));
+    assert_eq!(next(&rx), HastMessage::Snapshot(two_primaries_parsed()));
+    standin.set_state(
+        &(block("test", "primary", "complete", "0 (0B)")
+            + &block("spare", "init", "complete", "0 (0B)")),
+    );
+    assert_eq!(
+        next(&rx),
+        changed(status(
+            "spare",
+            HastRole::Init,
+            HastReplication::Complete,
+            None
+        ))
+    );
+    assert_eq!(next(&rx), HastMessage::Vanished("db".into()));
+    assert_quiet(&poller, &rx, 2);
+    assert_eq!(poller.stats().changes, 2);
+}
+
+#[test]
+fn garbage_output_is_reported_and_polling_recovers() {
+    let garbage = "hastctl: something unexpected\n";
+    let is_bad_output = |m: &HastMessage| matches!(m, HastMessage::BadOutput { .. });
+
+    // Garbage first: the snapshot waits for the first successful poll.
+    let standin = Standin::new(garbage);
+    let (poller, rx) = start(standin.options(INTERVAL, DEADLINE));
+    match next(&rx) {
+        HastMessage::BadOutput {
+            text_excerpt,
+            reason,
+        } => {
+            assert_eq!(text_excerpt, garbage);
+            assert!(reason.contains("line 1"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    standin.set_state(&two_primaries());
+    assert_eq!(
+        next_skipping(&rx, is_bad_output),
+        HastMessage::Snapshot(two_primaries_parsed())
+    );
+
+    // Garbage later: the next good poll is compared with the last good one.
+    let mut broken = block("test", "primary", "complete", "0 (0B)");
+    broken.push_str("db:\n  role: sideways\n");
+    standin.set_state(&broken);
+    match next(&rx) {
+        HastMessage::BadOutput { reason, .. } => {
+            assert!(reason.contains("sideways"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    standin.set_state(
+        &(block("test", "primary", "complete", "0 (0B)")
+            + &block("db", "primary", "complete", "0 (0B)")),
+    );
+    assert_eq!(
+        next_skipping(&rx, is_bad_output),
+        changed(status(
+            "db",
+            HastRole::Primary,
+            HastReplication::Complete,
+            Some(0)
+        ))
+    );
+    assert_quiet(&poller, &rx, 2);
+    let stats = poller.stats();
+    assert!(stats.bad_outputs >= 2, "{stats:?}");
+    assert_eq!((stats.changes, stats.failures), (1, 0), "{stats:?}");
+}
+
+#[test]
+fn non_zero_exit_is_reported_with_its_stderr() {
+    let standin = Standin::new(&two_primaries());
+    standin.write(
+        "fail",
+        "hastctl: Unable to connect to hastd via /var/run/hastctl.\n",
+    );
+    let (poller, rx) = start(standin.options(INTERVAL, DEADLINE));
+    match next(&rx) {
+        HastMessage::CommandFailed { reason } => {
+            assert!(reason.contains("exit status: 1"), "{reason}");
+            assert!(
+                reason.contains("hastctl: Unable to connect to hastd via /var/run/hastctl."),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    standin.remove("fail");
+    let is_failure = |m: &HastMessage| matches!(m, HastMessage::CommandFailed { .. });
+    assert_eq!(
+        next_skipping(&rx, is_failure),
+        HastMessage::Snapshot(two_primaries_parsed())
+    );
+    let stats = poller.stats();
+    assert!(stats.failures >= 1, "{stats:?}");
+    assert_eq!(stats.bad_outputs, 0, "{stats:?}");
+}
+
+#[test]
+fn a_run_past_its_deadline_is_killed_and_reaped() {
+    let standin = Standin::new(&two_primaries());
+    standin.write("hang", "");
+    // One run only: the pid files stay those of the run that hung.
+    let (poller, rx) = start(standin.options(FOREVER, Duration::from_millis(2000)));
+    match next(&rx) {
+        HastMessage::CommandFailed { reason } => {
+            assert!(reason.contains("timed out"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Reaped before the message was sent; its `sleep` was killed with the process group.
+    assert_eq!(
+        nix::sys::signal::kill(standin.pid("pid"), None),
+        Err(Errno::ESRCH)
+    );
+    let sleep = standin.pid("sleep.pid");
+    wait_until("the stand-in's sleep is dead", || dead(sleep));
+    assert_eq!(poller.stats().failures, 1);
+    poller.stop();
+}
+
+#[test]
+fn a_missing_program_is_a_command_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("hastctl");
+    let (poller, rx) = start(HastctlOptions {
+        program,
+        interval: INTERVAL,
+        timeout: DEADLINE,
+    });
+    match next(&rx) {
+        HastMessage::CommandFailed { reason } => {
+            assert!(reason.contains("cannot run"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // And again on the next poll: failing does not stop the poller.
+    assert!(matches!(next(&rx), HastMessage::CommandFailed { .. }));
+    assert!(poller.stats().failures >= 2);
+}
+
+#[test]
+fn stop_is_prompt_during_a_long_interval() {
+    let standin = Standin::new(&two_primaries());
+    let (poller, rx) = start(standin.options(FOREVER, DEADLINE));
+    assert_eq!(next(&rx), HastMessage::Snapshot(two_primaries_parsed()));
+    wait_until("the first poll is counted", || poller.stats().polls == 1);
+    let started = Instant::now();
+    poller.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // The thread is gone: it dropped the sink.
+    assert_eq!(
+        rx.recv_timeout(DEADLINE),
+        Err(RecvTimeoutError::Disconnected)
+    );
+}
+
+#[test]
+fn stop_kills_a_running_command() {
+    let standin = Standin::new(&two_primaries());
+    standin.write("hang", "");
+    let (poller, rx) = start(standin.options(FOREVER, Duration::from_secs(60)));
+    let sleep_pid = standin.path("sleep.pid");
+    wait_until("the stand-in hangs", || {
+        std::fs::read_to_string(&sleep_pid).is_ok_and(|text| text.ends_with('\n'))
+    });
+    let started = Instant::now();
+    drop(poller);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        rx.recv_timeout(DEADLINE),
+        Err(RecvTimeoutError::Disconnected)
+    );
+    assert_eq!(
+        nix::sys::signal::kill(standin.pid("pid"), None),
+        Err(Errno::ESRCH)
+    );
+    let sleep = standin.pid("sleep.pid");
+    wait_until("the stand-in's sleep is dead", || dead(sleep));
+}
