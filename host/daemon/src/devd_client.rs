@@ -22,6 +22,7 @@
 //!   within about 100 ms; it waits at most [`STOP_TIMEOUT`] for it and then gives up on it
 //!   (only possible if the sink itself blocks).
 
+use crate::source_thread::{Backoff, SourceThread};
 use haven_core::Event;
 use haven_sources::devd_line_to_event;
 use rustix::io::Errno;
@@ -33,8 +34,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
-use std::thread::JoinHandle;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::Duration;
 
 /// The `source` Haven records for events read from devd.
@@ -52,8 +52,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How long `connect` may block (Linux blocks on a full listen backlog; FreeBSD refuses).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// How long [`DevdClient::stop`] waits for the thread before leaving it behind.
-pub const STOP_TIMEOUT: Duration = Duration::from_secs(3);
+pub use crate::source_thread::STOP_TIMEOUT;
 
 /// Reconnection backoff.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,11 +137,7 @@ impl Counters {
 #[derive(Debug)]
 pub struct DevdClient {
     counters: Arc<Counters>,
-    /// Dropping it asks the thread to stop.
-    stop: Option<Sender<()>>,
-    /// Disconnects when the thread has finished (its sender is dropped, even on panic).
-    done: Receiver<()>,
-    thread: Option<JoinHandle<()>>,
+    thread: SourceThread,
 }
 
 impl DevdClient {
@@ -153,28 +148,18 @@ impl DevdClient {
         sink: impl FnMut(DevdMessage) + Send + 'static,
     ) -> DevdClient {
         let counters = Arc::new(Counters::default());
-        let (stop_tx, stop_rx) = mpsc::channel();
-        let (done_tx, done_rx) = mpsc::channel::<()>();
-        let worker = Worker {
-            path,
-            backoff: Backoff::new(options),
-            counters: Arc::clone(&counters),
-            stop: stop_rx,
-            sink,
-        };
-        let thread = std::thread::Builder::new()
-            .name("devd-client".into())
-            .spawn(move || {
-                let _done = done_tx;
-                worker.run();
-            })
-            .expect("spawning the devd client thread");
-        DevdClient {
-            counters,
-            stop: Some(stop_tx),
-            done: done_rx,
-            thread: Some(thread),
-        }
+        let worker_counters = Arc::clone(&counters);
+        let thread = SourceThread::spawn("devd-client", move |stop| {
+            Worker {
+                path,
+                backoff: Backoff::new(options.min_backoff, options.max_backoff),
+                counters: worker_counters,
+                stop,
+                sink,
+            }
+            .run()
+        });
+        DevdClient { counters, thread }
     }
 
     /// The counters so far.
@@ -184,67 +169,7 @@ impl DevdClient {
 
     /// Stop the thread and join it, waiting at most [`STOP_TIMEOUT`].
     pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        // Dropping the sender wakes a backoff wait at once; a read notices within
-        // POLL_INTERVAL.
-        drop(self.stop.take());
-        let Some(thread) = self.thread.take() else {
-            return;
-        };
-        match self.done.recv_timeout(STOP_TIMEOUT) {
-            Err(RecvTimeoutError::Disconnected) | Ok(()) => {
-                if thread.join().is_err() {
-                    tracing::error!(source = SOURCE, "the devd client thread panicked");
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                tracing::error!(
-                    source = SOURCE,
-                    timeout = ?STOP_TIMEOUT,
-                    "the devd client thread did not stop in time (is the sink blocked?); leaving it behind"
-                );
-            }
-        }
-    }
-}
-
-impl Drop for DevdClient {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-/// The reconnection wait: doubles from min to max on consecutive failures, resets on success.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Backoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    fn new(options: DevdOptions) -> Backoff {
-        let min = options.min_backoff.max(Duration::from_millis(1));
-        let max = options.max_backoff.max(min);
-        Backoff {
-            min,
-            max,
-            next: min,
-        }
-    }
-
-    /// The wait to use now; the following one is twice as long, up to the maximum.
-    fn take(&mut self) -> Duration {
-        let wait = self.next;
-        self.next = self.next.saturating_mul(2).min(self.max);
-        wait
-    }
-
-    fn reset(&mut self) {
-        self.next = self.min;
+        self.thread.stop();
     }
 }
 
@@ -408,6 +333,7 @@ mod tests {
     use super::*;
     use haven_core::{CarpChange, CarpLink, CarpState, DevdKind};
     use rustix::net::{SendFlags, accept, bind, listen, send, socket};
+    use std::sync::mpsc;
     use std::time::Instant;
 
     /// Generous bound for anything that should happen "soon".
@@ -504,27 +430,6 @@ mod tests {
     }
 
     // ---------------------------------------------------------------------- pure helpers
-
-    #[test]
-    fn backoff_doubles_up_to_max_and_resets() {
-        let mut backoff = Backoff::new(DevdOptions {
-            min_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(500),
-        });
-        let waits: Vec<u64> = (0..5).map(|_| backoff.take().as_millis() as u64).collect();
-        assert_eq!(waits, [100, 200, 400, 500, 500]);
-        backoff.reset();
-        assert_eq!(backoff.take(), Duration::from_millis(100));
-
-        let odd = Backoff::new(DevdOptions {
-            min_backoff: Duration::ZERO,
-            max_backoff: Duration::ZERO,
-        });
-        assert_eq!(
-            (odd.min, odd.max),
-            (Duration::from_millis(1), Duration::from_millis(1))
-        );
-    }
 
     #[test]
     fn packets_split_into_lines() {

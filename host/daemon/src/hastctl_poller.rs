@@ -27,6 +27,7 @@
 //!
 //! [`poll_once`] runs the command once, the same way, for the daemon's startup.
 
+use crate::source_thread::SourceThread;
 use haven_core::{Event, HastStatus};
 use haven_sources::parse_hastctl_list;
 use nix::errno::Errno;
@@ -41,8 +42,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
-use std::thread::JoinHandle;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 #[cfg(test)]
@@ -68,8 +68,7 @@ pub const EXCERPT_LIMIT: usize = 512;
 /// wait actually wakes at once).
 pub const POLL_SLICE: Duration = Duration::from_millis(50);
 
-/// How long [`HastctlPoller::stop`] waits for the thread before leaving it behind.
-pub const STOP_TIMEOUT: Duration = Duration::from_secs(3);
+pub use crate::source_thread::STOP_TIMEOUT;
 
 /// What to run and how often.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,11 +231,7 @@ impl Counters {
 #[derive(Debug)]
 pub struct HastctlPoller {
     counters: Arc<Counters>,
-    /// Dropping it asks the thread to stop.
-    stop: Option<Sender<()>>,
-    /// Disconnects when the thread has finished (its sender is dropped, even on panic).
-    done: Receiver<()>,
-    thread: Option<JoinHandle<()>>,
+    thread: SourceThread,
 }
 
 impl HastctlPoller {
@@ -247,29 +242,19 @@ impl HastctlPoller {
         sink: impl FnMut(HastMessage) + Send + 'static,
     ) -> HastctlPoller {
         let counters = Arc::new(Counters::default());
-        let (stop_tx, stop_rx) = mpsc::channel();
-        let (done_tx, done_rx) = mpsc::channel::<()>();
-        let worker = Worker {
-            program: options.program,
-            interval: options.interval.max(Duration::from_millis(1)),
-            timeout: options.timeout.max(Duration::from_millis(1)),
-            counters: Arc::clone(&counters),
-            stop: stop_rx,
-            sink,
-        };
-        let thread = std::thread::Builder::new()
-            .name("hastctl-poller".into())
-            .spawn(move || {
-                let _done = done_tx;
-                worker.run();
-            })
-            .expect("spawning the hastctl poller thread");
-        HastctlPoller {
-            counters,
-            stop: Some(stop_tx),
-            done: done_rx,
-            thread: Some(thread),
-        }
+        let worker_counters = Arc::clone(&counters);
+        let thread = SourceThread::spawn("hastctl-poller", move |stop| {
+            Worker {
+                program: options.program,
+                interval: options.interval.max(Duration::from_millis(1)),
+                timeout: options.timeout.max(Duration::from_millis(1)),
+                counters: worker_counters,
+                stop,
+                sink,
+            }
+            .run()
+        });
+        HastctlPoller { counters, thread }
     }
 
     /// The counters so far.
@@ -280,36 +265,7 @@ impl HastctlPoller {
     /// Stop the thread (killing a running hastctl) and join it, waiting at most
     /// [`STOP_TIMEOUT`].
     pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        // Dropping the sender wakes the interval wait at once; a running command notices
-        // within POLL_SLICE.
-        drop(self.stop.take());
-        let Some(thread) = self.thread.take() else {
-            return;
-        };
-        match self.done.recv_timeout(STOP_TIMEOUT) {
-            Err(RecvTimeoutError::Disconnected) | Ok(()) => {
-                if thread.join().is_err() {
-                    tracing::error!(source = SOURCE, "the hastctl poller thread panicked");
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                tracing::error!(
-                    source = SOURCE,
-                    timeout = ?STOP_TIMEOUT,
-                    "the hastctl poller thread did not stop in time (is the sink blocked?); leaving it behind"
-                );
-            }
-        }
-    }
-}
-
-impl Drop for HastctlPoller {
-    fn drop(&mut self) {
-        self.shutdown();
+        self.thread.stop();
     }
 }
 

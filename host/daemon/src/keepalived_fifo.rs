@@ -38,6 +38,7 @@
 //!   ends the thread within about [`POLL_INTERVAL`]; it waits at most [`STOP_TIMEOUT`] for it
 //!   and then gives up on it (only possible if the sink itself blocks).
 
+use crate::source_thread::{Backoff, SourceThread};
 use haven_core::Event;
 use haven_sources::notify_fifo_line_to_event;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -48,8 +49,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
-use std::thread::JoinHandle;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::Duration;
 
 /// The `source` Haven records for events read from keepalived.
@@ -64,8 +64,7 @@ pub const READ_BUFFER: usize = 16 * 1024;
 /// How long `poll` waits before looking for a stop request (and for a recreated FIFO).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
-/// How long [`KeepalivedFifo::stop`] waits for the thread before leaving it behind.
-pub const STOP_TIMEOUT: Duration = Duration::from_secs(3);
+pub use crate::source_thread::STOP_TIMEOUT;
 
 /// How much of an over-long line [`FifoMessage::BadInput`] quotes.
 const QUOTED_PREFIX: usize = 200;
@@ -165,11 +164,7 @@ impl Counters {
 #[derive(Debug)]
 pub struct KeepalivedFifo {
     counters: Arc<Counters>,
-    /// Dropping it asks the thread to stop.
-    stop: Option<Sender<()>>,
-    /// Disconnects when the thread has finished (its sender is dropped, even on panic).
-    done: Receiver<()>,
-    thread: Option<JoinHandle<()>>,
+    thread: SourceThread,
 }
 
 impl KeepalivedFifo {
@@ -192,29 +187,19 @@ impl KeepalivedFifo {
         sink: impl FnMut(FifoMessage) + Send + 'static,
     ) -> KeepalivedFifo {
         let counters = Arc::new(Counters::default());
-        let (stop_tx, stop_rx) = mpsc::channel();
-        let (done_tx, done_rx) = mpsc::channel::<()>();
-        let worker = Worker {
-            path,
-            mapping,
-            backoff: Backoff::new(options),
-            counters: Arc::clone(&counters),
-            stop: stop_rx,
-            sink,
-        };
-        let thread = std::thread::Builder::new()
-            .name("keepalived-fifo".into())
-            .spawn(move || {
-                let _done = done_tx;
-                worker.run();
-            })
-            .expect("spawning the keepalived FIFO thread");
-        KeepalivedFifo {
-            counters,
-            stop: Some(stop_tx),
-            done: done_rx,
-            thread: Some(thread),
-        }
+        let worker_counters = Arc::clone(&counters);
+        let thread = SourceThread::spawn("keepalived-fifo", move |stop| {
+            Worker {
+                path,
+                mapping,
+                backoff: Backoff::new(options.min_backoff, options.max_backoff),
+                counters: worker_counters,
+                stop,
+                sink,
+            }
+            .run()
+        });
+        KeepalivedFifo { counters, thread }
     }
 
     /// The counters so far.
@@ -224,68 +209,7 @@ impl KeepalivedFifo {
 
     /// Stop the thread and join it, waiting at most [`STOP_TIMEOUT`].
     pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        // Dropping the sender wakes a backoff wait at once; a poll notices within
-        // POLL_INTERVAL.
-        drop(self.stop.take());
-        let Some(thread) = self.thread.take() else {
-            return;
-        };
-        match self.done.recv_timeout(STOP_TIMEOUT) {
-            Err(RecvTimeoutError::Disconnected) | Ok(()) => {
-                if thread.join().is_err() {
-                    tracing::error!(source = SOURCE, "the keepalived FIFO thread panicked");
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                tracing::error!(
-                    source = SOURCE,
-                    timeout = ?STOP_TIMEOUT,
-                    "the keepalived FIFO thread did not stop in time (is the sink blocked?); \
-                     leaving it behind"
-                );
-            }
-        }
-    }
-}
-
-impl Drop for KeepalivedFifo {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-/// The retry wait: doubles from min to max on consecutive failures, resets on success.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Backoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    fn new(options: FifoOptions) -> Backoff {
-        let min = options.min_backoff.max(Duration::from_millis(1));
-        let max = options.max_backoff.max(min);
-        Backoff {
-            min,
-            max,
-            next: min,
-        }
-    }
-
-    /// The wait to use now; the following one is twice as long, up to the maximum.
-    fn take(&mut self) -> Duration {
-        let wait = self.next;
-        self.next = self.next.saturating_mul(2).min(self.max);
-        wait
-    }
-
-    fn reset(&mut self) {
-        self.next = self.min;
+        self.thread.stop();
     }
 }
 

@@ -23,6 +23,7 @@ pub mod hastctl_poller;
 pub mod journal;
 pub mod keepalived_fifo;
 pub mod queue;
+pub mod source_thread;
 
 pub use journal::{
     Contents, DecisionOutcome, Entry, Interrupted, Journal, JournalError, Record, TornLine,

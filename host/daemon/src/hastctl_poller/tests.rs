@@ -1,6 +1,7 @@
 use super::*;
 use haven_core::{HastReplication, HastRole};
 use std::os::unix::fs::PermissionsExt;
+use std::sync::mpsc;
 use std::sync::mpsc::TryRecvError;
 
 /// Generous bound for anything that should happen "soon".

@@ -3,6 +3,7 @@ use haven_core::{CarpChange, CarpState};
 use nix::sys::stat::Mode as NixMode;
 use nix::unistd::mkfifo;
 use rustix::io::write;
+use std::sync::mpsc;
 use std::time::Instant;
 
 /// Generous bound for anything that should happen "soon".
@@ -181,18 +182,6 @@ fn line_buffer_caps_long_lines() {
         [Err(MAX_LINE), Ok(b"fine".to_vec())]
     );
     assert_eq!(buffer.take_partial(), None);
-}
-
-#[test]
-fn backoff_doubles_up_to_max_and_resets() {
-    let mut backoff = Backoff::new(FifoOptions {
-        min_backoff: Duration::from_millis(100),
-        max_backoff: Duration::from_millis(300),
-    });
-    let waits: Vec<u128> = (0..4).map(|_| backoff.take().as_millis()).collect();
-    assert_eq!(waits, [100, 200, 300, 300]);
-    backoff.reset();
-    assert_eq!(backoff.take(), Duration::from_millis(100));
 }
 
 // -------------------------------------------------------------------------- real FIFOs
