@@ -331,6 +331,7 @@ fn line_message(line: &[u8]) -> DevdMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source_thread::assert_joined;
     use haven_core::{CarpChange, CarpLink, CarpState, DevdKind};
     use rustix::net::{SendFlags, accept, bind, listen, send, socket};
     use std::sync::mpsc;
@@ -616,7 +617,7 @@ mod tests {
             min_backoff: Duration::from_secs(30),
             max_backoff: Duration::from_secs(60),
         };
-        let (client, _rx) = start(&path, slow);
+        let (client, rx) = start(&path, slow);
         let deadline = Instant::now() + DEADLINE;
         while client.stats().connect_failures < 1 {
             assert!(
@@ -626,13 +627,8 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
-        let started = Instant::now();
         client.stop();
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "{:?}",
-            started.elapsed()
-        );
+        assert_joined(&rx);
     }
 
     #[test]
@@ -644,13 +640,8 @@ mod tests {
         let (client, rx) = start(&path, fast());
         let _conn = server.accept();
         assert_eq!(next(&rx), DevdMessage::Connected { reconnect: false });
-        let started = Instant::now();
         client.stop();
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "{:?}",
-            started.elapsed()
-        );
+        assert_joined(&rx);
         // Stopping is not a disconnection to report.
         assert_eq!(
             rx.recv_timeout(DEADLINE),
@@ -660,13 +651,8 @@ mod tests {
         let (client, rx) = start(&path, fast());
         let _conn = server.accept();
         assert_eq!(next(&rx), DevdMessage::Connected { reconnect: false });
-        let started = Instant::now();
         drop(client);
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "{:?}",
-            started.elapsed()
-        );
+        assert_joined(&rx);
         assert_eq!(
             rx.recv_timeout(DEADLINE),
             Err(RecvTimeoutError::Disconnected)

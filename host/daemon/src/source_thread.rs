@@ -106,6 +106,18 @@ impl Backoff {
     }
 }
 
+/// For tests: the source thread was woken and joined by the `stop()` (or drop) that just
+/// returned. Its sink holds the only sender of `rx`; a thread still stuck in a wait would have
+/// been left behind after [`STOP_TIMEOUT`], still holding it. No clock is read.
+#[cfg(test)]
+pub(crate) fn assert_joined<T: std::fmt::Debug>(rx: &Receiver<T>) {
+    let after = rx.try_recv();
+    assert!(
+        matches!(after, Err(mpsc::TryRecvError::Disconnected)),
+        "the source thread still holds its sink after stop: {after:?}"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::source_thread::assert_joined;
 use haven_core::{CarpChange, CarpState};
 use nix::sys::stat::Mode as NixMode;
 use nix::unistd::mkfifo;
@@ -121,14 +122,6 @@ fn opened() -> (
     assert_eq!(next(&rx), FifoMessage::Opened { reopen: false });
     let fd = writer(&path);
     (dir, path, reader, rx, fd)
-}
-
-fn assert_prompt(started: Instant) {
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
 }
 
 // -------------------------------------------------------------------------- pure helpers
@@ -428,9 +421,8 @@ fn stop_and_drop_are_prompt_while_idle() {
     });
     assert_eq!(next(&rx), FifoMessage::Opened { reopen: false });
     let _writer = writer(&path);
-    let started = Instant::now();
     reader.stop();
-    assert_prompt(started);
+    assert_joined(&rx);
     assert_eq!(
         rx.recv_timeout(DEADLINE),
         Err(RecvTimeoutError::Disconnected)
@@ -438,9 +430,8 @@ fn stop_and_drop_are_prompt_while_idle() {
 
     let (reader, rx) = start(&path, fast());
     assert_eq!(next(&rx), FifoMessage::Opened { reopen: false });
-    let started = Instant::now();
     drop(reader);
-    assert_prompt(started);
+    assert_joined(&rx);
 
     // Asleep in a long backoff while the FIFO is missing.
     let missing = dir.path().join("missing.fifo");
@@ -450,7 +441,6 @@ fn stop_and_drop_are_prompt_while_idle() {
     };
     let (reader, rx) = start(&missing, slow);
     assert!(matches!(next(&rx), FifoMessage::Unavailable { .. }));
-    let started = Instant::now();
     reader.stop();
-    assert_prompt(started);
+    assert_joined(&rx);
 }
