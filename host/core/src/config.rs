@@ -95,6 +95,17 @@ pub struct PolicyConfig {
     pub on_failure: FailureMode,
 }
 
+/// A shared address that moves with a CARP vhid (ucarp or keepalived on Linux): the ucarp hook
+/// maps `(interface, address)` to the vhid, and at startup the vhid counts as master on this
+/// host if the address is configured on the interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CarpAddress {
+    pub vhid: u8,
+    pub interface: String,
+    pub address: std::net::IpAddr,
+}
+
 /// A whole config.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {

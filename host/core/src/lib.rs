@@ -15,7 +15,7 @@ pub mod names;
 pub mod step_syntax;
 pub mod types;
 
-pub use config::{Config, ConfigError, FailureMode, Limits, PolicyConfig};
+pub use config::{CarpAddress, Config, ConfigError, FailureMode, Limits, PolicyConfig};
 pub use grants::{Grants, Missing, MountGrant, PlanRefusal};
 pub use model::{Machine, StateChange};
 pub use types::*;
