@@ -2,9 +2,11 @@
 //!
 //! The library behind `havenctl`: checking modules ([`check`]), scenario tests on the real
 //! runtime ([`scenario`]), replaying timelines ([`simulate`]), scaffolding new policies
-//! ([`scaffold`]), and the dry-run loop the last three share ([`driver`]).
+//! ([`scaffold`]), the dry-run loop the last three share ([`driver`]), and showing a running
+//! daemon's status and journal ([`daemon_view`]).
 
 pub mod check;
+pub mod daemon_view;
 pub mod driver;
 pub mod scaffold;
 pub mod scenario;

@@ -238,7 +238,7 @@ fn run_case(host: &mut SimHost, policy: &str, case: &Case) -> CaseReport {
     let mut problems = Vec::new();
     let mut records = Vec::new();
     let mut failure = case.fail.clone();
-    let at_ms = case.at_ms.unwrap_or(host.pipeline.machine().now_ms);
+    let at_ms = case.at_ms.unwrap_or(host.pipeline().machine().now_ms);
     match &case.event {
         Some(event) => {
             let mut before = Vec::new();
@@ -253,13 +253,13 @@ fn run_case(host: &mut SimHost, policy: &str, case: &Case) -> CaseReport {
                 }
             }
             if let Some(change) = &case.change {
-                host.pipeline.machine_mut().change(change);
+                host.pipeline_mut().machine_mut().change(change);
             }
             host.deliver(event.clone(), None, &mut failure, &mut records);
         }
         None => {
             if let Some(change) = &case.change {
-                host.pipeline.machine_mut().change(change);
+                host.pipeline_mut().machine_mut().change(change);
             }
             host.advance_to(at_ms, &mut records);
         }
@@ -280,7 +280,7 @@ fn run_case(host: &mut SimHost, policy: &str, case: &Case) -> CaseReport {
                 .push("expected an answer to the injected failure; the policy got none".into()),
         }
     }
-    let kv = host.pipeline.kv(policy);
+    let kv = host.pipeline().kv(policy);
     for (key, value) in &case.kv {
         if kv.get(key) != Some(value) {
             problems.push(format!(

@@ -158,7 +158,7 @@ pub fn run(runtime: &Arc<Runtime>, policies: &[LoadedPolicy], timeline: &Timelin
             let _ = writeln!(out, "\n{}  {name:<6} -- {note}", clock(entry.at_ms));
         }
         if let Some(change) = &entry.change {
-            host.pipeline.machine_mut().change(change);
+            host.pipeline_mut().machine_mut().change(change);
         }
         let mut records = Vec::new();
         let mut failure = entry.fail.clone();
@@ -173,7 +173,7 @@ pub fn run(runtime: &Arc<Runtime>, policies: &[LoadedPolicy], timeline: &Timelin
         let _ = writeln!(
             out,
             "  {name:<6} {}",
-            summarize_machine(host.pipeline.machine())
+            summarize_machine(host.pipeline().machine())
         );
     }
     out
@@ -257,7 +257,8 @@ fn render(out: &mut String, host: &str, records: &[Record]) {
     }
 }
 
-fn summarize_event(event: &Event) -> String {
+/// One line for an event, as timelines and `havenctl log` show it.
+pub fn summarize_event(event: &Event) -> String {
     match event {
         Event::Startup(_) => "startup".into(),
         Event::CarpChanged(change) => {

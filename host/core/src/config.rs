@@ -1,4 +1,5 @@
-//! `haven.toml`: which policies run, with which settings, grants and limits.
+//! `haven.toml`: which policies run, with which settings, grants and limits, and how the daemon
+//! runs: where it keeps its state, which executor acts, and which event sources it reads.
 //!
 //! ```toml
 //! [limits]                      # defaults for every policy (all optional)
@@ -17,6 +18,32 @@
 //!
 //! [policy.settings]                  # the policy's own, handed to its `init` as JSON
 //! vhid = 1
+//!
+//! [daemon]                           # all optional; these are the defaults
+//! state-dir = "/var/db/haven"        # /var/lib/haven on Linux
+//! control-dir = "/var/run/haven"     # the control socket's folder
+//! executor = "auto"                  # or "dry-run", "freebsd", "linux"
+//! queue-capacity = 1024              # events waiting for the policies
+//! journal-max-bytes = 8388608        # per journal file
+//! journal-keep-files = 4             # rotated journal files kept
+//! decisions-kept = 20                # recent decisions `havenctl status` shows
+//!
+//! [sources.devd]                     # a source runs only if its table is present
+//! socket = "/var/run/devd.seqpacket.pipe"
+//!
+//! [sources.hastctl]                  # polls `hastctl list`
+//! program = "/sbin/hastctl"
+//! interval-ms = 2000
+//! timeout-ms = 10000
+//!
+//! [sources.keepalived]               # Linux: keepalived's notify_fifo
+//! fifo = "/run/keepalived/haven.fifo"
+//! instances = { VI_1 = { vhid = 1, interface = "eth0" } }
+//!
+//! [[carp]]                           # Linux: a shared address and the vhid it stands for
+//! vhid = 1
+//! interface = "eth0"
+//! address = "192.168.1.50"
 //! ```
 //!
 //! Every error names the file, the line and what is wrong.
@@ -26,6 +53,7 @@ use crate::names::{check_fstype, check_name, check_path};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -79,7 +107,8 @@ pub enum FailureMode {
 }
 
 /// One configured policy.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct PolicyConfig {
     /// The operator's name for this policy (unique in the config).
     pub name: String,
@@ -97,20 +126,178 @@ pub struct PolicyConfig {
 
 /// A shared address that moves with a CARP vhid (ucarp or keepalived on Linux): the ucarp hook
 /// maps `(interface, address)` to the vhid, and at startup the vhid counts as master on this
-/// host if the address is configured on the interface.
+/// host if the address is configured on the interface. A `[[carp]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct CarpAddress {
+    /// The vhid policies know the address by (ucarp's `--vhid`), 1 to 255.
     pub vhid: u8,
+    /// The interface the address is added to.
     pub interface: String,
-    pub address: std::net::IpAddr,
+    /// The shared address (ucarp's `--addr`).
+    pub address: IpAddr,
 }
 
 /// A whole config.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Config {
-    /// Policies in the order they are consulted for each event.
+    /// Policies in the order they are consulted for each event (`[[policy]]`).
+    #[serde(rename = "policy")]
     pub policies: Vec<PolicyConfig>,
+    /// How the daemon runs (`[daemon]`).
+    pub daemon: DaemonConfig,
+    /// Which event sources it reads (`[sources.*]`).
+    pub sources: SourcesConfig,
+    /// Shared addresses that move with CARP vhids (ucarp/keepalived on Linux), `[[carp]]`.
+    pub carp: Vec<CarpAddress>,
+}
+
+/// The `[daemon]` table: where `havend` keeps things and how much of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DaemonConfig {
+    /// The journal and the policies' key-value stores: `/var/db/haven` on FreeBSD,
+    /// `/var/lib/haven` elsewhere.
+    pub state_dir: PathBuf,
+    /// The control socket's folder: `/var/run/haven`.
+    pub control_dir: PathBuf,
+    /// What carries out accepted plans: [`ExecutorKind::Auto`].
+    pub executor: ExecutorKind,
+    /// Events that may wait for the policies before new ones are dropped and counted: 1024,
+    /// at least 1.
+    pub queue_capacity: usize,
+    /// Size at which a journal file is rotated: 8 MiB, at least 4096.
+    pub journal_max_bytes: u64,
+    /// Rotated journal files kept: 4.
+    pub journal_keep_files: usize,
+    /// How many recent decisions `havenctl status` shows: 20.
+    pub decisions_kept: usize,
+}
+
+/// The default state folder of the platform this was built for.
+fn default_state_dir() -> PathBuf {
+    if cfg!(target_os = "freebsd") {
+        PathBuf::from("/var/db/haven")
+    } else {
+        PathBuf::from("/var/lib/haven")
+    }
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            state_dir: default_state_dir(),
+            control_dir: PathBuf::from("/var/run/haven"),
+            executor: ExecutorKind::Auto,
+            queue_capacity: 1024,
+            journal_max_bytes: 8 * 1024 * 1024,
+            journal_keep_files: 4,
+            decisions_kept: 20,
+        }
+    }
+}
+
+/// What carries out accepted plans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecutorKind {
+    /// The one for the platform the daemon was built for (see [`ExecutorKind::resolve`]).
+    #[default]
+    Auto,
+    /// Runs nothing: every step succeeds in the daemon's model only, and the journal shows
+    /// what would have run (monitor mode).
+    DryRun,
+    /// FreeBSD's commands.
+    Freebsd,
+    /// Linux's commands.
+    Linux,
+}
+
+impl ExecutorKind {
+    /// [`ExecutorKind::Auto`] made concrete: [`ExecutorKind::Freebsd`] on FreeBSD,
+    /// [`ExecutorKind::Linux`] on Linux, [`ExecutorKind::DryRun`] anywhere else. Any other kind
+    /// is returned as it is.
+    pub fn resolve(self) -> ExecutorKind {
+        match self {
+            ExecutorKind::Auto if cfg!(target_os = "freebsd") => ExecutorKind::Freebsd,
+            ExecutorKind::Auto if cfg!(target_os = "linux") => ExecutorKind::Linux,
+            ExecutorKind::Auto => ExecutorKind::DryRun,
+            other => other,
+        }
+    }
+}
+
+/// The `[sources]` table: which event sources run. A source runs only if its table is present.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SourcesConfig {
+    /// FreeBSD's devd events (CARP, HAST hooks, devices), `[sources.devd]`.
+    pub devd: Option<DevdSource>,
+    /// HAST status from polling `hastctl list`, `[sources.hastctl]`.
+    pub hastctl: Option<HastctlSource>,
+    /// keepalived's VRRP transitions from its `notify_fifo`, `[sources.keepalived]`.
+    pub keepalived: Option<KeepalivedSource>,
+}
+
+/// `[sources.devd]`: devd's seqpacket socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DevdSource {
+    /// The socket: `/var/run/devd.seqpacket.pipe`.
+    pub socket: PathBuf,
+}
+
+impl Default for DevdSource {
+    fn default() -> Self {
+        DevdSource {
+            socket: PathBuf::from("/var/run/devd.seqpacket.pipe"),
+        }
+    }
+}
+
+/// `[sources.hastctl]`: how `hastctl list` is polled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct HastctlSource {
+    /// The program: `/sbin/hastctl`.
+    pub program: PathBuf,
+    /// Time between the end of one run and the start of the next: 2000 ms, at least 10.
+    pub interval_ms: u64,
+    /// A run that takes longer is killed and counts as failed: 10000 ms, at least 1.
+    pub timeout_ms: u64,
+}
+
+impl Default for HastctlSource {
+    fn default() -> Self {
+        HastctlSource {
+            program: PathBuf::from("/sbin/hastctl"),
+            interval_ms: 2000,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+/// `[sources.keepalived]`: keepalived's `notify_fifo` and what its names stand for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct KeepalivedSource {
+    /// The FIFO keepalived's `notify_fifo` names (required).
+    pub fifo: PathBuf,
+    /// VRRP instance (or sync group) names as keepalived writes them, and the CARP vhid and
+    /// interface policies know each by. Several names may stand for one vhid (a sync group and
+    /// its instances); a vhid always stands for one interface.
+    pub instances: BTreeMap<String, CarpInstance>,
+}
+
+/// The CARP vhid and interface a keepalived VRRP instance stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CarpInstance {
+    /// The vhid, 1 to 255.
+    pub vhid: u8,
+    /// The interface.
+    pub interface: String,
 }
 
 /// A config that cannot be used: where and why.
@@ -140,6 +327,69 @@ struct RawConfig {
     limits: toml::Table,
     #[serde(default)]
     policy: Vec<Spanned<RawPolicy>>,
+    #[serde(default)]
+    daemon: RawDaemon,
+    #[serde(default)]
+    sources: RawSources,
+    #[serde(default)]
+    carp: Vec<RawCarp>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawDaemon {
+    state_dir: Option<Spanned<String>>,
+    control_dir: Option<Spanned<String>>,
+    executor: Option<ExecutorKind>,
+    queue_capacity: Option<Spanned<usize>>,
+    journal_max_bytes: Option<Spanned<u64>>,
+    journal_keep_files: Option<usize>,
+    decisions_kept: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawSources {
+    devd: Option<RawDevd>,
+    hastctl: Option<RawHastctl>,
+    keepalived: Option<Spanned<RawKeepalived>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawDevd {
+    socket: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawHastctl {
+    program: Option<Spanned<String>>,
+    interval_ms: Option<Spanned<u64>>,
+    timeout_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawKeepalived {
+    fifo: Spanned<String>,
+    #[serde(default)]
+    instances: BTreeMap<Spanned<String>, RawInstance>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawInstance {
+    vhid: Spanned<u8>,
+    interface: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawCarp {
+    vhid: Spanned<u8>,
+    interface: Spanned<String>,
+    address: Spanned<IpAddr>,
 }
 
 #[derive(Deserialize)]
@@ -196,7 +446,43 @@ impl Config {
             }
             policies.push(policy);
         }
-        Ok(Config { policies })
+        let located = |(span, message): (Range<usize>, String)| error_at(Some(span), message);
+        let daemon = build_daemon(raw.daemon).map_err(located)?;
+        let carp = build_carp(raw.carp).map_err(located)?;
+        let sources = build_sources(raw.sources, &carp).map_err(located)?;
+        Ok(Config {
+            policies,
+            daemon,
+            sources,
+            carp,
+        })
+    }
+
+    /// The `[[carp]]` entries as the ucarp hook looks them up: `(interface, address)` to vhid,
+    /// the address written as ucarp writes it (IPv4 as a dotted quad). The map
+    /// `haven_sources::ucarp_to_event` takes.
+    pub fn ucarp_vhids(&self) -> BTreeMap<(String, String), u8> {
+        self.carp
+            .iter()
+            .map(|carp| {
+                (
+                    (carp.interface.clone(), carp.address.to_string()),
+                    carp.vhid,
+                )
+            })
+            .collect()
+    }
+
+    /// `[sources.keepalived]`'s instances as the `notify_fifo` reader looks them up: name to
+    /// `(vhid, interface)`; empty without that table. The map `haven_daemon::keepalived_fifo`
+    /// takes.
+    pub fn keepalived_instances(&self) -> BTreeMap<String, (u8, String)> {
+        self.sources
+            .keepalived
+            .iter()
+            .flat_map(|keepalived| &keepalived.instances)
+            .map(|(name, instance)| (name.clone(), (instance.vhid, instance.interface.clone())))
+            .collect()
     }
 }
 
@@ -305,6 +591,262 @@ fn check_grants(grants: &Grants, policy: &str, owners: &mut ResourceOwners) -> R
     Ok(())
 }
 
+/// Longest unix socket path: `sun_path` is 104 bytes on FreeBSD (108 on Linux), with the NUL.
+const MAX_SOCKET_PATH: usize = 103;
+
+/// An absolute path checked with [`check_path`], or the default.
+fn path_or(value: Option<Spanned<String>>, what: &str, default: PathBuf) -> Located<PathBuf> {
+    match value {
+        Some(spanned) => {
+            check_path(what, spanned.get_ref()).map_err(|message| (spanned.span(), message))?;
+            Ok(PathBuf::from(spanned.into_inner()))
+        }
+        None => Ok(default),
+    }
+}
+
+/// A number at least `min`, or the default.
+fn at_least<T: Copy + PartialOrd + fmt::Display>(
+    value: Option<Spanned<T>>,
+    what: &str,
+    min: T,
+    default: T,
+) -> Located<T> {
+    match value {
+        Some(spanned) if *spanned.get_ref() < min => Err((
+            spanned.span(),
+            format!("{what} is {}, it must be at least {min}", spanned.get_ref()),
+        )),
+        Some(spanned) => Ok(spanned.into_inner()),
+        None => Ok(default),
+    }
+}
+
+/// The control socket's file name in `control-dir` (`haven_daemon::control::SOCKET_NAME`).
+const CONTROL_SOCKET_NAME: &str = "havend.sock";
+
+/// `control-dir`: a path, short enough for `<dir>/havend.sock` to be a unix socket path.
+fn control_dir(value: Option<Spanned<String>>, default: PathBuf) -> Located<PathBuf> {
+    let what = "daemon: control-dir";
+    if let Some(dir) = &value {
+        let longest = MAX_SOCKET_PATH - CONTROL_SOCKET_NAME.len() - 1;
+        if dir.get_ref().len() > longest {
+            return Err((
+                dir.span(),
+                format!(
+                    "{what} `{}` is longer than {longest} bytes: the control socket in it would \
+                     be longer than a unix socket path may be ({MAX_SOCKET_PATH} bytes)",
+                    dir.get_ref()
+                ),
+            ));
+        }
+    }
+    path_or(value, what, default)
+}
+
+fn build_daemon(raw: RawDaemon) -> Located<DaemonConfig> {
+    let default = DaemonConfig::default();
+    Ok(DaemonConfig {
+        state_dir: path_or(raw.state_dir, "daemon: state-dir", default.state_dir)?,
+        control_dir: control_dir(raw.control_dir, default.control_dir)?,
+        executor: raw.executor.unwrap_or(default.executor),
+        queue_capacity: at_least(
+            raw.queue_capacity,
+            "daemon: queue-capacity",
+            1,
+            default.queue_capacity,
+        )?,
+        journal_max_bytes: at_least(
+            raw.journal_max_bytes,
+            "daemon: journal-max-bytes",
+            4096,
+            default.journal_max_bytes,
+        )?,
+        journal_keep_files: raw.journal_keep_files.unwrap_or(default.journal_keep_files),
+        decisions_kept: raw.decisions_kept.unwrap_or(default.decisions_kept),
+    })
+}
+
+/// A CARP vhid: 1 to 255 (0 is not a vhid).
+fn check_vhid(what: &str, vhid: &Spanned<u8>) -> Located<u8> {
+    match *vhid.get_ref() {
+        0 => Err((
+            vhid.span(),
+            format!("{what}: vhid 0 is not a vhid (1 to 255)"),
+        )),
+        vhid => Ok(vhid),
+    }
+}
+
+/// A network interface name as the kernels allow it: 1 to 15 bytes (IFNAMSIZ is 16 with the
+/// NUL on FreeBSD and Linux), printable ASCII without spaces, not starting with `-`.
+fn check_interface(what: &str, name: Spanned<String>) -> Located<String> {
+    let valid = !name.get_ref().is_empty()
+        && name.get_ref().len() <= 15
+        && !name.get_ref().starts_with('-')
+        && name.get_ref().bytes().all(|b| b.is_ascii_graphic());
+    if valid {
+        Ok(name.into_inner())
+    } else {
+        Err((
+            name.span(),
+            format!(
+                "{what}: interface `{}` is not an interface name (1-15 printable ASCII \
+                 characters, no spaces, not starting with -)",
+                name.get_ref()
+            ),
+        ))
+    }
+}
+
+fn build_carp(raw: Vec<RawCarp>) -> Located<Vec<CarpAddress>> {
+    let mut carp: Vec<CarpAddress> = Vec::with_capacity(raw.len());
+    for entry in raw {
+        let vhid = check_vhid("carp", &entry.vhid)?;
+        let interface = check_interface("carp", entry.interface)?;
+        let address = *entry.address.get_ref();
+        if address.is_unspecified() || address.is_multicast() {
+            return Err((
+                entry.address.span(),
+                format!("carp: address {address} cannot be a shared address"),
+            ));
+        }
+        if carp.iter().any(|other| other.vhid == vhid) {
+            return Err((
+                entry.vhid.span(),
+                format!("carp: vhid {vhid} is in another [[carp]] entry already"),
+            ));
+        }
+        if carp
+            .iter()
+            .any(|other| other.interface == interface && other.address == address)
+        {
+            return Err((
+                entry.address.span(),
+                format!(
+                    "carp: address {address} on interface `{interface}` is in another [[carp]] \
+                     entry already"
+                ),
+            ));
+        }
+        carp.push(CarpAddress {
+            vhid,
+            interface,
+            address,
+        });
+    }
+    Ok(carp)
+}
+
+fn build_sources(raw: RawSources, carp: &[CarpAddress]) -> Located<SourcesConfig> {
+    let devd = match raw.devd {
+        Some(devd) => {
+            let default = DevdSource::default();
+            let socket = match devd.socket {
+                Some(socket) if socket.get_ref().len() > MAX_SOCKET_PATH => {
+                    return Err((
+                        socket.span(),
+                        format!(
+                            "sources.devd: socket `{}` is longer than a unix socket path may be \
+                             ({MAX_SOCKET_PATH} bytes)",
+                            socket.get_ref()
+                        ),
+                    ));
+                }
+                socket => path_or(socket, "sources.devd: socket", default.socket)?,
+            };
+            Some(DevdSource { socket })
+        }
+        None => None,
+    };
+    let hastctl = match raw.hastctl {
+        Some(hastctl) => {
+            let default = HastctlSource::default();
+            Some(HastctlSource {
+                program: path_or(hastctl.program, "sources.hastctl: program", default.program)?,
+                interval_ms: at_least(
+                    hastctl.interval_ms,
+                    "sources.hastctl: interval-ms",
+                    10,
+                    default.interval_ms,
+                )?,
+                timeout_ms: at_least(
+                    hastctl.timeout_ms,
+                    "sources.hastctl: timeout-ms",
+                    1,
+                    default.timeout_ms,
+                )?,
+            })
+        }
+        None => None,
+    };
+    let keepalived = match raw.keepalived {
+        Some(keepalived) => Some(build_keepalived(keepalived, carp)?),
+        None => None,
+    };
+    Ok(SourcesConfig {
+        devd,
+        hastctl,
+        keepalived,
+    })
+}
+
+fn build_keepalived(
+    spanned: Spanned<RawKeepalived>,
+    carp: &[CarpAddress],
+) -> Located<KeepalivedSource> {
+    let table_span = spanned.span();
+    let raw = spanned.into_inner();
+    let fifo = path_or(Some(raw.fifo), "sources.keepalived: fifo", PathBuf::new())?;
+    if raw.instances.is_empty() {
+        return Err((
+            table_span,
+            "sources.keepalived: instances is empty: map each VRRP instance (or sync group) \
+             name to a vhid and interface"
+                .to_owned(),
+        ));
+    }
+    // The interface each vhid stands for, from `[[carp]]` and the instances so far.
+    let mut interfaces: BTreeMap<u8, String> = carp
+        .iter()
+        .map(|carp| (carp.vhid, carp.interface.clone()))
+        .collect();
+    let mut instances = BTreeMap::new();
+    for (name, instance) in raw.instances {
+        let name_span = name.span();
+        let name = name.into_inner();
+        if name.is_empty() || name.chars().any(char::is_control) {
+            return Err((
+                name_span,
+                format!(
+                    "sources.keepalived: instance name {name:?} is empty or has control characters"
+                ),
+            ));
+        }
+        let what = format!("sources.keepalived: instance `{name}`");
+        let vhid = check_vhid(&what, &instance.vhid)?;
+        let interface_span = instance.interface.span();
+        let interface = check_interface(&what, instance.interface)?;
+        match interfaces.get(&vhid) {
+            Some(known) if *known != interface => {
+                return Err((
+                    interface_span,
+                    format!(
+                        "{what}: vhid {vhid} is on interface `{known}` elsewhere in the config, \
+                         not `{interface}`"
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                interfaces.insert(vhid, interface.clone());
+            }
+        }
+        instances.insert(name, CarpInstance { vhid, interface });
+    }
+    Ok(KeepalivedSource { fifo, instances })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,5 +934,429 @@ services = ["mysql-server"]
 
         let duplicate = GOOD.to_owned() + "\n[[policy]]\nname = \"mysql\"\nmodule = \"x.wasm\"\n";
         assert!(error(&duplicate).contains("policy `mysql` is defined twice"));
+    }
+
+    /// The whole daemon side, as in the module's example.
+    const DAEMON: &str = r#"
+[daemon]
+state-dir = "/var/db/haven"
+control-dir = "/var/run/haven"
+executor = "auto"
+queue-capacity = 1024
+journal-max-bytes = 8388608
+journal-keep-files = 4
+decisions-kept = 20
+
+[sources.devd]
+socket = "/var/run/devd.seqpacket.pipe"
+
+[sources.hastctl]
+program = "/sbin/hastctl"
+interval-ms = 2000
+timeout-ms = 10000
+
+[sources.keepalived]
+fifo = "/run/keepalived/haven.fifo"
+instances = { VI_1 = { vhid = 1, interface = "eth0" } }
+
+[[carp]]
+vhid = 1
+interface = "eth0"
+address = "192.168.1.50"
+"#;
+
+    /// The line (1-based) of the first occurrence of `needle` in `text`.
+    fn line_with(text: &str, needle: &str) -> usize {
+        line_of(text, text.find(needle).expect(needle))
+    }
+
+    /// The error for `text`, asserting that it names `line`.
+    fn error_on_line(text: &str, line: usize) -> String {
+        let error = parse(text).unwrap_err();
+        assert_eq!(error.line, Some(line), "{error}");
+        error.to_string()
+    }
+
+    #[test]
+    fn the_daemon_sections_read_whole() {
+        let text = GOOD.to_owned() + DAEMON;
+        let config = parse(&text).unwrap();
+        assert_eq!(config.policies.len(), 1);
+        assert_eq!(
+            config.daemon,
+            DaemonConfig {
+                state_dir: PathBuf::from("/var/db/haven"),
+                control_dir: PathBuf::from("/var/run/haven"),
+                executor: ExecutorKind::Auto,
+                queue_capacity: 1024,
+                journal_max_bytes: 8 * 1024 * 1024,
+                journal_keep_files: 4,
+                decisions_kept: 20,
+            }
+        );
+        assert_eq!(
+            config.sources,
+            SourcesConfig {
+                devd: Some(DevdSource::default()),
+                hastctl: Some(HastctlSource::default()),
+                keepalived: Some(KeepalivedSource {
+                    fifo: PathBuf::from("/run/keepalived/haven.fifo"),
+                    instances: BTreeMap::from([(
+                        "VI_1".to_owned(),
+                        CarpInstance {
+                            vhid: 1,
+                            interface: "eth0".to_owned()
+                        }
+                    )]),
+                }),
+            }
+        );
+        assert_eq!(
+            config.carp,
+            [CarpAddress {
+                vhid: 1,
+                interface: "eth0".to_owned(),
+                address: "192.168.1.50".parse().unwrap(),
+            }]
+        );
+        assert_eq!(
+            config.ucarp_vhids(),
+            BTreeMap::from([(("eth0".to_owned(), "192.168.1.50".to_owned()), 1)])
+        );
+        assert_eq!(
+            config.keepalived_instances(),
+            BTreeMap::from([("VI_1".to_owned(), (1, "eth0".to_owned()))])
+        );
+
+        // The daemon can show it: kebab-case, as written.
+        let shown = serde_json::to_value(&config).unwrap();
+        assert_eq!(shown["daemon"]["executor"], "auto");
+        assert_eq!(shown["daemon"]["queue-capacity"], 1024);
+        assert_eq!(shown["sources"]["hastctl"]["interval-ms"], 2000);
+        assert_eq!(shown["carp"][0]["address"], "192.168.1.50");
+        assert_eq!(shown["policy"][0]["name"], "mysql");
+    }
+
+    #[test]
+    fn absent_sections_are_defaults() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.daemon, DaemonConfig::default());
+        assert_eq!(config.sources, SourcesConfig::default());
+        assert!(config.sources.devd.is_none() && config.sources.hastctl.is_none());
+        assert!(config.carp.is_empty());
+        assert!(config.ucarp_vhids().is_empty());
+        assert!(config.keepalived_instances().is_empty());
+        let daemon = DaemonConfig::default();
+        assert_eq!(daemon.queue_capacity, 1024);
+        assert_eq!(daemon.journal_max_bytes, 8 * 1024 * 1024);
+        assert_eq!(daemon.journal_keep_files, 4);
+        assert_eq!(daemon.decisions_kept, 20);
+        assert_eq!(daemon.control_dir, Path::new("/var/run/haven"));
+        let state_dir = if cfg!(target_os = "freebsd") {
+            "/var/db/haven"
+        } else {
+            "/var/lib/haven"
+        };
+        assert_eq!(daemon.state_dir, Path::new(state_dir));
+
+        // Empty tables: the source runs with its defaults; the rest stay defaults.
+        let config =
+            parse("[daemon]\nexecutor = \"dry-run\"\n[sources.devd]\n[sources.hastctl]\n").unwrap();
+        assert!(config.policies.is_empty());
+        assert_eq!(
+            config.daemon,
+            DaemonConfig {
+                executor: ExecutorKind::DryRun,
+                ..DaemonConfig::default()
+            }
+        );
+        assert_eq!(
+            config.sources.devd.unwrap().socket,
+            Path::new("/var/run/devd.seqpacket.pipe")
+        );
+        assert_eq!(config.sources.hastctl, Some(HastctlSource::default()));
+        assert!(config.sources.keepalived.is_none());
+    }
+
+    #[test]
+    fn executor_kinds() {
+        for (text, kind) in [
+            ("auto", ExecutorKind::Auto),
+            ("dry-run", ExecutorKind::DryRun),
+            ("freebsd", ExecutorKind::Freebsd),
+            ("linux", ExecutorKind::Linux),
+        ] {
+            let config = parse(&format!("[daemon]\nexecutor = \"{text}\"\n")).unwrap();
+            assert_eq!(config.daemon.executor, kind);
+        }
+        for kind in [
+            ExecutorKind::DryRun,
+            ExecutorKind::Freebsd,
+            ExecutorKind::Linux,
+        ] {
+            assert_eq!(kind.resolve(), kind);
+        }
+        let auto = if cfg!(target_os = "freebsd") {
+            ExecutorKind::Freebsd
+        } else if cfg!(target_os = "linux") {
+            ExecutorKind::Linux
+        } else {
+            ExecutorKind::DryRun
+        };
+        assert_eq!(ExecutorKind::Auto.resolve(), auto);
+
+        let bogus = DAEMON.replace("executor = \"auto\"", "executor = \"bogus\"");
+        let message = error_on_line(&bogus, line_with(&bogus, "executor"));
+        assert!(message.contains("bogus"), "{message}");
+    }
+
+    #[test]
+    fn daemon_section_errors_name_the_line() {
+        for (from, to, expected) in [
+            (
+                "state-dir = \"/var/db/haven\"",
+                "state-dir = \"var/db/haven\"",
+                "daemon: state-dir `var/db/haven` is not an absolute path",
+            ),
+            (
+                "control-dir = \"/var/run/haven\"",
+                "control-dir = \"/var/run/../haven\"",
+                "daemon: control-dir `/var/run/../haven` has an empty, `.` or `..` component",
+            ),
+            (
+                "queue-capacity = 1024",
+                "queue-capacity = 0",
+                "daemon: queue-capacity is 0, it must be at least 1",
+            ),
+            (
+                "queue-capacity = 1024",
+                "queue-capacity = -1",
+                "invalid value: integer `-1`, expected usize",
+            ),
+            (
+                "journal-max-bytes = 8388608",
+                "journal-max-bytes = 4095",
+                "daemon: journal-max-bytes is 4095, it must be at least 4096",
+            ),
+            ("decisions-kept = 20", "decisions-kept = \"many\"", "string"),
+            (
+                "journal-keep-files = 4",
+                "journal-keep-filez = 4",
+                "unknown field",
+            ),
+            (
+                "socket = \"/var/run/devd.seqpacket.pipe\"",
+                "socket = \"devd.pipe\"",
+                "sources.devd: socket `devd.pipe` is not an absolute path",
+            ),
+            (
+                "program = \"/sbin/hastctl\"",
+                "program = \"hastctl\"",
+                "sources.hastctl: program `hastctl` is not an absolute path",
+            ),
+            (
+                "interval-ms = 2000",
+                "interval-ms = 9",
+                "sources.hastctl: interval-ms is 9, it must be at least 10",
+            ),
+            (
+                "timeout-ms = 10000",
+                "timeout-ms = 0",
+                "sources.hastctl: timeout-ms is 0, it must be at least 1",
+            ),
+            (
+                "fifo = \"/run/keepalived/haven.fifo\"",
+                "fifo = \"/run/keepalived/haven fifo\"",
+                "sources.keepalived: fifo `/run/keepalived/haven fifo` contains white space",
+            ),
+        ] {
+            let text = DAEMON.replace(from, to);
+            assert_ne!(text, DAEMON, "{from}");
+            let message = error_on_line(&text, line_with(&text, to));
+            assert!(message.contains(expected), "{to}: {message}");
+            assert!(
+                message.starts_with("/etc/haven/haven.toml:"),
+                "{to}: {message}"
+            );
+        }
+
+        let long_dir = format!("/var/run/{}", "d".repeat(83));
+        let text = DAEMON.replace("/var/run/haven", &long_dir);
+        let message = error_on_line(&text, line_with(&text, "control-dir"));
+        assert!(message.contains("longer than 91 bytes"), "{message}");
+        assert!(parse(&DAEMON.replace("/var/run/haven", &long_dir[..91])).is_ok());
+
+        let long = format!("/var/run/{}", "d".repeat(100));
+        let text = DAEMON.replace("/var/run/devd.seqpacket.pipe", &long);
+        let message = error_on_line(&text, line_with(&text, "socket ="));
+        assert!(
+            message.contains("longer than a unix socket path"),
+            "{message}"
+        );
+
+        let unknown = DAEMON.to_owned() + "[sources.snmp]\n";
+        let message = error_on_line(&unknown, line_with(&unknown, "[sources.snmp]"));
+        assert!(message.contains("unknown field `snmp`"), "{message}");
+    }
+
+    #[test]
+    fn carp_errors_name_the_line() {
+        for (from, to, expected) in [
+            (
+                "vhid = 1\ninterface",
+                "vhid = 0\ninterface",
+                "carp: vhid 0 is not a vhid",
+            ),
+            ("vhid = 1\ninterface", "vhid = 256\ninterface", "256"),
+            (
+                "interface = \"eth0\"\naddress",
+                "interface = \"-eth0\"\naddress",
+                "carp: interface `-eth0` is not an interface name",
+            ),
+            (
+                "interface = \"eth0\"\naddress",
+                "interface = \"eth 0\"\naddress",
+                "carp: interface `eth 0` is not an interface name",
+            ),
+            (
+                "interface = \"eth0\"\naddress",
+                "interface = \"\"\naddress",
+                "carp: interface `` is not an interface name",
+            ),
+            (
+                "interface = \"eth0\"\naddress",
+                "interface = \"a234567890123456\"\naddress",
+                "is not an interface name",
+            ),
+            (
+                "address = \"192.168.1.50\"",
+                "address = \"192.168.1\"",
+                "invalid IP address syntax",
+            ),
+            (
+                "address = \"192.168.1.50\"",
+                "address = \"0.0.0.0\"",
+                "carp: address 0.0.0.0 cannot be a shared address",
+            ),
+        ] {
+            let text = DAEMON.replace(from, to);
+            assert_ne!(text, DAEMON, "{from}");
+            let line = line_with(&text, to.split('\n').next().unwrap());
+            let line = if to.starts_with("vhid") {
+                // The keepalived instance has a vhid too; the `[[carp]]` one is the last.
+                line_of(&text, text.rfind("vhid =").unwrap())
+            } else {
+                line
+            };
+            let message = error_on_line(&text, line);
+            assert!(message.contains(expected), "{to}: {message}");
+        }
+
+        // A longest interface name is fine.
+        let text = DAEMON.replace("eth0", "a23456789012345");
+        assert!(parse(&text).is_ok());
+
+        let same_vhid = DAEMON.to_owned()
+            + "\n[[carp]]\nvhid = 1\ninterface = \"eth1\"\naddress = \"10.0.0.1\"\n";
+        let message = error_on_line(
+            &same_vhid,
+            line_of(&same_vhid, same_vhid.rfind("vhid = 1").unwrap()),
+        );
+        assert!(
+            message.contains("carp: vhid 1 is in another [[carp]] entry already"),
+            "{message}"
+        );
+
+        let same_address = DAEMON.to_owned()
+            + "\n[[carp]]\nvhid = 2\ninterface = \"eth0\"\naddress = \"192.168.1.50\"\n";
+        let message = error_on_line(
+            &same_address,
+            line_of(&same_address, same_address.rfind("address =").unwrap()),
+        );
+        assert!(
+            message.contains(
+                "carp: address 192.168.1.50 on interface `eth0` is in another [[carp]] entry"
+            ),
+            "{message}"
+        );
+
+        // The same address on another interface, with its own vhid, is fine.
+        let two = DAEMON.to_owned()
+            + "\n[[carp]]\nvhid = 2\ninterface = \"eth1\"\naddress = \"192.168.1.50\"\n";
+        let config = parse(&two).unwrap();
+        assert_eq!(
+            config.ucarp_vhids(),
+            BTreeMap::from([
+                (("eth0".to_owned(), "192.168.1.50".to_owned()), 1),
+                (("eth1".to_owned(), "192.168.1.50".to_owned()), 2),
+            ])
+        );
+
+        let v6 = DAEMON.replace("192.168.1.50", "2001:DB8::0:50");
+        let config = parse(&v6).unwrap();
+        assert_eq!(
+            config.ucarp_vhids(),
+            BTreeMap::from([(("eth0".to_owned(), "2001:db8::50".to_owned()), 1)])
+        );
+    }
+
+    #[test]
+    fn keepalived_errors_name_the_line() {
+        let instances = "instances = { VI_1 = { vhid = 1, interface = \"eth0\" } }";
+        for (to, expected) in [
+            (
+                "instances = { VI_1 = { vhid = 0, interface = \"eth0\" } }",
+                "sources.keepalived: instance `VI_1`: vhid 0 is not a vhid",
+            ),
+            (
+                "instances = { VI_1 = { vhid = 1, interface = \"-i\" } }",
+                "sources.keepalived: instance `VI_1`: interface `-i` is not an interface name",
+            ),
+            (
+                "instances = { VI_1 = { vhid = 1, interface = \"eth1\" } }",
+                "sources.keepalived: instance `VI_1`: vhid 1 is on interface `eth0` elsewhere",
+            ),
+            (
+                "instances = { VI_1 = { vhid = 1, interface = \"eth0\", prio = 1 } }",
+                "unknown field `prio`",
+            ),
+            (
+                "instances = { VI_1 = { interface = \"eth0\" } }",
+                "missing field `vhid`",
+            ),
+            (
+                "instances = { \"\" = { vhid = 1, interface = \"eth0\" } }",
+                "is empty",
+            ),
+            ("instances = {}", "sources.keepalived: instances is empty"),
+        ] {
+            let text = DAEMON.replace(instances, to);
+            assert_ne!(text, DAEMON, "{to}");
+            let line = if to == "instances = {}" {
+                line_with(&text, "[sources.keepalived]")
+            } else {
+                line_with(&text, to)
+            };
+            let message = error_on_line(&text, line);
+            assert!(message.contains(expected), "{to}: {message}");
+        }
+
+        let no_fifo = DAEMON.replace("fifo = \"/run/keepalived/haven.fifo\"\n", "");
+        let message = error_on_line(&no_fifo, line_with(&no_fifo, "[sources.keepalived]"));
+        assert!(message.contains("missing field `fifo`"), "{message}");
+
+        // A sync group and its instance may stand for one vhid on one interface.
+        let group = DAEMON.replace(
+            instances,
+            "instances = { G1 = { vhid = 1, interface = \"eth0\" }, VI_1 = { vhid = 1, interface = \"eth0\" }, VI_2 = { vhid = 7, interface = \"bond0\" } }",
+        );
+        assert_eq!(
+            parse(&group).unwrap().keepalived_instances(),
+            BTreeMap::from([
+                ("G1".to_owned(), (1, "eth0".to_owned())),
+                ("VI_1".to_owned(), (1, "eth0".to_owned())),
+                ("VI_2".to_owned(), (7, "bond0".to_owned())),
+            ])
+        );
     }
 }

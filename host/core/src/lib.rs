@@ -15,7 +15,10 @@ pub mod names;
 pub mod step_syntax;
 pub mod types;
 
-pub use config::{CarpAddress, Config, ConfigError, FailureMode, Limits, PolicyConfig};
+pub use config::{
+    CarpAddress, CarpInstance, Config, ConfigError, DaemonConfig, DevdSource, ExecutorKind,
+    FailureMode, HastctlSource, KeepalivedSource, Limits, PolicyConfig, SourcesConfig,
+};
 pub use grants::{Grants, Missing, MountGrant, PlanRefusal};
 pub use model::{Machine, StateChange};
 pub use types::*;

@@ -26,7 +26,7 @@
 //!   `{"result":"error","message":...}` naming the problem, and [`ControlSocket::stats`]
 //!   counts it.
 //!
-//! The hooks (`havenctl hast-hook`, `havenctl ucarp-hook`) send their raw arguments
+//! The hooks (`havenctl hast-hook`, `havenctl hook ucarp`) send their raw arguments
 //! ([`Request::HastHook`], [`Request::UcarpHook`]); the daemon parses them with
 //! `haven_sources` (ucarp needs the config's vhid map) and queues the event, so two hooks
 //! running at once are ordered by the daemon, by arrival.
@@ -227,7 +227,8 @@ impl Default for Limits {
 }
 
 /// Counts of what became of connections, since the socket was bound.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct ControlStats {
     /// Requests handed to the handler.
     pub handled: u64,

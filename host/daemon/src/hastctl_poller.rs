@@ -7,9 +7,10 @@
 //! compares it with the previous successful poll and hands what changed to a sink (in the
 //! daemon, the sending half of a channel its event loop reads). Nothing here depends on tokio.
 //!
-//! - **The command runs without a shell**, with a cleared environment plus a fixed
-//!   `PATH` ([`CHILD_PATH`]), stdin from `/dev/null`, the working directory `/`, stdout and
-//!   stderr captured, in a process group of its own.
+//! - **The command runs through [`haven_executor::command::run`]**: without a shell, with a
+//!   cleared environment plus a fixed `PATH` ([`CHILD_PATH`]), stdin from `/dev/null`, the
+//!   working directory `/`, stdout and stderr captured (at most [`MAX_OUTPUT`] bytes each), in
+//!   a process group of its own.
 //! - **Every run has a deadline** ([`HastctlOptions::timeout`]): a run that overruns it has its
 //!   whole process group killed with `SIGKILL` and the child reaped; no child is ever left
 //!   behind, whether the run succeeds, fails, times out or the poller is stopped meanwhile.
@@ -29,21 +30,15 @@
 
 use crate::source_thread::SourceThread;
 use haven_core::{Event, HastStatus};
+use haven_executor::command::{self, CommandError, excerpt};
 use haven_sources::parse_hastctl_list;
-use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
-use std::fs::File;
-use std::io::{self, Read};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[cfg(test)]
 mod tests;
@@ -54,19 +49,8 @@ pub const SOURCE: &str = "hastctl";
 /// hastctl on FreeBSD.
 pub const DEFAULT_PROGRAM: &str = "/sbin/hastctl";
 
-/// The only environment variable the child gets.
-pub const CHILD_PATH: &str = "/sbin:/bin:/usr/sbin:/usr/bin";
-
-/// The most output kept from either stream; more is a failure (hastctl prints a few hundred
-/// bytes per resource).
-pub const MAX_OUTPUT: usize = 1024 * 1024;
-
-/// The most text quoted from the output or stderr in messages and errors, in bytes.
-pub const EXCERPT_LIMIT: usize = 512;
-
-/// How often a running command and the interval wait look for a stop request (the interval
-/// wait actually wakes at once).
-pub const POLL_SLICE: Duration = Duration::from_millis(50);
+// The runner's limits, which apply to every hastctl run.
+pub use haven_executor::command::{CHILD_PATH, EXCERPT_LIMIT, MAX_OUTPUT, POLL_SLICE};
 
 pub use crate::source_thread::STOP_TIMEOUT;
 
@@ -133,22 +117,27 @@ pub struct HastctlStats {
 /// [`HastctlError::BadOutput`] carries.
 #[derive(Debug, thiserror::Error)]
 pub enum HastctlError {
+    /// hastctl could not be started.
     #[error("cannot run {}: {source}", program.display())]
     Spawn {
         program: PathBuf,
         #[source]
         source: io::Error,
     },
+    /// Reading its output or waiting for it failed.
     #[error("reading the output of {} list failed: {source}", program.display())]
     Io {
         program: PathBuf,
         #[source]
         source: io::Error,
     },
+    /// It overran [`HastctlOptions::timeout`] and was killed with its process group.
     #[error("{} list timed out after {timeout:?} and was killed", program.display())]
     Timeout { program: PathBuf, timeout: Duration },
+    /// It printed more than [`MAX_OUTPUT`] bytes on a stream and was killed.
     #[error("{} list printed more than {MAX_OUTPUT} bytes and was killed", program.display())]
     TooMuchOutput { program: PathBuf },
+    /// It exited with a non-zero status (or was killed by a signal).
     #[error("{} list exited with {status}; stderr: {stderr_excerpt:?}", program.display())]
     Exit {
         program: PathBuf,
@@ -156,12 +145,14 @@ pub enum HastctlError {
         /// The start of stderr, trimmed (at most [`EXCERPT_LIMIT`] bytes).
         stderr_excerpt: String,
     },
+    /// Its output is not UTF-8.
     #[error("hastctl list output is not valid UTF-8: {source}")]
     NotUtf8 {
         text_excerpt: String,
         #[source]
         source: std::str::Utf8Error,
     },
+    /// Its output is not what `hastctl list` prints.
     #[error("{source}")]
     BadOutput {
         /// The start of the output (at most [`EXCERPT_LIMIT`] bytes).
@@ -382,17 +373,32 @@ impl From<HastctlError> for Failure {
     }
 }
 
+impl From<CommandError> for Failure {
+    fn from(error: CommandError) -> Self {
+        let error = match error {
+            CommandError::Stopped { .. } => return Failure::Stopped,
+            CommandError::Spawn { program, source } => HastctlError::Spawn { program, source },
+            CommandError::Io { program, source } => HastctlError::Io { program, source },
+            CommandError::Timeout { program, timeout } => {
+                HastctlError::Timeout { program, timeout }
+            }
+            CommandError::TooMuchOutput { program } => HastctlError::TooMuchOutput { program },
+        };
+        Failure::Error(error)
+    }
+}
+
 fn run_and_parse(
     program: &Path,
     timeout: Duration,
     should_stop: &dyn Fn() -> bool,
 ) -> Result<Vec<HastStatus>, Failure> {
-    let output = run_list(program, timeout, should_stop)?;
-    if !output.status.success() {
+    let output = command::run(program, &["list"], timeout, should_stop)?;
+    if !output.success() {
         return Err(HastctlError::Exit {
             program: program.to_owned(),
             status: output.status,
-            stderr_excerpt: excerpt(String::from_utf8_lossy(&output.stderr).trim()),
+            stderr_excerpt: output.stderr_excerpt(),
         }
         .into());
     }
@@ -407,221 +413,4 @@ fn run_and_parse(
         }
         .into()
     })
-}
-
-/// At most [`EXCERPT_LIMIT`] bytes of `text`, cut at a character boundary, `…` when cut.
-fn excerpt(text: &str) -> String {
-    if text.len() <= EXCERPT_LIMIT {
-        return text.to_owned();
-    }
-    let mut end = EXCERPT_LIMIT;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
-}
-
-/// What a finished run printed.
-struct Output {
-    status: ExitStatus,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-}
-
-/// A spawned child that is killed (with its whole process group) and reaped when dropped,
-/// unless it was reaped already.
-struct Reaper {
-    child: Child,
-    reaped: bool,
-}
-
-impl Reaper {
-    fn kill_and_reap(&mut self) {
-        if self.reaped {
-            return;
-        }
-        // The child leads its own process group (`process_group(0)`), and is not reaped yet,
-        // so the group id is still ours to signal: this also kills anything it started.
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-        let _ = self.child.kill();
-        match self.child.wait() {
-            Ok(_) => {}
-            Err(error) => {
-                tracing::error!(source = SOURCE, %error, "cannot reap a killed hastctl");
-            }
-        }
-        self.reaped = true;
-    }
-}
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        self.kill_and_reap();
-    }
-}
-
-/// Run `<program> list` with a deadline, capturing both streams.
-fn run_list(
-    program: &Path,
-    timeout: Duration,
-    should_stop: &dyn Fn() -> bool,
-) -> Result<Output, Failure> {
-    let deadline = Instant::now() + timeout;
-    let spawned = Command::new(program)
-        .arg("list")
-        .env_clear()
-        .env("PATH", CHILD_PATH)
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|source| HastctlError::Spawn {
-            program: program.to_owned(),
-            source,
-        })?;
-    let mut reaper = Reaper {
-        child: spawned,
-        reaped: false,
-    };
-    let timed_out = || HastctlError::Timeout {
-        program: program.to_owned(),
-        timeout,
-    };
-    let io_error = |source| HastctlError::Io {
-        program: program.to_owned(),
-        source,
-    };
-
-    // Read both streams to their end (a full pipe would block the child).
-    let mut out = Stream::new(
-        reaper
-            .child
-            .stdout
-            .take()
-            .map(|p| File::from(OwnedFd::from(p))),
-    );
-    let mut err = Stream::new(
-        reaper
-            .child
-            .stderr
-            .take()
-            .map(|p| File::from(OwnedFd::from(p))),
-    );
-    let mut chunk = vec![0u8; 16 * 1024];
-    while out.pipe.is_some() || err.pipe.is_some() {
-        if should_stop() {
-            return Err(Failure::Stopped);
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(timed_out().into());
-        }
-        let slice = (deadline - now).min(POLL_SLICE);
-        let (out_ready, err_ready) = {
-            let mut fds = Vec::with_capacity(2);
-            for pipe in [out.fd(), err.fd()].into_iter().flatten() {
-                fds.push(PollFd::new(pipe, PollFlags::POLLIN));
-            }
-            let timeout = PollTimeout::try_from(slice).unwrap_or(PollTimeout::MAX);
-            match poll(&mut fds, timeout) {
-                Ok(0) | Err(Errno::EINTR) => continue,
-                Ok(_) => {}
-                Err(errno) => return Err(io_error(io::Error::from(errno)).into()),
-            }
-            // Unknown flags: read anyway, which does not block once poll reported something.
-            let mut ready = fds.iter().map(|fd| fd.any().unwrap_or(true));
-            let out_ready = out.pipe.is_some() && ready.next() == Some(true);
-            let err_ready = err.pipe.is_some() && ready.next() == Some(true);
-            (out_ready, err_ready)
-        };
-        for (ready, stream) in [(out_ready, &mut out), (err_ready, &mut err)] {
-            if ready {
-                match stream.read_some(&mut chunk) {
-                    Ok(()) => {}
-                    Err(ReadError::TooMuch) => {
-                        return Err(HastctlError::TooMuchOutput {
-                            program: program.to_owned(),
-                        }
-                        .into());
-                    }
-                    Err(ReadError::Io(error)) => return Err(io_error(error).into()),
-                }
-            }
-        }
-    }
-
-    // Both streams are closed; wait for the exit, still within the deadline.
-    let status = loop {
-        match reaper.child.try_wait() {
-            Ok(Some(status)) => {
-                reaper.reaped = true;
-                break status;
-            }
-            Ok(None) => {}
-            Err(error) => return Err(io_error(error).into()),
-        }
-        if should_stop() {
-            return Err(Failure::Stopped);
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(timed_out().into());
-        }
-        std::thread::sleep((deadline - now).min(EXIT_CHECK));
-    };
-    Ok(Output {
-        status,
-        stdout: out.data,
-        stderr: err.data,
-    })
-}
-
-/// How often to look whether the child exited once it closed its output.
-const EXIT_CHECK: Duration = Duration::from_millis(2);
-
-/// One of the child's output pipes and what was read from it; `pipe` is `None` after EOF.
-struct Stream {
-    pipe: Option<File>,
-    data: Vec<u8>,
-}
-
-enum ReadError {
-    TooMuch,
-    Io(io::Error),
-}
-
-impl Stream {
-    fn new(pipe: Option<File>) -> Self {
-        Stream {
-            pipe,
-            data: Vec::new(),
-        }
-    }
-
-    fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.pipe.as_ref().map(AsFd::as_fd)
-    }
-
-    /// One read, after poll said the pipe is readable (or closed).
-    fn read_some(&mut self, chunk: &mut [u8]) -> Result<(), ReadError> {
-        let Some(pipe) = self.pipe.as_mut() else {
-            return Ok(());
-        };
-        match pipe.read(chunk) {
-            Ok(0) => self.pipe = None,
-            Ok(n) => {
-                if self.data.len() + n > MAX_OUTPUT {
-                    return Err(ReadError::TooMuch);
-                }
-                self.data.extend_from_slice(&chunk[..n]);
-            }
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(ReadError::Io(error)),
-        }
-        Ok(())
-    }
 }

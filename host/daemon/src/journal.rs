@@ -297,6 +297,8 @@ pub struct Journal {
     max_bytes: u64,
     keep_files: usize,
     torn_tail: Option<TornLine>,
+    /// Lines written since the last `fsync`.
+    unsynced: bool,
 }
 
 impl Journal {
@@ -344,11 +346,22 @@ impl Journal {
             max_bytes: max_bytes_per_file,
             keep_files,
             torn_tail,
+            unsynced: false,
         })
     }
 
-    /// Append an entry and wait until it is on disk. Returns its sequence number.
+    /// Append an entry and wait until it (and everything before it) is on disk. Returns its
+    /// sequence number.
     pub fn append(&mut self, entry: &Entry) -> Result<u64, JournalError> {
+        let seq = self.append_buffered(entry)?;
+        self.sync()?;
+        Ok(seq)
+    }
+
+    /// Append an entry without waiting for the disk (group commit): the daemon writes the
+    /// event and decision lines this way and calls [`Journal::sync`] before anything acts on
+    /// the system, and whenever its queue runs dry. Returns its sequence number.
+    pub fn append_buffered(&mut self, entry: &Entry) -> Result<u64, JournalError> {
         let seq = self.next_seq;
         let mut line = serde_json::to_vec(&RecordRef {
             seq,
@@ -358,6 +371,7 @@ impl Journal {
         line.push(b'\n');
         let bytes = line.len() as u64;
         if self.len > 0 && self.len.saturating_add(bytes) > self.max_bytes {
+            self.sync()?;
             self.rotate()?;
         }
         let path = self.current_path();
@@ -368,8 +382,18 @@ impl Journal {
         }
         self.len += bytes;
         self.next_seq += 1;
-        self.file.sync_data().map_err(io_error("sync", &path))?;
+        self.unsynced = true;
         Ok(seq)
+    }
+
+    /// Wait until everything appended so far is on disk (nothing to do if it is already).
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        if self.unsynced {
+            let path = self.current_path();
+            self.file.sync_data().map_err(io_error("sync", &path))?;
+            self.unsynced = false;
+        }
+        Ok(())
     }
 
     /// The sequence number the next entry will get.

@@ -14,16 +14,32 @@
 //! event, decision and step *before* acting, so that after a crash the daemon knows which step
 //! was in progress and can tell the policies at startup instead of blindly re-running it.
 //!
-//! For now it holds the queue and the journal; the sources' listeners, the executor and the
-//! event loop that joins them are the next pieces.
+//! Modules, in the order data flows through them:
+//!
+//! - sources: [`devd_client`], [`hastctl_poller`], [`keepalived_fifo`] (threads built on
+//!   [`source_thread`]), and the hooks that arrive through [`control`];
+//! - [`inbox`]: where sources leave events ([`queue`]) and reports for the loop;
+//! - [`event_loop`]: the one thread that decides and acts, through `haven-executor`'s runner;
+//! - [`journal`] and [`status`]: what the loop records, for after a crash and for operators;
+//! - [`reconcile`]: the machine read from the system at startup;
+//! - [`daemon`]: all of it started and stopped in order; the `havend` binary is a thin shell
+//!   around it.
 
 pub mod control;
+pub mod daemon;
 pub mod devd_client;
+pub mod event_loop;
 pub mod hastctl_poller;
+pub mod inbox;
 pub mod journal;
 pub mod keepalived_fifo;
+pub mod pidfile;
 pub mod queue;
+pub mod reconcile;
 pub mod source_thread;
+pub mod status;
+
+pub use daemon::{Daemon, StartError};
 
 pub use journal::{
     Contents, DecisionOutcome, Entry, Interrupted, Journal, JournalError, Record, TornLine,

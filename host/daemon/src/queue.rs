@@ -88,7 +88,8 @@ impl Pushed {
 }
 
 /// Counters since the queue was made.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct QueueStats {
     /// Events pushed, whatever became of them.
     pub received: u64,
@@ -230,6 +231,14 @@ impl EventQueue {
         self.stats.depth = self.entries.len();
         self.stats.max_depth = self.stats.max_depth.max(self.stats.depth);
         Pushed::Queued { id }
+    }
+
+    /// Reserve the next id for an event that does not wait in the queue (a timer that fired,
+    /// a step failure fed back to its policy), so that ids stay unique across both.
+    pub fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
     }
 
     /// The oldest waiting event. Once popped, it is no longer coalesced into: a later event for

@@ -123,6 +123,11 @@ impl Pipeline {
         &self.machine
     }
 
+    /// The machine model as a cheap shared snapshot (for status displays on other threads).
+    pub fn machine_shared(&self) -> Arc<Machine> {
+        Arc::clone(&self.machine)
+    }
+
     /// The machine model, for executors to record what happened.
     pub fn machine_mut(&mut self) -> &mut Machine {
         Arc::make_mut(&mut self.machine)

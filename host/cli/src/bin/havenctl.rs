@@ -4,16 +4,24 @@
 //!   recipe over a recorded failover);
 //! - `havenctl test` runs scenario files against a policy module on the real runtime;
 //! - `havenctl check` says whether a module (and a config's entry for it) will load;
-//! - `havenctl new` scaffolds a policy crate.
+//! - `havenctl new` scaffolds a policy crate;
+//! - `havenctl status`, `log`, `notify`, `reload` talk to a running `havend`;
+//! - `havenctl hast-hook` and `havenctl hook ucarp` are what hastd and ucarp run: they hand
+//!   the event to `havend` and exit at once.
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use haven_cli::daemon_view;
 use haven_cli::{check, demo, scaffold, scenario, simulate};
 use haven_core::Config;
+use haven_daemon::control::{self, Request, Response};
+use haven_daemon::journal::Journal;
+use haven_daemon::status::Status;
 use haven_runtime::{LoadedPolicy, Runtime, RuntimeError, RuntimeOptions};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +36,9 @@ struct Cli {
     /// Compile every module afresh, without the artifact cache.
     #[arg(long, global = true)]
     no_cache: bool,
+    /// havend's control socket directory (or the socket itself).
+    #[arg(long, global = true, env = "HAVEN_CONTROL_DIR", default_value = haven_daemon::control::DEFAULT_DIR)]
+    control_dir: PathBuf,
     /// Log what the runtime does (to stderr); repeat for more.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -66,6 +77,49 @@ enum Command {
         #[arg(long, requires = "config")]
         policy: Option<String>,
     },
+    /// Show the running daemon's state: CARP, HAST, mounts, services, policies, queue, sources,
+    /// last decisions and alerts.
+    Status {
+        /// Print havend's answer as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the daemon's journal (read from its state directory).
+    Log {
+        /// The state directory (default: the config's, else the platform's).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// The config whose state directory to read.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Show only the last N records.
+        #[arg(short = 'n', long)]
+        lines: Option<usize>,
+        /// Keep printing records as they are written.
+        #[arg(short, long)]
+        follow: bool,
+        /// Print the journal's JSON lines as they are.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send an event (JSON, as in the journal) to the daemon.
+    Notify {
+        /// The event, e.g. '{"carp-changed":{"vhid":1,"interface":"em0","state":"master"}}'.
+        event: String,
+    },
+    /// Ask the daemon to reload its configuration and policies.
+    Reload,
+    /// For hast.conf's `exec`: hand hastd's event to the daemon and exit at once.
+    HastHook {
+        /// hastd's arguments: `role <res> <old> <new>`, `connect <res>`, ...
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true, trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// For other programs' hook scripts: hand their event to the daemon and exit at once.
+    Hook {
+        #[command(subcommand)]
+        hook: Hook,
+    },
     /// Create a new policy crate in DIR, with a unit test and a scenario that pass.
     New {
         /// The folder to create; its name is the policy's name.
@@ -73,6 +127,15 @@ enum Command {
         /// Haven's SDK folder (default: the one this havenctl was built from).
         #[arg(long, default_value = scaffold::BUILT_SDK_PATH)]
         sdk: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum Hook {
+    /// ucarp's up/down scripts: `havenctl hook ucarp up|down <interface> <vip>`.
+    Ucarp {
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true, trailing_var_arg = true)]
+        args: Vec<String>,
     },
 }
 
@@ -122,6 +185,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(code) = daemon_command(&cli)? {
+        return Ok(code);
+    }
     let runtime = Arc::new(runtime(cache_dir(&cli))?);
     match cli.command {
         Command::Simulate { config, events } => simulate_command(&runtime, config, events),
@@ -139,7 +205,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::New { .. } => unreachable!("handled above"),
+        Command::New { .. }
+        | Command::Status { .. }
+        | Command::Log { .. }
+        | Command::Notify { .. }
+        | Command::Reload
+        | Command::HastHook { .. }
+        | Command::Hook { .. } => unreachable!("handled above"),
     }
 }
 
@@ -245,4 +317,102 @@ fn test_command(runtime: &Arc<Runtime>, module: &Path, scenarios: &[PathBuf]) ->
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// How long havenctl waits for havend's answer. Hooks must not hold hastd or ucarp up, and
+/// the daemon answers from a thread that never waits on a plan.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The commands that talk to a running daemon (no policy runtime needed); `None` for others.
+fn daemon_command(cli: &Cli) -> Result<Option<ExitCode>> {
+    let request = match &cli.command {
+        Command::Status { .. } => Request::Status,
+        Command::Notify { event } => Request::Notify {
+            event: serde_json::from_str(event).context("the event is not valid event JSON")?,
+        },
+        Command::Reload => Request::Reload,
+        Command::HastHook { args } => Request::HastHook { args: args.clone() },
+        Command::Hook {
+            hook: Hook::Ucarp { args },
+        } => Request::UcarpHook { args: args.clone() },
+        Command::Log {
+            state_dir,
+            config,
+            lines,
+            follow,
+            json,
+        } => {
+            let dir = match (state_dir, config) {
+                (Some(dir), _) => dir.clone(),
+                (None, Some(config)) => Config::from_file(config)?.daemon.state_dir,
+                (None, None) => haven_core::DaemonConfig::default().state_dir,
+            };
+            log_command(&dir, *lines, *follow, *json)?;
+            return Ok(Some(ExitCode::SUCCESS));
+        }
+        _ => return Ok(None),
+    };
+    let response = control::send(&cli.control_dir, &request, CONTROL_TIMEOUT)?;
+    let body = match response {
+        Response::Ok { body } => body,
+        Response::Error { message } => {
+            eprintln!("havenctl: havend refused: {message}");
+            return Ok(Some(ExitCode::FAILURE));
+        }
+    };
+    match &cli.command {
+        Command::Status { json: true } => println!("{}", serde_json::to_string_pretty(&body)?),
+        Command::Status { json: false } => {
+            let status: Status = serde_json::from_value(body)
+                .context("havend's status is not what havenctl expects")?;
+            print!("{}", daemon_view::render_status(&status));
+        }
+        // Hooks print nothing on success: hastd and ucarp log their children's output.
+        Command::HastHook { .. } | Command::Hook { .. } => {}
+        _ => println!("{body}"),
+    }
+    Ok(Some(ExitCode::SUCCESS))
+}
+
+/// Print the journal in `dir`; with `follow`, keep printing new records until interrupted.
+fn log_command(dir: &Path, lines: Option<usize>, follow: bool, json: bool) -> Result<()> {
+    let contents = Journal::read_all(dir)
+        .with_context(|| format!("reading the journal in {}", dir.display()))?;
+    let skip = lines.map_or(0, |n| contents.records.len().saturating_sub(n));
+    let mut last_seq = 0;
+    let print = |record: &haven_daemon::journal::Record| -> Result<()> {
+        if json {
+            println!("{}", serde_json::to_string(record)?);
+        } else {
+            println!("{}", daemon_view::render_record(record));
+        }
+        Ok(())
+    };
+    for record in contents.records.iter().skip(skip) {
+        print(record)?;
+    }
+    if let Some(record) = contents.records.last() {
+        last_seq = record.seq;
+    }
+    for torn in &contents.torn {
+        eprintln!(
+            "havenctl: {}:{}: torn line skipped ({})",
+            torn.path.display(),
+            torn.line,
+            torn.reason
+        );
+    }
+    if !follow {
+        return Ok(());
+    }
+    loop {
+        // An operator's tail, not synchronisation: look for new lines twice a second.
+        std::thread::sleep(Duration::from_millis(500));
+        let contents = Journal::read_all(dir)?;
+        let since = last_seq;
+        for record in contents.records.iter().filter(|r| r.seq > since) {
+            print(record)?;
+            last_seq = record.seq;
+        }
+    }
 }

@@ -1,9 +1,13 @@
 use super::*;
 use crate::source_thread::assert_joined;
 use haven_core::{HastReplication, HastRole};
+use nix::errno::Errno;
+use nix::unistd::Pid;
 use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
 use std::sync::mpsc;
 use std::sync::mpsc::TryRecvError;
+use std::time::Instant;
 
 /// Generous bound for anything that should happen "soon".
 const DEADLINE: Duration = Duration::from_secs(5);
@@ -361,7 +365,7 @@ fn poll_once_runs_with_a_cleared_environment() {
     };
     let variables: Vec<&str> = stderr_excerpt.lines().collect();
     assert!(
-        variables.contains(&"PATH=/sbin:/bin:/usr/sbin:/usr/bin"),
+        variables.contains(&format!("PATH={CHILD_PATH}").as_str()),
         "{variables:?}"
     );
     // Only what sh itself sets may appear besides PATH.

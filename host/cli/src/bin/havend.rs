@@ -1,0 +1,153 @@
+//! `havend`: Haven's daemon. Reads `haven.toml`, starts the pieces (see `haven_daemon::daemon`)
+//! and waits for a signal.
+//!
+//! ```text
+//! havend -c /usr/local/etc/haven/haven.toml                 # foreground, logs to stderr
+//! havend -c haven.toml --daemon --pid-file /var/run/havend.pid --log-file /var/log/havend.log
+//! havend -c haven.toml --check                              # check the config and exit
+//! ```
+//!
+//! SIGTERM and SIGINT stop it after the running step (never in the middle of one). A config
+//! error at start exits with status 2 and names the file, the line and the reason; any other
+//! failure to start exits with status 1.
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use haven_core::Config;
+use haven_daemon::Daemon;
+use haven_daemon::pidfile::PidFile;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
+
+#[derive(Debug, Parser)]
+#[command(name = "havend", version, about = "Haven's failover daemon")]
+struct Args {
+    /// The configuration file.
+    #[arg(short, long, default_value = default_config())]
+    config: PathBuf,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    check: bool,
+    /// Detach from the terminal and run in the background.
+    #[arg(long)]
+    daemon: bool,
+    /// Write the pid here, and hold it locked while running.
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// Append logs to this file instead of stderr.
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+const fn default_config() -> &'static str {
+    if cfg!(target_os = "freebsd") {
+        "/usr/local/etc/haven/haven.toml"
+    } else {
+        "/etc/haven/haven.toml"
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    // Before anything else, and before detaching: a bad config is reported where the operator
+    // is looking.
+    let config = match Config::from_file(&args.config) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("havend: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check {
+        println!(
+            "{}: ok ({} policies)",
+            args.config.display(),
+            config.policies.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    match run(args, config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("havend: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: Args, config: Config) -> anyhow::Result<()> {
+    if args.daemon {
+        // Fork before any thread exists (the runtime's and the sources' come later).
+        nix::unistd::daemon(false, false).context("cannot detach")?;
+    }
+    init_logging(&args)?;
+    let _pid_file = args.pid_file.as_deref().map(PidFile::create).transpose()?;
+    let config_path = std::path::absolute(&args.config).unwrap_or(args.config.clone());
+    let daemon = Daemon::start(config, &config_path)?;
+
+    let signals = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the signal runtime")?;
+    signals.block_on(wait_for_stop(&daemon))?;
+    daemon.stop();
+    Ok(())
+}
+
+/// Wait for SIGTERM or SIGINT (or the event loop ending on its own, which only a panic does).
+async fn wait_for_stop(daemon: &Daemon) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let mut watchdog = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM"); return Ok(()) }
+            _ = int.recv() => { tracing::info!("SIGINT"); return Ok(()) }
+            _ = hup.recv() => {
+                tracing::warn!("SIGHUP: reloading is not supported by this havend yet; restart it");
+            }
+            _ = watchdog.tick() => {
+                if daemon.loop_finished() {
+                    anyhow::bail!("the event loop ended unexpectedly");
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(args: &Args) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("HAVEN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let writer = match &args.log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open the log file {}", path.display()))?;
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::sync::Mutex::new(file))
+        }
+        None => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    match args.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}

@@ -1,0 +1,513 @@
+//! `havend` put together: start every piece in order, and stop them in reverse.
+//!
+//! [`Daemon::start`] reads the journal for a step a crash interrupted, loads the policies,
+//! reads the machine's state from the system, and then starts, in this order, the event loop
+//! (which first hands every policy its `startup` event), the sources (devd, hastctl,
+//! keepalived) and the control socket. Each source gets a sink that leaves what it hears in
+//! the [`Inbox`]; nothing but the loop decides or acts.
+//!
+//! [`Daemon::stop`] asks the loop to stop (it finishes the running step first), stops the
+//! sources and the control socket, and waits for all of them, each within a bound.
+
+use crate::control::{self, ControlSocket, Request, Response};
+use crate::devd_client::{DevdClient, DevdMessage, DevdOptions};
+use crate::event_loop::EventLoop;
+use crate::hastctl_poller::{HastMessage, HastctlOptions, HastctlPoller};
+use crate::inbox::{Inbox, Report};
+use crate::journal::{Entry, Journal, JournalError};
+use crate::keepalived_fifo::{FifoMessage, KeepalivedFifo};
+use crate::reconcile::Reconciler;
+use crate::status::{Identity, StatusBoard};
+use haven_core::{Config, Event, ExecutorKind, HastStatus, Machine};
+use haven_executor::{DryRun, Executor, Runner};
+use haven_runtime::{LoadError, Pipeline, Runtime, RuntimeError, RuntimeOptions};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a control socket exchange may take on the server side.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("journal: {0}")]
+    Journal(#[from] JournalError),
+    #[error("policy runtime: {0}")]
+    Runtime(#[from] RuntimeError),
+    #[error("policy `{policy}` ({}): {source}", module.display())]
+    Policy {
+        policy: String,
+        module: PathBuf,
+        #[source]
+        source: LoadError,
+    },
+    #[error("{0}")]
+    Control(#[from] control::ControlError),
+    #[error(
+        "executor `{0}` is not available in this build yet; set `executor = \"dry-run\"` in [daemon] to run in monitor mode"
+    )]
+    ExecutorUnavailable(&'static str),
+    #[error("cannot start the {what} thread: {source}")]
+    Thread {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("queue: {0}")]
+    Queue(#[from] crate::queue::QueueError),
+}
+
+/// The running sources; each stops when dropped, too.
+#[derive(Debug, Default)]
+struct Sources {
+    devd: Option<DevdClient>,
+    hastctl: Option<HastctlPoller>,
+    keepalived: Option<KeepalivedFifo>,
+}
+
+impl Sources {
+    fn stop(self) {
+        if let Some(devd) = self.devd {
+            devd.stop();
+        }
+        if let Some(hastctl) = self.hastctl {
+            hastctl.stop();
+        }
+        if let Some(keepalived) = self.keepalived {
+            keepalived.stop();
+        }
+    }
+}
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct Daemon {
+    inbox: Inbox,
+    board: StatusBoard,
+    event_loop: JoinHandle<()>,
+    sources: Sources,
+    control: ControlServer,
+}
+
+impl Daemon {
+    /// Start everything for `config`, read from `config_path`.
+    pub fn start(config: Config, config_path: &Path) -> Result<Daemon, StartError> {
+        let settings = &config.daemon;
+        let interrupted = Journal::interrupted(&settings.state_dir)?;
+        let mut journal = Journal::open(
+            &settings.state_dir,
+            settings.journal_max_bytes,
+            settings.journal_keep_files,
+        )?;
+        if let Some(torn) = journal.torn_tail() {
+            let message = format!(
+                "the journal ended in a torn line ({} bytes at {}:{}), cut off: a crash mid-write",
+                torn.bytes,
+                torn.path.display(),
+                torn.line
+            );
+            journal.append(&Entry::Note { message })?;
+        }
+
+        let executor: Box<dyn Executor> = match settings.executor.resolve() {
+            ExecutorKind::DryRun => Box::new(DryRun::new()),
+            ExecutorKind::Freebsd => return Err(StartError::ExecutorUnavailable("freebsd")),
+            ExecutorKind::Linux => return Err(StartError::ExecutorUnavailable("linux")),
+            ExecutorKind::Auto => return Err(StartError::ExecutorUnavailable("auto")),
+        };
+
+        let runtime = Arc::new(Runtime::new(RuntimeOptions {
+            cache_dir: Some(settings.state_dir.join("cache")),
+            ..RuntimeOptions::default()
+        })?);
+        let mut policies = Vec::with_capacity(config.policies.len());
+        for policy in &config.policies {
+            let loaded = runtime.load(policy).map_err(|source| StartError::Policy {
+                policy: policy.name.clone(),
+                module: policy.module.clone(),
+                source,
+            })?;
+            tracing::info!(
+                policy = %policy.name,
+                module = %haven_runtime::pipeline::short_hash(&loaded.compiled.module_hash),
+                from_cache = loaded.compiled.from_cache,
+                "policy loaded"
+            );
+            policies.push(loaded);
+        }
+
+        let reconciler = Reconciler::new(&config);
+        let (machine, problems) = reconciler.read(&Machine::default());
+        for problem in problems {
+            journal.append(&Entry::Note {
+                message: format!("startup: cannot read {problem}"),
+            })?;
+        }
+
+        let inbox = Inbox::new(settings.queue_capacity)?;
+        let identity = Identity {
+            config: config_path.to_owned(),
+            state_dir: settings.state_dir.clone(),
+            executor: executor.name().to_owned(),
+            granted_hast: granted(&config, |g| g.hast_resources.iter()),
+            granted_mountpoints: granted(&config, |g| g.mounts.iter().map(|m| &m.mountpoint)),
+            granted_services: granted(&config, |g| g.services.iter()),
+        };
+        let board = StatusBoard::new(identity, Arc::new(machine.clone()), settings.decisions_kept);
+        let pipeline = Pipeline::new(runtime, policies, machine);
+        journal.append(&Entry::Note {
+            message: format!(
+                "havend {} started (pid {}, config {}, executor {}, policies: {})",
+                env!("CARGO_PKG_VERSION"),
+                std::process::id(),
+                config_path.display(),
+                executor.name(),
+                pipeline
+                    .policies()
+                    .iter()
+                    .map(|p| format!(
+                        "{}@{}",
+                        p.name,
+                        haven_runtime::pipeline::short_hash(&p.compiled.module_hash)
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })?;
+        if let Some(interrupted) = &interrupted {
+            tracing::warn!(
+                policy = %interrupted.policy,
+                plan_id = interrupted.plan_id,
+                step = interrupted.step_index,
+                "a step was interrupted by the last stop; the policy is told at startup"
+            );
+        }
+
+        let event_loop = EventLoop {
+            runner: Runner::new(pipeline, executor),
+            journal,
+            inbox: inbox.clone(),
+            board: board.clone(),
+            read_machine: Box::new(move |previous| reconciler.read(previous).0),
+            interrupted: interrupted.map(|i| (i.policy.clone(), i.into())),
+            started: Instant::now(),
+        };
+        let event_loop = spawn("event-loop", move || event_loop.run())?;
+
+        let known_hast = board_hast(&board);
+        let sources = start_sources(&config, &inbox, known_hast);
+        let socket = ControlSocket::bind_with(
+            &settings.control_dir,
+            control::Limits {
+                timeout: CONTROL_TIMEOUT,
+                ..control::Limits::default()
+            },
+        )?;
+        let handler = Handler {
+            inbox: inbox.clone(),
+            board: board.clone(),
+            state_dir: settings.state_dir.clone(),
+            ucarp_vhids: config.ucarp_vhids(),
+        };
+        let control = ControlServer::start(socket, handler)?;
+        tracing::info!(socket = %control.path.display(), "havend ready");
+        Ok(Daemon {
+            inbox,
+            board,
+            event_loop,
+            sources,
+            control,
+        })
+    }
+
+    /// The control socket's path.
+    pub fn control_path(&self) -> &Path {
+        &self.control.path
+    }
+
+    /// The status board the loop keeps (decisions, model, counters).
+    pub fn status_board(&self) -> &StatusBoard {
+        &self.board
+    }
+
+    /// Whether the event loop has ended (it only does when stopped, or if it panicked).
+    pub fn loop_finished(&self) -> bool {
+        self.event_loop.is_finished()
+    }
+
+    /// Stop: the loop finishes its running step, then sources and the control socket stop.
+    pub fn stop(self) {
+        tracing::info!("havend stopping");
+        self.inbox.stop();
+        if self.event_loop.join().is_err() {
+            tracing::error!("the event loop panicked");
+        }
+        self.sources.stop();
+        self.control.stop();
+        tracing::info!("havend stopped");
+    }
+}
+
+/// Everything granted to some policy, by `pick`.
+fn granted<'a, I>(
+    config: &'a Config,
+    pick: impl Fn(&'a haven_core::Grants) -> I,
+) -> std::collections::BTreeSet<String>
+where
+    I: Iterator<Item = &'a String>,
+{
+    config
+        .policies
+        .iter()
+        .flat_map(|policy| pick(&policy.grants))
+        .cloned()
+        .collect()
+}
+
+fn spawn(
+    name: &'static str,
+    body: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, StartError> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(body)
+        .map_err(|source| StartError::Thread { what: name, source })
+}
+
+/// The HAST statuses startup read, so the poller's first snapshot only reports differences.
+fn board_hast(board: &StatusBoard) -> Vec<HastStatus> {
+    board.machine().hast.values().cloned().collect()
+}
+
+/// Start the sources the config names, each with a sink into the inbox. `known_hast` is what
+/// startup read from hastctl a moment ago.
+fn start_sources(config: &Config, inbox: &Inbox, known_hast: Vec<HastStatus>) -> Sources {
+    let mut sources = Sources::default();
+    if let Some(devd) = &config.sources.devd {
+        let inbox = inbox.clone();
+        sources.devd = Some(DevdClient::spawn(
+            devd.socket.clone(),
+            DevdOptions::default(),
+            move |message| devd_message(&inbox, message),
+        ));
+    }
+    if let Some(hastctl) = &config.sources.hastctl {
+        let inbox = inbox.clone();
+        let options = HastctlOptions {
+            program: hastctl.program.clone(),
+            interval: Duration::from_millis(hastctl.interval_ms),
+            timeout: Duration::from_millis(hastctl.timeout_ms),
+        };
+        let mut known = Some(known_hast);
+        sources.hastctl = Some(HastctlPoller::spawn(options, move |message| {
+            hastctl_message(&inbox, message, &mut known)
+        }));
+    }
+    if let Some(keepalived) = &config.sources.keepalived {
+        let inbox = inbox.clone();
+        sources.keepalived = Some(KeepalivedFifo::spawn(
+            keepalived.fifo.clone(),
+            config.keepalived_instances(),
+            move |message| fifo_message(&inbox, message),
+        ));
+    }
+    sources
+}
+
+const DEVD: &str = "devd";
+const HASTCTL: &str = crate::hastctl_poller::SOURCE;
+const KEEPALIVED: &str = "keepalived";
+
+fn bad_input(source: &str, reason: String, text: String) -> Report {
+    Report::BadInput {
+        source: source.to_owned(),
+        reason,
+        text,
+    }
+}
+
+fn source_state(source: &str, up: bool, message: String) -> Report {
+    Report::SourceState {
+        source: source.to_owned(),
+        up,
+        message,
+    }
+}
+
+fn devd_message(inbox: &Inbox, message: DevdMessage) {
+    match message {
+        DevdMessage::Event(event) => {
+            inbox.send(event, DEVD);
+        }
+        DevdMessage::BadInput { text, reason } => inbox.report(bad_input(DEVD, reason, text)),
+        DevdMessage::Connected { reconnect } => {
+            inbox.report(source_state(DEVD, true, "connected to devd".to_owned()));
+            if reconnect {
+                inbox.report(Report::Resync {
+                    source: DEVD.to_owned(),
+                    why: "reconnected to devd".to_owned(),
+                });
+            }
+        }
+        DevdMessage::Disconnected { reason } => inbox.report(source_state(DEVD, false, reason)),
+    }
+}
+
+/// `known` holds what startup read, until the first snapshot is compared with it.
+fn hastctl_message(inbox: &Inbox, message: HastMessage, known: &mut Option<Vec<HastStatus>>) {
+    match message {
+        // Startup read the same state a moment ago: only a difference is a change.
+        HastMessage::Snapshot(statuses) => {
+            inbox.report(source_state(HASTCTL, true, "hastctl list works".to_owned()));
+            let known = known.take().unwrap_or_default();
+            let events = statuses
+                .into_iter()
+                .filter(|status| !known.contains(status))
+                .map(Event::HastStatusChanged)
+                .collect();
+            inbox.push_all(events, HASTCTL);
+        }
+        HastMessage::Changed(event) => {
+            inbox.send(event, HASTCTL);
+        }
+        HastMessage::Vanished(resource) => inbox.report(source_state(
+            HASTCTL,
+            true,
+            format!("HAST resource `{resource}` is no longer listed"),
+        )),
+        HastMessage::BadOutput {
+            text_excerpt,
+            reason,
+        } => inbox.report(bad_input(HASTCTL, reason, text_excerpt)),
+        HastMessage::CommandFailed { reason } => inbox.report(source_state(HASTCTL, false, reason)),
+    }
+}
+
+fn fifo_message(inbox: &Inbox, message: FifoMessage) {
+    match message {
+        FifoMessage::Event(event) => {
+            inbox.send(event, KEEPALIVED);
+        }
+        FifoMessage::BadInput { text, reason } => inbox.report(bad_input(KEEPALIVED, reason, text)),
+        FifoMessage::Opened { reopen } => {
+            inbox.report(source_state(KEEPALIVED, true, "FIFO open".to_owned()));
+            if reopen {
+                inbox.report(Report::Resync {
+                    source: KEEPALIVED.to_owned(),
+                    why: "reopened the notify FIFO".to_owned(),
+                });
+            }
+        }
+        FifoMessage::Unavailable { reason } => {
+            inbox.report(source_state(KEEPALIVED, false, reason))
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------ control socket
+
+/// Answers control requests: reads status, turns hooks into events.
+#[derive(Debug)]
+struct Handler {
+    inbox: Inbox,
+    board: StatusBoard,
+    state_dir: PathBuf,
+    ucarp_vhids: BTreeMap<(String, String), u8>,
+}
+
+impl Handler {
+    fn handle(&self, socket: &ControlSocket, request: Request) -> Response {
+        match request {
+            Request::Status => {
+                let status = self.board.status(&self.inbox, socket.stats());
+                match serde_json::to_value(status) {
+                    Ok(body) => Response::ok(body),
+                    Err(error) => Response::error(format!("cannot encode the status: {error}")),
+                }
+            }
+            Request::HastHook { args } => {
+                let event = haven_sources::hast_hook_event(&args).map_err(|e| e.to_string());
+                self.queue("hast-hook", event, &args)
+            }
+            Request::UcarpHook { args } => {
+                let event = haven_sources::ucarp_args_to_event(&args, &self.ucarp_vhids)
+                    .map_err(|e| e.to_string());
+                self.queue("ucarp", event, &args)
+            }
+            Request::Notify { event } => self.queue("notify", Ok(event), &[]),
+            Request::LogTail { lines } => match Journal::read_all(&self.state_dir) {
+                Ok(contents) => {
+                    let skip = contents.records.len().saturating_sub(lines as usize);
+                    let tail: Vec<_> = contents.records.into_iter().skip(skip).collect();
+                    match serde_json::to_value(tail) {
+                        Ok(body) => Response::ok(body),
+                        Err(error) => Response::error(format!("cannot encode the log: {error}")),
+                    }
+                }
+                Err(error) => Response::error(format!("cannot read the journal: {error}")),
+            },
+            Request::Reload => Response::error(
+                "reload is not supported by this havend yet: restart it to load a changed config",
+            ),
+        }
+    }
+
+    /// Queue a hook's event, or report its bad arguments (to the journal and the caller).
+    fn queue(&self, source: &str, event: Result<Event, String>, args: &[String]) -> Response {
+        match event {
+            Ok(event) => {
+                let pushed = self.inbox.push(event, source);
+                Response::ok(serde_json::json!({ "event-id": pushed.id() }))
+            }
+            Err(reason) => {
+                let text = format!("{args:?}");
+                self.inbox.report(bad_input(source, reason.clone(), text));
+                Response::error(reason)
+            }
+        }
+    }
+}
+
+/// The control socket's thread.
+#[derive(Debug)]
+struct ControlServer {
+    path: PathBuf,
+    stopping: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl ControlServer {
+    fn start(socket: ControlSocket, handler: Handler) -> Result<ControlServer, StartError> {
+        let path = socket.path().to_owned();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&stopping);
+        let thread = spawn("control", move || {
+            while !stop.load(Ordering::Acquire) {
+                let served = socket.accept_one(|_peer, request| handler.handle(&socket, request));
+                if let Err(error) = served {
+                    tracing::error!(%error, "control socket");
+                    // accept itself failed (EMFILE and the like): do not spin.
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        })?;
+        Ok(ControlServer {
+            path,
+            stopping,
+            thread,
+        })
+    }
+
+    fn stop(self) {
+        self.stopping.store(true, Ordering::Release);
+        // Wake the blocking accept with a request of our own (answered like any other).
+        let _ = control::send(&self.path, &Request::Status, CONTROL_TIMEOUT);
+        if self.thread.join().is_err() {
+            tracing::error!("the control socket thread panicked");
+        }
+    }
+}

@@ -1,0 +1,437 @@
+//! The event loop: one thread that takes events off the inbox, one at a time, hands each to the
+//! policies, carries out their plans and journals everything.
+//!
+//! ```text
+//! inbox (queue + reports) → runner (pipeline → executor) → journal, status board
+//! ```
+//!
+//! Everything that decides or acts happens on this thread, so plans never interleave. Its
+//! rules:
+//!
+//! - **Journal before acting.** Event and decision lines are appended as they happen
+//!   (buffered); before a step that acts on the system starts, the journal is synced to disk,
+//!   and it is synced whenever the inbox runs dry. A daemon killed mid-step leaves a
+//!   `step-start` without its `step-end`, which the next start hands to the policy.
+//! - **The clock** the policies see is milliseconds since the daemon started (monotonic).
+//!   Timers due by the time an event is taken fire first, in due order; when the inbox is
+//!   quiet the loop wakes for the next timer.
+//! - **Bad input and source trouble** arrive as reports; each is journaled and counted (the
+//!   inbox counts per source) and the loop goes on. A source that may have missed events
+//!   (devd reconnected, the FIFO reopened) makes the loop re-read the machine and tell the
+//!   policies with a fresh `startup` event.
+//! - **A stop** (SIGTERM) is noticed between steps: the running step finishes, the rest of
+//!   its plan is abandoned and journaled as such, and the loop ends.
+
+use crate::inbox::{Inbox, Next, Report};
+use crate::journal::{Entry, Journal};
+use crate::status::{PolicyStatus, RecentAlert, RecentDecision, RunningStep, StatusBoard};
+use haven_core::{Action, AlertSeverity, Event, InterruptedStep, Machine, Step};
+use haven_executor::runner::{Delivery, Observer, StepReport};
+use haven_executor::{Executor, Runner};
+use haven_runtime::pipeline::short_hash;
+use haven_runtime::{Decision, Outcome};
+use std::time::{Duration, Instant};
+
+/// Re-reads the machine's state from the system (startup, and after missed events).
+pub type ReadMachine = Box<dyn FnMut(&Machine) -> Machine + Send>;
+
+/// The loop and everything it owns.
+pub struct EventLoop<E> {
+    pub runner: Runner<E>,
+    pub journal: Journal,
+    pub inbox: Inbox,
+    pub board: StatusBoard,
+    /// Re-reads the machine (for a resync).
+    pub read_machine: ReadMachine,
+    /// The plan step a crash interrupted, and its policy, for the first startup event.
+    pub interrupted: Option<(String, InterruptedStep)>,
+    /// When the daemon started: the policies' clock counts from here.
+    pub started: Instant,
+}
+
+impl<E> std::fmt::Debug for EventLoop<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLoop").finish_non_exhaustive()
+    }
+}
+
+impl<E: Executor> EventLoop<E> {
+    /// Run until a stop is requested: the startup event first, then every event in order.
+    pub fn run(mut self) {
+        let interrupted = self.interrupted.take();
+        self.with_observer(|runner, observer, ids| {
+            let interrupted = interrupted.as_ref().map(|(p, s)| (p.as_str(), s));
+            runner.startup(interrupted, ids, observer)
+        });
+        loop {
+            self.publish();
+            if self.inbox.is_empty() {
+                self.sync_journal();
+            }
+            let deadline = self.next_timer();
+            match self.inbox.next(deadline) {
+                Next::Stop => break,
+                Next::Idle => self.fire_timers(),
+                Next::Reports(reports) => {
+                    for report in reports {
+                        self.handle_report(report);
+                    }
+                }
+                Next::Event(queued) => {
+                    self.fire_timers();
+                    let mut event = queued.event;
+                    self.fill_previous(&mut event);
+                    let delivery = Delivery {
+                        coalesced: queued.coalesced,
+                        ..Delivery::broadcast(queued.id, queued.source, event)
+                    };
+                    self.with_observer(|runner, observer, ids| {
+                        runner.deliver(delivery, ids, observer)
+                    });
+                }
+            }
+        }
+        let waiting = self.inbox.queue_stats().depth;
+        self.note(format!(
+            "havend stopping; {waiting} queued event(s) not handled (the next start reads the \
+             machine afresh)"
+        ));
+        self.sync_journal();
+        self.publish();
+    }
+
+    /// The clock the policies see.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// When the next timer is due, as an instant.
+    fn next_timer(&self) -> Option<Instant> {
+        let (due, _, _) = self.runner.pipeline.machine().next_due_timer(u64::MAX)?;
+        Some(self.started + Duration::from_millis(due))
+    }
+
+    fn fire_timers(&mut self) {
+        let now = self.now_ms();
+        self.with_observer(|runner, observer, ids| runner.advance_to(now, ids, observer));
+    }
+
+    /// ucarp and keepalived do not say what the state was before: the model does.
+    fn fill_previous(&self, event: &mut Event) {
+        if let Event::CarpChanged(change) = event
+            && change.previous.is_none()
+        {
+            change.previous = self.runner.pipeline.machine().carp_state(change.vhid);
+        }
+    }
+
+    /// Run `f` with the runner, a journaling observer and the inbox's id source.
+    fn with_observer(
+        &mut self,
+        f: impl FnOnce(&mut Runner<E>, &mut dyn Observer, &mut dyn FnMut() -> u64),
+    ) {
+        let inbox = self.inbox.clone();
+        let mut ids = || inbox.take_id();
+        let mut observer = Journaling {
+            journal: &mut self.journal,
+            board: &self.board,
+            inbox: &self.inbox,
+            acts: self.runner.executor.acts_on_system(),
+            event_names: Vec::new(),
+        };
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let machine = self.runner.pipeline.machine_mut();
+        machine.now_ms = machine.now_ms.max(now);
+        f(&mut self.runner, &mut observer, &mut ids);
+    }
+
+    fn handle_report(&mut self, report: Report) {
+        match report {
+            Report::BadInput {
+                source,
+                reason,
+                text,
+            } => {
+                tracing::warn!(%source, %reason, text = %text, "bad input");
+                self.append(&Entry::BadInput {
+                    source,
+                    reason,
+                    text,
+                });
+            }
+            Report::SourceState {
+                source,
+                up,
+                message,
+            } => {
+                if up {
+                    tracing::info!(%source, "{message}");
+                } else {
+                    tracing::warn!(%source, "{message}");
+                }
+                self.note(format!("{source}: {message}"));
+            }
+            Report::Dropped(dropped) => {
+                let message = format!(
+                    "event queue full: event {} ({}) from {} dropped",
+                    dropped.id, dropped.kind, dropped.source
+                );
+                tracing::error!(alert = %message, "operator alert");
+                let severity = AlertSeverity::Critical;
+                raise_alert(&mut self.journal, &self.board, None, severity, &message);
+            }
+            Report::Resync { source, why } => {
+                tracing::info!(%source, %why, "re-reading the machine: events may have been missed");
+                self.note(format!("{source}: {why}; re-reading the machine's state"));
+                let fresh = (self.read_machine)(self.runner.pipeline.machine());
+                *self.runner.pipeline.machine_mut() = fresh;
+                self.with_observer(|runner, observer, ids| runner.startup(None, ids, observer));
+            }
+        }
+    }
+
+    fn note(&mut self, message: String) {
+        self.append(&Entry::Note { message });
+    }
+
+    fn append(&mut self, entry: &Entry) {
+        append(&mut self.journal, &self.board, entry);
+    }
+
+    fn sync_journal(&mut self) {
+        if let Err(error) = self.journal.sync() {
+            tracing::error!(%error, "cannot sync the journal");
+            self.board.journal_error();
+        }
+    }
+
+    /// Pin the model and the policies' counters on the status board.
+    fn publish(&self) {
+        let pipeline = &self.runner.pipeline;
+        let policies = pipeline
+            .policies()
+            .iter()
+            .map(|policy| {
+                let stats = pipeline.stats(&policy.name);
+                PolicyStatus {
+                    name: policy.name.clone(),
+                    module_hash: policy.compiled.module_hash.clone(),
+                    version: policy.compiled.info.version.clone(),
+                    events: stats.events,
+                    plans: stats.plans,
+                    refused: stats.refused,
+                    failed: stats.failed,
+                }
+            })
+            .collect();
+        self.board.publish(pipeline.machine_shared(), policies);
+    }
+}
+
+/// Append to the journal; a failure is logged and counted, and the daemon goes on (refusing
+/// to fail over because a disk is full would be worse than an incomplete record).
+fn append(journal: &mut Journal, board: &StatusBoard, entry: &Entry) {
+    if let Err(error) = journal.append_buffered(entry) {
+        tracing::error!(%error, kind = entry.kind(), "cannot write to the journal");
+        board.journal_error();
+    }
+}
+
+/// Journal an operator alert and pin it on the status board.
+fn raise_alert(
+    journal: &mut Journal,
+    board: &StatusBoard,
+    policy: Option<&str>,
+    severity: AlertSeverity,
+    message: &str,
+) {
+    append(
+        journal,
+        board,
+        &Entry::Alert {
+            policy: policy.map(str::to_owned),
+            severity,
+            message: message.to_owned(),
+        },
+    );
+    board.add_alert(RecentAlert {
+        policy: policy.map(str::to_owned),
+        severity: match severity {
+            AlertSeverity::Critical => "critical",
+            AlertSeverity::Warning => "warning",
+        }
+        .to_owned(),
+        message: message.to_owned(),
+    });
+}
+
+/// The observer that journals what the runner reports, and pins it on the status board.
+struct Journaling<'a> {
+    journal: &'a mut Journal,
+    board: &'a StatusBoard,
+    inbox: &'a Inbox,
+    /// Whether steps act on the system (sync the journal before each).
+    acts: bool,
+    /// The kind of each event being handled, by id, for the status board.
+    event_names: Vec<(u64, &'static str)>,
+}
+
+impl Journaling<'_> {
+    fn append(&mut self, entry: &Entry) {
+        append(self.journal, self.board, entry);
+    }
+}
+
+impl Observer for Journaling<'_> {
+    fn event(&mut self, delivery: &Delivery, _now_ms: u64) {
+        tracing::info!(
+            id = delivery.id,
+            source = %delivery.source,
+            kind = delivery.event.kind(),
+            coalesced = delivery.coalesced,
+            "event"
+        );
+        self.event_names.push((delivery.id, delivery.event.kind()));
+        self.append(&Entry::Event {
+            event_id: delivery.id,
+            source: delivery.source.clone(),
+            event: delivery.event.clone(),
+            coalesced: delivery.coalesced,
+        });
+    }
+
+    fn decision(&mut self, event_id: u64, decision: &Decision) {
+        self.append(&Entry::from_decision(event_id, decision));
+        if let Some(alert) = &decision.host_alert {
+            raise_alert(
+                self.journal,
+                self.board,
+                None,
+                AlertSeverity::Critical,
+                alert,
+            );
+        }
+        let (outcome, plan_id, detail) = match &decision.outcome {
+            Outcome::NoAction => (crate::DecisionOutcome::NoAction, None, Vec::new()),
+            Outcome::Plan { plan_id, plan } => (
+                crate::DecisionOutcome::Plan,
+                Some(*plan_id),
+                plan.steps.iter().map(Step::to_string).collect(),
+            ),
+            Outcome::Refused(refusal) => (
+                crate::DecisionOutcome::Refused,
+                None,
+                vec![refusal.to_string()],
+            ),
+            Outcome::Failed(failure) => (
+                crate::DecisionOutcome::Failed,
+                None,
+                vec![failure.to_string()],
+            ),
+        };
+        let event = self
+            .event_names
+            .iter()
+            .rev()
+            .find(|(id, _)| *id == event_id)
+            .map_or("?", |(_, kind)| kind)
+            .to_owned();
+        self.board.add_decision(RecentDecision {
+            event_id,
+            event,
+            policy: decision.policy.clone(),
+            module_hash: short_hash(&decision.module_hash).to_owned(),
+            outcome,
+            plan_id,
+            detail,
+            elapsed_us: u64::try_from(decision.elapsed.as_micros()).unwrap_or(u64::MAX),
+        });
+    }
+
+    fn step_start(&mut self, policy: &str, plan_id: u64, index: u32, step: &Step) {
+        self.append(&Entry::StepStart {
+            plan_id,
+            policy: policy.to_owned(),
+            index,
+            step: step.clone(),
+        });
+        if self.acts
+            && let Err(error) = self.journal.sync()
+        {
+            tracing::error!(%error, "cannot sync the journal before a step");
+            self.board.journal_error();
+        }
+        self.board.set_running(Some(RunningStep {
+            policy: policy.to_owned(),
+            plan_id,
+            index,
+            step: step.to_string(),
+        }));
+    }
+
+    fn step_end(&mut self, report: &StepReport<'_>) {
+        self.board.set_running(None);
+        let outcome = report.outcome;
+        match &outcome.result {
+            Ok(()) => tracing::info!(
+                skipped_as_done = outcome.skipped_as_done,
+                duration_us = report.elapsed.as_micros() as u64,
+                "step done"
+            ),
+            Err(reason) => tracing::warn!(%reason, "step failed"),
+        }
+        let detail = match (&outcome.result, &outcome.detail) {
+            (Err(reason), Some(detail)) => Some(format!("{detail}: {reason}")),
+            (Err(reason), None) => Some(reason.clone()),
+            (Ok(()), detail) => detail.clone(),
+        };
+        self.append(&Entry::StepEnd {
+            plan_id: report.plan_id,
+            policy: report.policy.to_owned(),
+            index: report.index,
+            ok: outcome.ok(),
+            skipped_as_done: outcome.skipped_as_done,
+            detail,
+            duration_us: u64::try_from(report.elapsed.as_micros()).unwrap_or(u64::MAX),
+        });
+        if let (Ok(()), Action::Alert(alert)) = (&outcome.result, &report.step.action) {
+            match alert.severity {
+                AlertSeverity::Critical => {
+                    tracing::error!(policy = report.policy, alert = %alert.message, "operator alert")
+                }
+                AlertSeverity::Warning => {
+                    tracing::warn!(policy = report.policy, alert = %alert.message, "operator alert")
+                }
+            }
+            let policy = Some(report.policy);
+            raise_alert(
+                self.journal,
+                self.board,
+                policy,
+                alert.severity,
+                &alert.message,
+            );
+        }
+    }
+
+    fn plan_end(&mut self, policy: &str, plan_id: u64, completed: bool) {
+        self.board.set_running(None);
+        self.append(&Entry::PlanEnd {
+            plan_id,
+            policy: policy.to_owned(),
+            completed,
+        });
+    }
+
+    fn follow_ups_cut(&mut self, event_id: u64) {
+        self.append(&Entry::Note {
+            message: format!(
+                "event {event_id}: too many step failures in a row; no more fed back to the policy"
+            ),
+        });
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.inbox.stopping()
+    }
+}

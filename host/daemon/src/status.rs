@@ -1,0 +1,284 @@
+//! What `havenctl status` shows, and the board the event loop keeps it on.
+//!
+//! The event loop can be busy for minutes (an fsck), and status must still answer at once, so
+//! the loop never answers status requests itself: after each event it pins what it knows on a
+//! [`StatusBoard`] (a cheap shared snapshot of the model, the policies' counters, recent
+//! decisions and alerts, the plan running), and the control socket's thread builds the
+//! [`Status`] from the board, the inbox's counters and its own.
+
+use crate::control::ControlStats;
+use crate::inbox::{Inbox, SourceCounters};
+use crate::journal::DecisionOutcome;
+use crate::queue::QueueStats;
+use haven_core::{CarpStatus, HastStatus, Machine, MountStatus, ServiceStatus};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+/// Alerts kept for status (the journal has all of them).
+pub const ALERTS_KEPT: usize = 20;
+
+/// Everything `havenctl status` shows; `havenctl status --json` prints it as is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Status {
+    pub pid: u32,
+    pub config: PathBuf,
+    pub state_dir: PathBuf,
+    pub executor: String,
+    pub uptime_ms: u64,
+    /// CARP vhids as the model has them.
+    pub carp: Vec<CarpStatus>,
+    /// HAST resources granted to some policy.
+    pub hast: Vec<HastStatus>,
+    /// Mounts on granted mountpoints.
+    pub mounts: Vec<MountStatus>,
+    /// Granted services.
+    pub services: Vec<ServiceStatus>,
+    pub policies: Vec<PolicyStatus>,
+    pub queue: QueueStats,
+    pub sources: BTreeMap<String, SourceCounters>,
+    /// Source reports dropped because too many waited at once.
+    pub reports_dropped: u64,
+    pub control: ControlStats,
+    /// Journal writes that failed.
+    pub journal_errors: u64,
+    /// Decisions made since the daemon started.
+    pub decisions_total: u64,
+    /// The step running now, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<RunningStep>,
+    /// The latest decisions, oldest first.
+    pub last_decisions: Vec<RecentDecision>,
+    /// The latest alerts, oldest first.
+    pub alerts: Vec<RecentAlert>,
+}
+
+/// A loaded policy and what it has done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PolicyStatus {
+    pub name: String,
+    pub module_hash: String,
+    pub version: String,
+    pub events: u64,
+    pub plans: u64,
+    pub refused: u64,
+    pub failed: u64,
+}
+
+/// The step being carried out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RunningStep {
+    pub policy: String,
+    pub plan_id: u64,
+    pub index: u32,
+    pub step: String,
+}
+
+/// One recent decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RecentDecision {
+    pub event_id: u64,
+    pub event: String,
+    pub policy: String,
+    pub module_hash: String,
+    pub outcome: DecisionOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<u64>,
+    /// The plan's steps (outcome `plan`) or the reason (`refused`, `failed`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detail: Vec<String>,
+    pub elapsed_us: u64,
+}
+
+/// One recent alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RecentAlert {
+    /// The policy that raised it; `None` for the host's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    pub severity: String,
+    pub message: String,
+}
+
+/// What never changes while the daemon runs.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub config: PathBuf,
+    pub state_dir: PathBuf,
+    pub executor: String,
+    /// Which HAST resources, mountpoints and services are granted to some policy.
+    pub granted_hast: BTreeSet<String>,
+    pub granted_mountpoints: BTreeSet<String>,
+    pub granted_services: BTreeSet<String>,
+}
+
+#[derive(Debug)]
+struct Board {
+    identity: Identity,
+    started: Instant,
+    machine: Arc<Machine>,
+    policies: Vec<PolicyStatus>,
+    running: Option<RunningStep>,
+    decisions: VecDeque<RecentDecision>,
+    decisions_kept: usize,
+    alerts: VecDeque<RecentAlert>,
+    journal_errors: u64,
+    decisions_total: u64,
+}
+
+/// The shared board; clones are handles to the same one.
+#[derive(Debug, Clone)]
+pub struct StatusBoard {
+    board: Arc<Mutex<Board>>,
+    /// Signalled on every decision, for [`StatusBoard::wait_for_decisions`].
+    decided: Arc<Condvar>,
+}
+
+impl StatusBoard {
+    /// A board for a daemon started now.
+    pub fn new(identity: Identity, machine: Arc<Machine>, decisions_kept: usize) -> StatusBoard {
+        StatusBoard {
+            board: Arc::new(Mutex::new(Board {
+                identity,
+                started: Instant::now(),
+                machine,
+                policies: Vec::new(),
+                running: None,
+                decisions: VecDeque::new(),
+                decisions_kept,
+                alerts: VecDeque::new(),
+                journal_errors: 0,
+                decisions_total: 0,
+            })),
+            decided: Arc::new(Condvar::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Board> {
+        self.board
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The model as last pinned.
+    pub fn machine(&self) -> Arc<Machine> {
+        Arc::clone(&self.lock().machine)
+    }
+
+    /// Pin the model and the policies' counters, after an event.
+    pub fn publish(&self, machine: Arc<Machine>, policies: Vec<PolicyStatus>) {
+        let mut board = self.lock();
+        board.machine = machine;
+        board.policies = policies;
+    }
+
+    /// Note the step that runs now (`None` when it ended).
+    pub fn set_running(&self, running: Option<RunningStep>) {
+        self.lock().running = running;
+    }
+
+    /// Add a decision, forgetting the oldest beyond the bound.
+    pub fn add_decision(&self, decision: RecentDecision) {
+        let mut board = self.lock();
+        board.decisions_total += 1;
+        if board.decisions_kept > 0 {
+            if board.decisions.len() >= board.decisions_kept {
+                board.decisions.pop_front();
+            }
+            board.decisions.push_back(decision);
+        }
+        drop(board);
+        self.decided.notify_all();
+    }
+
+    /// Decisions made since the daemon started.
+    pub fn decisions_total(&self) -> u64 {
+        self.lock().decisions_total
+    }
+
+    /// Wait until at least `count` decisions were made since the daemon started, or until
+    /// `deadline`; returns the count then. For benchmarks and tests that must know when the
+    /// daemon has decided, without polling.
+    pub fn wait_for_decisions(&self, count: u64, deadline: Instant) -> u64 {
+        let mut board = self.lock();
+        while board.decisions_total < count {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            board = self
+                .decided
+                .wait_timeout(board, deadline - now)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+        board.decisions_total
+    }
+
+    /// Add an alert, forgetting the oldest beyond [`ALERTS_KEPT`].
+    pub fn add_alert(&self, alert: RecentAlert) {
+        let mut board = self.lock();
+        if board.alerts.len() >= ALERTS_KEPT {
+            board.alerts.pop_front();
+        }
+        board.alerts.push_back(alert);
+    }
+
+    /// Count a failed journal write.
+    pub fn journal_error(&self) {
+        self.lock().journal_errors += 1;
+    }
+
+    /// The status as of now.
+    pub fn status(&self, inbox: &Inbox, control: ControlStats) -> Status {
+        let (sources, reports_dropped) = inbox.source_counters();
+        let queue = inbox.queue_stats();
+        let board = self.lock();
+        let machine = &board.machine;
+        let identity = &board.identity;
+        Status {
+            pid: std::process::id(),
+            config: identity.config.clone(),
+            state_dir: identity.state_dir.clone(),
+            executor: identity.executor.clone(),
+            uptime_ms: u64::try_from(board.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            carp: machine.carp.values().cloned().collect(),
+            hast: machine
+                .hast
+                .values()
+                .filter(|status| identity.granted_hast.contains(&status.resource))
+                .cloned()
+                .collect(),
+            mounts: identity
+                .granted_mountpoints
+                .iter()
+                .filter_map(|mountpoint| machine.mounts.get(mountpoint).cloned())
+                .collect(),
+            services: identity
+                .granted_services
+                .iter()
+                .map(|name| ServiceStatus {
+                    name: name.clone(),
+                    running: machine.service_running(name),
+                })
+                .collect(),
+            policies: board.policies.clone(),
+            queue,
+            sources,
+            reports_dropped,
+            control,
+            journal_errors: board.journal_errors,
+            decisions_total: board.decisions_total,
+            running: board.running.clone(),
+            last_decisions: board.decisions.iter().cloned().collect(),
+            alerts: board.alerts.iter().cloned().collect(),
+        }
+    }
+}
