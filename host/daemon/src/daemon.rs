@@ -1,10 +1,12 @@
 //! `havend` put together: start every piece in order, and stop them in reverse.
 //!
-//! [`Daemon::start`] reads the journal for a step a crash interrupted, loads the policies,
-//! reads the machine's state from the system, and then starts, in this order, the event loop
-//! (which first hands every policy its `startup` event), the sources (devd, hastctl,
-//! keepalived) and the control socket. Each source gets a sink that leaves what it hears in
-//! the [`Inbox`]; nothing but the loop decides or acts.
+//! [`Daemon::start`] first binds the control socket (which fails if another havend answers on
+//! it, before this one has touched its journal or decided anything), reads the journal for a
+//! step a crash interrupted, loads the policies, reads the machine's state from the system,
+//! and then starts, in this order, the event loop (which first hands every policy its
+//! `startup` event), the sources (devd, hastctl, keepalived) and the control socket's thread.
+//! Each source gets a sink that leaves what it hears in the [`Inbox`]; nothing but the loop
+//! decides or acts.
 //!
 //! [`Daemon::stop`] asks the loop to stop (it finishes the running step first), stops the
 //! sources and the control socket, and waits for all of them, each within a bound.
@@ -97,6 +99,15 @@ impl Daemon {
     /// Start everything for `config`, read from `config_path`.
     pub fn start(config: Config, config_path: &Path) -> Result<Daemon, StartError> {
         let settings = &config.daemon;
+        // First, before anything is read, written or decided: binding fails if another
+        // havend answers on the socket, and that one owns the journal and the machine.
+        let socket = ControlSocket::bind_with(
+            &settings.control_dir,
+            control::Limits {
+                timeout: CONTROL_TIMEOUT,
+                ..control::Limits::default()
+            },
+        )?;
         let interrupted = Journal::interrupted(&settings.state_dir)?;
         let mut journal = Journal::open(
             &settings.state_dir,
@@ -200,13 +211,6 @@ impl Daemon {
 
         let known_hast = board_hast(&board);
         let sources = start_sources(&config, &inbox, known_hast);
-        let socket = ControlSocket::bind_with(
-            &settings.control_dir,
-            control::Limits {
-                timeout: CONTROL_TIMEOUT,
-                ..control::Limits::default()
-            },
-        )?;
         let handler = Handler {
             inbox: inbox.clone(),
             board: board.clone(),

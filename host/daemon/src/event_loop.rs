@@ -132,17 +132,26 @@ impl<E: Executor> EventLoop<E> {
     ) {
         let inbox = self.inbox.clone();
         let mut ids = || inbox.take_id();
+        let acts = self.runner.executor.acts_on_system();
         let mut observer = Journaling {
             journal: &mut self.journal,
             board: &self.board,
             inbox: &self.inbox,
-            acts: self.runner.executor.acts_on_system(),
+            acts,
             event_names: Vec::new(),
+            plans_ended: 0,
         };
         let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let machine = self.runner.pipeline.machine_mut();
         machine.now_ms = machine.now_ms.max(now);
         f(&mut self.runner, &mut observer, &mut ids);
+        // The model follows what the steps did; after a plan on the real system, read the
+        // system again, so the next decision sees facts (a service that died at start, a
+        // mount someone else made) and not only what the plan meant to do.
+        if acts && observer.plans_ended > 0 {
+            let fresh = (self.read_machine)(self.runner.pipeline.machine());
+            *self.runner.pipeline.machine_mut() = fresh;
+        }
     }
 
     fn handle_report(&mut self, report: Report) {
@@ -274,6 +283,8 @@ struct Journaling<'a> {
     acts: bool,
     /// The kind of each event being handled, by id, for the status board.
     event_names: Vec<(u64, &'static str)>,
+    /// Plans that ended (completed or not) during this delivery.
+    plans_ended: u32,
 }
 
 impl Journaling<'_> {
@@ -415,6 +426,7 @@ impl Observer for Journaling<'_> {
     }
 
     fn plan_end(&mut self, policy: &str, plan_id: u64, completed: bool) {
+        self.plans_ended += 1;
         self.board.set_running(None);
         self.append(&Entry::PlanEnd {
             plan_id,

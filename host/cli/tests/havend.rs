@@ -1,0 +1,1681 @@
+//! `havend` as an operator runs it: the real binary with the seed policy, fed real-format input
+//! by stand-ins the tests control (a devd seqpacket server, a `hastctl` script, a keepalived
+//! FIFO, and the hooks through the real `havenctl`), and read back from its journal and from
+//! `havenctl status --json`.
+//!
+//! Every wait is a bounded poll of a condition (never a bare sleep), and every process a test
+//! starts is stopped and reaped by a guard, also when the test fails.
+
+use haven_core::{
+    CarpChange, CarpState, Event, HastHook, HastReplication, HastRole, HastRoleChange, HastStatus,
+    InterruptedStep, Plan, Step,
+};
+use haven_daemon::journal::{DecisionOutcome, Entry, Journal, Record};
+use haven_daemon::status::Status;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use rustix::net::sockopt::{Timeout, set_socket_timeout};
+use rustix::net::{
+    AddressFamily, SendFlags, SocketAddrUnix, SocketType, accept, bind, listen, send, socket,
+};
+use std::fs;
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The bound on any wait for something that should happen soon. Generous: tests run in
+/// parallel, and each havend compiles the policy afresh at start.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// How often a wait looks again.
+const POLL: Duration = Duration::from_millis(25);
+
+/// An interval or hold-down no test lives long enough to see end.
+const FOREVER_MS: u64 = 3_600_000;
+
+const HAVEND: &str = env!("CARGO_BIN_EXE_havend");
+const HAVENCTL: &str = env!("CARGO_BIN_EXE_havenctl");
+
+const CARP_MASTER: &str = "!system=CARP subsystem=1@em0 type=MASTER\n";
+const CARP_BACKUP: &str = "!system=CARP subsystem=1@em0 type=BACKUP\n";
+
+/// Poll `probe` until it gives `Some`, for at most [`DEADLINE`].
+fn poll_until<T>(mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        if started.elapsed() > DEADLINE {
+            return None;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Wait for `child` to exit, for at most `bound`.
+fn wait_exit(child: &mut Child, bound: Duration) -> Option<ExitStatus> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for a child") {
+            return Some(status);
+        }
+        if started.elapsed() > bound {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The last `max` characters of `text`.
+fn tail(text: &str, max: usize) -> &str {
+    let skip = text.chars().count().saturating_sub(max);
+    match text.char_indices().nth(skip) {
+        Some((at, _)) => &text[at..],
+        None => text,
+    }
+}
+
+// ------------------------------------------------------------------------------- the setup
+
+/// Which sources (and which seed settings) a test's `haven.toml` has.
+#[derive(Debug, Clone, Default)]
+struct Options {
+    /// The seed policy's `hold-down-ms` (0 turns the hold-down off: no timers).
+    hold_down_ms: u64,
+    /// `[sources.devd]` on `<tmp>/devd.pipe`.
+    devd: bool,
+    /// `[sources.hastctl]` running `<tmp>/hastctl` at this interval.
+    hastctl_interval_ms: Option<u64>,
+    /// `[sources.keepalived]` on `<tmp>/keepalived.fifo`, with VI_1 as vhid 1 on this interface.
+    keepalived_interface: Option<&'static str>,
+    /// One `[[carp]]` entry: vhid 1 on this (interface, address).
+    carp: Option<(&'static str, &'static str)>,
+}
+
+/// A test's private directory: config, state, control socket, stand-ins.
+#[derive(Debug)]
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+/// A TOML string holding `path`.
+fn toml_path(path: &Path) -> String {
+    let text = path.to_str().expect("temporary paths are UTF-8");
+    assert!(
+        !text.contains(['"', '\\']) && !text.chars().any(char::is_control),
+        "{text}"
+    );
+    format!("\"{text}\"")
+}
+
+impl Setup {
+    fn new() -> Setup {
+        // Under /tmp, not $TMPDIR: socket paths must stay short.
+        let dir = tempfile::Builder::new()
+            .prefix("havend-")
+            .tempdir_in("/tmp")
+            .expect("creating a temporary directory");
+        Setup { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn config(&self) -> PathBuf {
+        self.path("haven.toml")
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.path("state")
+    }
+
+    fn control_dir(&self) -> PathBuf {
+        self.path("ctl")
+    }
+
+    fn devd_socket(&self) -> PathBuf {
+        self.path("devd.pipe")
+    }
+
+    fn fifo(&self) -> PathBuf {
+        self.path("keepalived.fifo")
+    }
+
+    fn hastctl(&self) -> PathBuf {
+        self.path("hastctl")
+    }
+
+    fn config_text(&self, options: &Options) -> String {
+        let mut text = format!(
+            r#"# The seed recipe (examples/seed/haven.toml), in monitor mode.
+[[policy]]
+name = "mysql"
+module = {module}
+on-failure = "alert"
+
+[policy.grants]
+hast-resources = ["test"]
+services = ["mysql-server"]
+timers = 1
+mounts = [{{ device = "/dev/hast/test", mountpoint = "/hast/test", fstype = "ufs" }}]
+
+[policy.settings]
+vhid = 1
+services = ["mysql-server"]
+hold-down-ms = {hold_down}
+
+[[policy.settings.resources]]
+name = "test"
+mountpoint = "/hast/test"
+fstype = "ufs"
+
+[daemon]
+executor = "dry-run"
+state-dir = {state}
+control-dir = {control}
+"#,
+            module = toml_path(Path::new(haven_test_artifacts::CARP_HAST_SWITCH)),
+            hold_down = options.hold_down_ms,
+            state = toml_path(&self.state_dir()),
+            control = toml_path(&self.control_dir()),
+        );
+        if options.devd {
+            text += &format!(
+                "\n[sources.devd]\nsocket = {}\n",
+                toml_path(&self.devd_socket())
+            );
+        }
+        if let Some(interval) = options.hastctl_interval_ms {
+            text += &format!(
+                "\n[sources.hastctl]\nprogram = {}\ninterval-ms = {interval}\ntimeout-ms = 20000\n",
+                toml_path(&self.hastctl())
+            );
+        }
+        if let Some(interface) = options.keepalived_interface {
+            text += &format!(
+                "\n[sources.keepalived]\nfifo = {}\ninstances = {{ VI_1 = {{ vhid = 1, interface = \"{interface}\" }} }}\n",
+                toml_path(&self.fifo())
+            );
+        }
+        if let Some((interface, address)) = options.carp {
+            text += &format!(
+                "\n[[carp]]\nvhid = 1\ninterface = \"{interface}\"\naddress = \"{address}\"\n"
+            );
+        }
+        text
+    }
+
+    fn write_config(&self, options: &Options) {
+        fs::write(self.config(), self.config_text(options)).unwrap();
+    }
+
+    /// Replace a file atomically: a reader sees the old text or the new, never half.
+    fn replace(&self, name: &str, text: &str) {
+        let temporary = self.path(&format!("{name}.tmp"));
+        fs::write(&temporary, text).unwrap();
+        fs::rename(&temporary, self.path(name)).unwrap();
+    }
+
+    // ---- the hastctl stand-in
+
+    /// Install the `hastctl` stand-in, answering `list` with `output`.
+    fn install_hastctl(&self, output: &str) {
+        self.set_hastctl_output(output);
+        let program = self.hastctl();
+        fs::write(&program, HASTCTL_STANDIN).unwrap();
+        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+        // Another test thread that forks while the script is open for writing makes exec
+        // fail with ETXTBSY until that child execs: run it once before havend may.
+        let usable = poll_until(|| match Command::new(&program).arg("probe").output() {
+            Ok(output) => {
+                assert_eq!(output.status.code(), Some(1), "{output:?}");
+                Some(())
+            }
+            Err(error) if error.raw_os_error() == Some(nix::errno::Errno::ETXTBSY as i32) => None,
+            Err(error) => panic!("cannot run the hastctl stand-in: {error}"),
+        });
+        assert!(usable.is_some(), "the hastctl stand-in stays busy");
+    }
+
+    /// What the stand-in's next `hastctl list` prints.
+    fn set_hastctl_output(&self, output: &str) {
+        self.replace("hastctl.out", output);
+    }
+
+    /// How many times `hastctl list` has run.
+    fn hastctl_runs(&self) -> usize {
+        fs::read_to_string(self.path("hastctl.calls"))
+            .map(|text| text.lines().count())
+            .unwrap_or(0)
+    }
+}
+
+/// A stand-in for FreeBSD's hastctl(8), test code only: havend runs it by absolute path with a
+/// cleared environment, as it runs the real one. `hastctl list` prints the file `hastctl.out`
+/// next to it (which tests replace atomically) and logs the run in `hastctl.calls`; while a
+/// file `hastctl.hold` exists, it waits before answering, like a hastd slow to answer.
+const HASTCTL_STANDIN: &str = r#"#!/bin/sh
+dir=${0%/*}
+if [ "$1" != list ]; then
+    echo "hastctl: unknown command: $1" >&2
+    exit 1
+fi
+echo list >>"$dir/hastctl.calls"
+while [ -e "$dir/hastctl.hold" ]; do
+    sleep 0.02
+done
+exec cat "$dir/hastctl.out"
+"#;
+
+/// `hastctl list` for resource `test` (sbin/hastctl/hastctl.c, `control_list()`).
+fn hast_list(role: &str, status: &str, dirty: &str) -> String {
+    format!(
+        "test:
+  role: {role}
+  provname: test
+  localpath: /dev/ada1
+  extentsize: 2097152 (2.0MB)
+  keepdirty: 64
+  remoteaddr: 192.168.1.52
+  replication: memsync
+  status: {status}
+  workerpid: 1234
+  dirty: {dirty}
+  statistics:
+    reads: 19
+    writes: 20
+    deletes: 0
+    flushes: 3
+    activemap updates: 5
+    local errors: read: 0, write: 0, delete: 0, flush: 0
+    queues: local: 0, send: 0, recv: 0, done: 0, idle: 0
+"
+    )
+}
+
+fn secondary_in_sync() -> String {
+    hast_list("secondary", "complete", "0 (0B)")
+}
+
+// --------------------------------------------------------------------------- devd stand-in
+
+/// devd's side of `/var/run/devd.seqpacket.pipe`: a listening SOCK_SEQPACKET socket.
+#[derive(Debug)]
+struct DevdServer {
+    listener: OwnedFd,
+}
+
+impl DevdServer {
+    fn bind(path: &Path) -> DevdServer {
+        let listener = socket(AddressFamily::UNIX, SocketType::SEQPACKET, None).unwrap();
+        bind(&listener, &SocketAddrUnix::new(path).unwrap()).unwrap();
+        listen(&listener, 4).unwrap();
+        // Bounds accept(): a test fails instead of hanging.
+        set_socket_timeout(&listener, Timeout::Recv, Some(DEADLINE)).unwrap();
+        DevdServer { listener }
+    }
+
+    /// The daemon's next connection.
+    fn accept(&self) -> OwnedFd {
+        accept(&self.listener).expect("havend did not connect to the devd socket in time")
+    }
+}
+
+/// One devd line, in a packet of its own, as devd sends them.
+fn send_line(connection: &OwnedFd, line: &str) {
+    assert_eq!(
+        send(connection, line.as_bytes(), SendFlags::empty()).unwrap(),
+        line.len()
+    );
+}
+
+// ---------------------------------------------------------------------------- the daemon
+
+/// A running `havend`, stopped (SIGTERM, then SIGKILL) and reaped when dropped.
+#[derive(Debug)]
+struct Havend {
+    child: Child,
+    state_dir: PathBuf,
+    control_dir: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Havend {
+    /// Start havend on the setup's config with `args` added, without waiting for it.
+    fn spawn(setup: &Setup, args: &[&str], stderr_name: &str) -> Havend {
+        let stderr = setup.path(stderr_name);
+        let child = Command::new(HAVEND)
+            .arg("--config")
+            .arg(setup.config())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("starting havend");
+        Havend {
+            child,
+            state_dir: setup.state_dir(),
+            control_dir: setup.control_dir(),
+            stderr,
+        }
+    }
+
+    /// Start havend and wait until `havenctl status` gets an answer from it.
+    fn start(setup: &Setup, args: &[&str]) -> Havend {
+        let mut daemon = Havend::spawn(setup, args, "havend.stderr");
+        daemon.wait_ready();
+        daemon
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(i32::try_from(self.child.id()).unwrap())
+    }
+
+    fn wait_ready(&mut self) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "havend exited at start with {status}\n{}",
+                    self.diagnostics()
+                );
+            }
+            if self.havenctl(&["status", "--json"]).status.success() {
+                return;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "havend did not answer status in time\n{}",
+                self.diagnostics()
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Run havenctl against this daemon's control socket.
+    fn havenctl(&self, args: &[&str]) -> Output {
+        Command::new(HAVENCTL)
+            .arg("--control-dir")
+            .arg(&self.control_dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running havenctl")
+    }
+
+    /// `havenctl status --json`, parsed.
+    fn status(&self) -> Status {
+        let output = self.havenctl(&["status", "--json"]);
+        assert!(
+            output.status.success(),
+            "havenctl status: {output:?}\n{}",
+            self.diagnostics()
+        );
+        serde_json::from_slice(&output.stdout).expect("havenctl status --json prints a Status")
+    }
+
+    /// Every journal record so far (a line being written is skipped, as a torn one).
+    fn records(&self) -> Vec<Record> {
+        Journal::read_all(&self.state_dir)
+            .expect("reading the journal")
+            .records
+    }
+
+    /// Wait until `probe` finds what it looks for in the journal.
+    fn wait_journal<T>(&self, what: &str, mut probe: impl FnMut(&[Record]) -> Option<T>) -> T {
+        poll_until(|| probe(&self.records()))
+            .unwrap_or_else(|| panic!("timed out waiting for {what}\n{}", self.diagnostics()))
+    }
+
+    /// Wait until `probe` finds what it looks for in `havenctl status`.
+    fn wait_status<T>(&self, what: &str, mut probe: impl FnMut(&Status) -> Option<T>) -> T {
+        poll_until(|| probe(&self.status()))
+            .unwrap_or_else(|| panic!("timed out waiting for {what}\n{}", self.diagnostics()))
+    }
+
+    /// The journal and the end of havend's stderr, for failure messages.
+    fn diagnostics(&self) -> String {
+        let journal = match Journal::read_all(&self.state_dir) {
+            Ok(contents) => contents
+                .records
+                .iter()
+                .map(|record| serde_json::to_string(record).unwrap())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Err(error) => format!("(cannot read the journal: {error})"),
+        };
+        let stderr = fs::read_to_string(&self.stderr).unwrap_or_default();
+        format!(
+            "--- journal ---\n{}\n--- havend stderr (end) ---\n{}",
+            tail(&journal, 12_000),
+            tail(&stderr, 6_000)
+        )
+    }
+
+    /// SIGTERM, and wait for the exit.
+    fn terminate(&mut self) -> ExitStatus {
+        kill(self.pid(), Signal::SIGTERM).expect("sending SIGTERM to havend");
+        match wait_exit(&mut self.child, DEADLINE) {
+            Some(status) => status,
+            None => panic!("havend did not exit after SIGTERM\n{}", self.diagnostics()),
+        }
+    }
+}
+
+impl Drop for Havend {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let _ = kill(self.pid(), Signal::SIGTERM);
+        if wait_exit(&mut self.child, Duration::from_secs(10)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+// ------------------------------------------------------------------------ reading journals
+
+/// An `event` record.
+#[derive(Debug, Clone, Copy)]
+struct Handled<'a> {
+    /// Its position in the journal.
+    index: usize,
+    id: u64,
+    source: &'a str,
+    event: &'a Event,
+    coalesced: u32,
+}
+
+fn events(records: &[Record]) -> Vec<Handled<'_>> {
+    records
+        .iter()
+        .enumerate()
+        .filter_map(|(index, record)| match &record.entry {
+            Entry::Event {
+                event_id,
+                source,
+                event,
+                coalesced,
+            } => Some(Handled {
+                index,
+                id: *event_id,
+                source,
+                event,
+                coalesced: *coalesced,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A `decision` record.
+#[derive(Debug, Clone, Copy)]
+struct Decided<'a> {
+    index: usize,
+    outcome: DecisionOutcome,
+    plan: Option<&'a Plan>,
+}
+
+impl Decided<'_> {
+    fn steps(&self) -> Vec<String> {
+        self.plan
+            .map(|plan| plan.steps.iter().map(Step::to_string).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The decisions about event `id`.
+fn decisions(records: &[Record], id: u64) -> Vec<Decided<'_>> {
+    records
+        .iter()
+        .enumerate()
+        .filter_map(|(index, record)| match &record.entry {
+            Entry::Decision {
+                event_id,
+                outcome,
+                plan,
+                ..
+            } if *event_id == id => Some(Decided {
+                index,
+                outcome: *outcome,
+                plan: plan.as_ref(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The event's decision (the seed is the only policy), once journaled after it.
+fn decided<'a>(records: &'a [Record], event: &Handled<'_>) -> Option<Decided<'a>> {
+    let found = decisions(records, event.id);
+    assert!(found.len() <= 1, "two decisions about event {}", event.id);
+    found.into_iter().next().filter(|d| d.index > event.index)
+}
+
+/// `(source, reason, text)` of each `bad-input` record.
+fn bad_inputs(records: &[Record]) -> Vec<(&str, &str, &str)> {
+    records
+        .iter()
+        .filter_map(|record| match &record.entry {
+            Entry::BadInput {
+                source,
+                reason,
+                text,
+            } => Some((source.as_str(), reason.as_str(), text.as_str())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `(index, message)` of each `note` record.
+fn notes(records: &[Record]) -> Vec<(usize, &str)> {
+    records
+        .iter()
+        .enumerate()
+        .filter_map(|(index, record)| match &record.entry {
+            Entry::Note { message } => Some((index, message.as_str())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn carp_change(event: &Event) -> Option<&CarpChange> {
+    match event {
+        Event::CarpChanged(change) => Some(change),
+        _ => None,
+    }
+}
+
+/// The handled (decided) `carp-changed` events from `source`, in journal order.
+fn carp_events<'a>(records: &'a [Record], source: &str) -> Vec<(Handled<'a>, &'a CarpChange)> {
+    events(records)
+        .into_iter()
+        .filter(|event| event.source == source && decided(records, event).is_some())
+        .filter_map(|event| carp_change(event.event).map(|change| (event, change)))
+        .collect()
+}
+
+/// Event ids in journal order increase strictly.
+fn assert_ids_increase(records: &[Record]) {
+    let ids: Vec<u64> = events(records).iter().map(|event| event.id).collect();
+    assert!(
+        ids.windows(2).all(|pair| pair[0] < pair[1]),
+        "event ids out of order: {ids:?}"
+    );
+}
+
+/// Wait until the first `startup` event is decided (the loop runs it before anything else).
+fn wait_started(daemon: &Havend) {
+    daemon.wait_journal("the startup event's decision", |records| {
+        events(records)
+            .iter()
+            .find(|event| event.source == "startup")
+            .and_then(|event| decided(records, event))
+            .map(|_| ())
+    });
+}
+
+fn stderr_text(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+// ----------------------------------------------------------------------------------- tests
+
+#[test]
+fn devd_lines_are_handled_in_order_bad_lines_survived_and_a_reconnect_resyncs() {
+    let setup = Setup::new();
+    setup.install_hastctl(&secondary_in_sync());
+    setup.write_config(&Options {
+        devd: true,
+        hastctl_interval_ms: Some(FOREVER_MS),
+        ..Options::default()
+    });
+    let devd = DevdServer::bind(&setup.devd_socket());
+    let daemon = Havend::start(&setup, &[]);
+    let connection = devd.accept();
+    wait_started(&daemon);
+
+    // CARP master: the seed promotes.
+    send_line(&connection, CARP_MASTER);
+    let steps = daemon.wait_journal("the MASTER line's decision", |records| {
+        let (event, change) = carp_events(records, "devd").into_iter().next()?;
+        assert_eq!((change.vhid, change.state), (1, CarpState::Master));
+        assert_eq!(change.interface, "em0");
+        let decision = decided(records, &event)?;
+        assert_eq!(decision.outcome, DecisionOutcome::Plan, "{decision:?}");
+        Some(decision.steps())
+    });
+    assert!(
+        steps
+            .first()
+            .is_some_and(|step| step.starts_with("wait-worker-gone test secondary")),
+        "{steps:?}"
+    );
+    assert!(
+        steps
+            .iter()
+            .any(|step| step.starts_with("hast-role test primary")),
+        "{steps:?}"
+    );
+    assert!(
+        steps
+            .last()
+            .is_some_and(|step| step.starts_with("service start mysql-server")),
+        "{steps:?}"
+    );
+
+    // Malformed lines are journaled, quoted, counted, and survived.
+    let malformed = [
+        "!system=CARP subsystem=1@em0 type=SIDEWAYS",
+        "!system=CARP subsystem=0@em0 type=MASTER",
+        "this is not a devd line",
+    ];
+    for line in malformed {
+        send_line(&connection, &format!("{line}\n"));
+    }
+    daemon.wait_journal("a bad-input record per malformed line", |records| {
+        let found = bad_inputs(records);
+        (found.len() == malformed.len()).then_some(())
+    });
+    let records = daemon.records();
+    for ((source, reason, text), line) in bad_inputs(&records).into_iter().zip(malformed) {
+        assert_eq!(source, "devd");
+        assert_eq!(text, line);
+        assert!(!reason.is_empty());
+    }
+    let status = daemon.status();
+    let counters = &status.sources["devd"];
+    assert_eq!(counters.events, 1, "{status:?}");
+    assert_eq!(counters.bad_input, 3, "{status:?}");
+    assert_eq!(counters.up, Some(true), "{status:?}");
+    assert!(counters.last_problem.is_some(), "{status:?}");
+
+    // devd goes away and comes back: the client reconnects and the machine is read afresh.
+    let before = daemon.records().len();
+    drop(connection);
+    let connection = devd.accept();
+    daemon.wait_journal("the resync after the reconnect", |records| {
+        let (note, _) = notes(records).into_iter().find(|(index, message)| {
+            *index >= before && message.contains("re-reading the machine")
+        })?;
+        let startup = events(records)
+            .into_iter()
+            .find(|event| event.index > note && event.source == "startup")?;
+        decided(records, &startup).map(|_| ())
+    });
+    let records = daemon.records();
+    assert!(
+        notes(&records)
+            .iter()
+            .any(|(index, message)| *index >= before
+                && message.contains("devd: devd closed the connection")),
+        "{}",
+        daemon.diagnostics()
+    );
+
+    // The new connection is read like the first.
+    send_line(&connection, CARP_BACKUP);
+    let (change, decision_steps) = daemon.wait_journal("the BACKUP line's decision", |records| {
+        let (event, change) = carp_events(records, "devd")
+            .into_iter()
+            .find(|(_, change)| change.state == CarpState::Backup)?;
+        let decision = decided(records, &event)?;
+        assert_eq!(decision.outcome, DecisionOutcome::Plan, "{decision:?}");
+        Some((change.clone(), decision.steps()))
+    });
+    // devd does not say what the state was: the model does (master, from the first line).
+    assert_eq!(change.previous, Some(CarpState::Master));
+    assert!(
+        decision_steps
+            .iter()
+            .any(|step| step.starts_with("hast-role test secondary")),
+        "{decision_steps:?}"
+    );
+
+    let records = daemon.records();
+    assert_ids_increase(&records);
+    let kinds: Vec<(&str, &str)> = events(&records)
+        .iter()
+        .map(|event| (event.source, event.event.kind()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("startup", "startup"),
+            ("devd", "carp-changed"),
+            ("startup", "startup"),
+            ("devd", "carp-changed"),
+        ]
+    );
+    let status = daemon.status();
+    assert_eq!(status.sources["devd"].events, 2, "{status:?}");
+    assert_eq!(status.sources["devd"].bad_input, 3, "{status:?}");
+    assert_eq!(status.queue.received, 2, "{status:?}");
+}
+
+#[test]
+fn concurrent_hast_hooks_are_each_queued_and_handled() {
+    let setup = Setup::new();
+    setup.install_hastctl(&secondary_in_sync());
+    setup.write_config(&Options {
+        hastctl_interval_ms: Some(FOREVER_MS),
+        ..Options::default()
+    });
+    let daemon = Havend::start(&setup, &[]);
+    wait_started(&daemon);
+
+    let hooks: [&[&str]; 8] = [
+        &["role", "test", "secondary", "primary"],
+        &["role", "test", "primary", "secondary"],
+        &["connect", "test"],
+        &["disconnect", "test"],
+        &["syncstart", "test"],
+        &["syncdone", "test"],
+        &["syncintr", "test"],
+        &["split-brain", "test"],
+    ];
+    let expected: Vec<HastHook> = vec![
+        HastHook::RoleChanged(HastRoleChange {
+            resource: "test".into(),
+            old: HastRole::Secondary,
+            new: HastRole::Primary,
+        }),
+        HastHook::RoleChanged(HastRoleChange {
+            resource: "test".into(),
+            old: HastRole::Primary,
+            new: HastRole::Secondary,
+        }),
+        HastHook::Connect("test".into()),
+        HastHook::Disconnect("test".into()),
+        HastHook::SyncStart("test".into()),
+        HastHook::SyncDone("test".into()),
+        HastHook::SyncInterrupted("test".into()),
+        HastHook::SplitBrain("test".into()),
+    ];
+    // All at once, as hastd runs them: fire and forget, nothing waits for the one before.
+    let mut children: Vec<Child> = hooks
+        .iter()
+        .map(|args| {
+            Command::new(HAVENCTL)
+                .arg("--control-dir")
+                .arg(setup.control_dir())
+                .arg("hast-hook")
+                .args(*args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("starting havenctl hast-hook")
+        })
+        .collect();
+    for (child, args) in children.iter_mut().zip(hooks) {
+        let status = wait_exit(child, DEADLINE);
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        assert!(
+            status.is_some_and(|status| status.success()),
+            "havenctl hast-hook {args:?}: {status:?}\n{}",
+            daemon.diagnostics()
+        );
+    }
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        // Hooks print nothing on success: hastd logs its children's output.
+        assert!(
+            output.stdout.is_empty() && output.stderr.is_empty(),
+            "{output:?}"
+        );
+    }
+
+    let records = daemon.wait_journal("every hook handled", |records| {
+        let hooks: Vec<Handled<'_>> = events(records)
+            .into_iter()
+            .filter(|event| event.source == "hast-hook")
+            .collect();
+        (hooks.len() == expected.len() && hooks.iter().all(|e| decided(records, e).is_some()))
+            .then(|| records.to_vec())
+    });
+    let handled: Vec<Handled<'_>> = events(&records)
+        .into_iter()
+        .filter(|event| event.source == "hast-hook")
+        .collect();
+    let mut ids: Vec<u64> = handled.iter().map(|event| event.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), expected.len(), "ids not distinct: {ids:?}");
+    // Arrival order is the daemon's to choose; each hook arrived exactly once.
+    let mut seen: Vec<String> = handled
+        .iter()
+        .map(|event| match event.event {
+            Event::HastHook(hook) => format!("{hook:?}"),
+            other => panic!("a hast-hook event that is {other:?}"),
+        })
+        .collect();
+    let mut wanted: Vec<String> = expected.iter().map(|hook| format!("{hook:?}")).collect();
+    seen.sort();
+    wanted.sort();
+    assert_eq!(seen, wanted);
+    // The split-brain hook raises the recipe's alert.
+    let split = handled
+        .iter()
+        .find(|event| matches!(event.event, Event::HastHook(HastHook::SplitBrain(_))))
+        .unwrap();
+    let decision = decided(&records, split).unwrap();
+    assert_eq!(decision.outcome, DecisionOutcome::Plan, "{decision:?}");
+    assert!(
+        decision
+            .steps()
+            .iter()
+            .any(|step| step.starts_with("alert critical")),
+        "{decision:?}"
+    );
+    assert_ids_increase(&records);
+
+    // Arguments hastd never sends: refused to the caller, journaled as bad input.
+    let output = daemon.havenctl(&["hast-hook", "bogus", "test"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = stderr_text(&output);
+    assert!(
+        stderr.starts_with("havenctl: havend refused: ")
+            && stderr.contains("\"bogus\" is not one of role, connect"),
+        "{stderr}"
+    );
+    daemon.wait_journal("the bogus hook's bad-input record", |records| {
+        bad_inputs(records)
+            .into_iter()
+            .find(|(source, _, text)| *source == "hast-hook" && text.contains("bogus"))
+            .map(|_| ())
+    });
+    let status = daemon.status();
+    assert_eq!(status.sources["hast-hook"].events, 8, "{status:?}");
+    assert_eq!(status.sources["hast-hook"].bad_input, 1, "{status:?}");
+}
+
+#[test]
+fn ucarp_hooks_are_mapped_to_their_vhid_and_take_previous_from_the_model() {
+    let setup = Setup::new();
+    setup.install_hastctl(&secondary_in_sync());
+    // 127.0.0.77 is not on lo: startup reads vhid 1 as backup.
+    setup.write_config(&Options {
+        hastctl_interval_ms: Some(FOREVER_MS),
+        carp: Some(("lo", "127.0.0.77")),
+        ..Options::default()
+    });
+    let daemon = Havend::start(&setup, &[]);
+    wait_started(&daemon);
+    let startup_state = daemon.wait_journal("the startup event", |records| {
+        events(records)
+            .into_iter()
+            .find_map(|event| match event.event {
+                Event::Startup(state) => Some(state.clone()),
+                _ => None,
+            })
+    });
+    assert_eq!(startup_state.carp.len(), 1, "{startup_state:?}");
+    assert_eq!(
+        (startup_state.carp[0].vhid, startup_state.carp[0].state),
+        (1, CarpState::Backup)
+    );
+
+    let output = daemon.havenctl(&["hook", "ucarp", "up", "lo", "127.0.0.77"]);
+    assert!(output.status.success(), "{output:?}");
+    let (change, outcome) = daemon.wait_journal("the ucarp up event", |records| {
+        let (event, change) = carp_events(records, "ucarp").into_iter().next()?;
+        Some((change.clone(), decided(records, &event)?.outcome))
+    });
+    assert_eq!(
+        change,
+        CarpChange {
+            vhid: 1,
+            interface: "lo".into(),
+            state: CarpState::Master,
+            previous: Some(CarpState::Backup),
+        }
+    );
+    assert_eq!(outcome, DecisionOutcome::Plan);
+
+    // ucarp's down script, with its optional extra parameter.
+    let output = daemon.havenctl(&["hook", "ucarp", "down", "lo", "127.0.0.77", "x"]);
+    assert!(output.status.success(), "{output:?}");
+    let change = daemon.wait_journal("the ucarp down event", |records| {
+        carp_events(records, "ucarp")
+            .get(1)
+            .map(|(_, change)| (*change).clone())
+    });
+    assert_eq!(change.state, CarpState::Backup);
+    assert_eq!(change.previous, Some(CarpState::Master));
+
+    // An address no [[carp]] entry names.
+    let output = daemon.havenctl(&["hook", "ucarp", "up", "lo", "127.0.0.99"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = stderr_text(&output);
+    assert!(
+        stderr.starts_with("havenctl: havend refused: ") && stderr.contains("127.0.0.99"),
+        "{stderr}"
+    );
+    daemon.wait_journal("the unmapped address's bad-input record", |records| {
+        bad_inputs(records)
+            .into_iter()
+            .find(|(source, _, text)| *source == "ucarp" && text.contains("127.0.0.99"))
+            .map(|_| ())
+    });
+    let records = daemon.records();
+    assert_eq!(carp_events(&records, "ucarp").len(), 2);
+    assert_ids_increase(&records);
+}
+
+#[test]
+fn keepalived_fifo_lines_become_carp_events_and_garbage_is_bad_input() {
+    let setup = Setup::new();
+    setup.install_hastctl(&secondary_in_sync());
+    nix::unistd::mkfifo(
+        &setup.fifo(),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    setup.write_config(&Options {
+        hastctl_interval_ms: Some(FOREVER_MS),
+        keepalived_interface: Some("eth0"),
+        ..Options::default()
+    });
+    let daemon = Havend::start(&setup, &[]);
+    daemon.wait_status("the FIFO open", |status| {
+        status
+            .sources
+            .get("keepalived")
+            .is_some_and(|counters| counters.up == Some(true))
+            .then_some(())
+    });
+    // havend holds the FIFO open, so a non-blocking open for writing succeeds.
+    let mut fifo = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(setup.fifo())
+        .expect("opening the FIFO for writing");
+    let garbage = [
+        "INSTANCE \"VI_1\" SIDEWAYS 100",
+        "INSTANCE \"VI_9\" MASTER 100",
+        "hello",
+    ];
+    let mut text = String::from("INSTANCE \"VI_1\" MASTER 100\n");
+    for line in garbage {
+        text += line;
+        text += "\n";
+    }
+    fifo.write_all(text.as_bytes()).unwrap();
+
+    let change = daemon.wait_journal("the MASTER transition", |records| {
+        carp_events(records, "keepalived")
+            .first()
+            .map(|(_, change)| (*change).clone())
+    });
+    assert_eq!(
+        change,
+        CarpChange {
+            vhid: 1,
+            interface: "eth0".into(),
+            state: CarpState::Master,
+            previous: None,
+        }
+    );
+    daemon.wait_journal("a bad-input record per garbage line", |records| {
+        let found: Vec<&str> = bad_inputs(records)
+            .into_iter()
+            .filter(|(source, _, _)| *source == "keepalived")
+            .map(|(_, _, text)| text)
+            .collect();
+        (found == garbage).then_some(())
+    });
+
+    // Still reading; keepalived gives no previous state, the model does.
+    fifo.write_all(b"INSTANCE \"VI_1\" BACKUP 100\n").unwrap();
+    let change = daemon.wait_journal("the BACKUP transition", |records| {
+        carp_events(records, "keepalived")
+            .get(1)
+            .map(|(_, change)| (*change).clone())
+    });
+    assert_eq!(change.state, CarpState::Backup);
+    assert_eq!(change.previous, Some(CarpState::Master));
+    let status = daemon.status();
+    assert_eq!(status.sources["keepalived"].events, 2, "{status:?}");
+    assert_eq!(status.sources["keepalived"].bad_input, 3, "{status:?}");
+}
+
+#[test]
+fn hastctl_changes_are_events_and_garbage_output_is_survived() {
+    let setup = Setup::new();
+    // hastd counts dirty extents on the primary only, and hastctl's parser reads them there.
+    setup.install_hastctl(&hast_list("primary", "complete", "0 (0B)"));
+    setup.write_config(&Options {
+        hastctl_interval_ms: Some(20),
+        ..Options::default()
+    });
+    let daemon = Havend::start(&setup, &[]);
+    wait_started(&daemon);
+    // The poller's first snapshot equals what startup read: no event.
+    daemon.wait_status("the first hastctl poll", |status| {
+        status
+            .sources
+            .get("hastctl")
+            .is_some_and(|counters| counters.up == Some(true))
+            .then_some(())
+    });
+
+    let hast_events = |records: &[Record]| -> Vec<HastStatus> {
+        events(records)
+            .into_iter()
+            .filter(|event| event.source == "hastctl")
+            .filter_map(|event| match event.event {
+                Event::HastStatusChanged(status) => Some(status.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+
+    setup.set_hastctl_output(&hast_list("primary", "complete", "1048576 (1.0MB)"));
+    let changed = daemon.wait_journal("the dirty change", |records| {
+        hast_events(records).first().cloned()
+    });
+    assert_eq!(
+        changed,
+        HastStatus {
+            resource: "test".into(),
+            role: HastRole::Primary,
+            replication: HastReplication::Complete,
+            dirty_bytes: Some(1048576),
+        }
+    );
+
+    let garbage = "hastctl: this is not what hastctl list prints\n";
+    setup.set_hastctl_output(garbage);
+    daemon.wait_journal("hastctl's garbage reported", |records| {
+        bad_inputs(records)
+            .into_iter()
+            .find(|(source, _, text)| *source == "hastctl" && text.contains("not what hastctl"))
+            .map(|_| ())
+    });
+    let status = daemon.status();
+    assert!(status.sources["hastctl"].bad_input >= 1, "{status:?}");
+
+    // Back to sense: compared with the last good poll, the change is picked up.
+    setup.set_hastctl_output(&hast_list("primary", "degraded", "1048576 (1.0MB)"));
+    let changed = daemon.wait_journal("the change after the garbage", |records| {
+        hast_events(records).get(1).cloned()
+    });
+    assert_eq!(changed.replication, HastReplication::Degraded);
+    assert_eq!(changed.dirty_bytes, Some(1048576));
+    // Every event is handled; the garbage made none.
+    let records = daemon.wait_journal("every event decided", |records| {
+        events(records)
+            .iter()
+            .all(|event| decided(records, event).is_some())
+            .then(|| records.to_vec())
+    });
+    assert_eq!(hast_events(&records).len(), 2, "{}", daemon.diagnostics());
+    daemon.wait_status("the model updated", |status| {
+        (status.hast.first().map(|hast| hast.replication) == Some(HastReplication::Degraded))
+            .then_some(())
+    });
+}
+
+/// A marker file, removed when dropped (also when a test fails, so nothing waits on it).
+#[derive(Debug)]
+struct RemovedOnDrop(PathBuf);
+
+impl RemovedOnDrop {
+    fn create(path: PathBuf) -> RemovedOnDrop {
+        fs::write(&path, "").unwrap();
+        RemovedOnDrop(path)
+    }
+}
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// 200 alternating MASTER/BACKUP lines for vhid 1, MASTER first.
+fn flap_storm(connection: &OwnedFd) {
+    for n in 0..200 {
+        send_line(
+            connection,
+            if n % 2 == 0 { CARP_MASTER } else { CARP_BACKUP },
+        );
+    }
+}
+
+#[test]
+fn a_flap_storm_accounts_for_every_line() {
+    let setup = Setup::new();
+    setup.install_hastctl(&secondary_in_sync());
+    setup.write_config(&Options {
+        hold_down_ms: FOREVER_MS,
+        devd: true,
+        hastctl_interval_ms: Some(FOREVER_MS),
+        ..Options::default()
+    });
+    let devd = DevdServer::bind(&setup.devd_socket());
+    let daemon = Havend::start(&setup, &[]);
+    let connection = devd.accept();
+    wait_started(&daemon);
+
+    flap_storm(&connection);
+    // Each handled event stands for itself and the events it superseded.
+    let records = daemon.wait_journal("all 200 lines accounted for", |records| {
+        let handled = carp_events(records, "devd");
+        let lines: u32 = handled.iter().map(|(event, _)| 1 + event.coalesced).sum();
+        assert!(lines <= 200, "{lines} lines accounted for 200 sent");
+        (lines == 200).then(|| records.to_vec())
+    });
+    let handled = carp_events(&records, "devd");
+    let (_, last) = handled.last().unwrap();
+    assert_eq!((last.vhid, last.state), (1, CarpState::Backup));
+    let coalesced: u64 = handled
+        .iter()
+        .map(|(event, _)| u64::from(event.coalesced))
+        .sum();
+    let status = daemon.status();
+    assert_eq!(status.queue.received, 200, "{status:?}");
+    assert_eq!(status.queue.coalesced, coalesced, "{status:?}");
+    assert_eq!(status.queue.dropped, 0, "{status:?}");
+    assert_eq!(status.queue.depth, 0, "{status:?}");
+    assert_eq!(status.sources["devd"].events, 200, "{status:?}");
+    daemon.wait_status("the model at the final state", |status| {
+        (status
+            .carp
+            .iter()
+            .find(|carp| carp.vhid == 1)
+            .map(|c| c.state)
+            == Some(CarpState::Backup))
+        .then_some(())
+    });
+    // Nothing but the lines (and the startup) was handled: no timer fired, nothing else came.
+    assert_eq!(
+        events(&records)
+            .iter()
+            .filter(|event| event.source != "startup")
+            .count(),
+        handled.len()
+    );
+}
+
+#[test]
+fn flaps_while_the_loop_is_busy_coalesce_into_one_event() {
+    let setup = Setup::new();
+    setup.install_hastctl(&secondary_in_sync());
+    setup.write_config(&Options {
+        hold_down_ms: FOREVER_MS,
+        devd: true,
+        hastctl_interval_ms: Some(FOREVER_MS),
+        ..Options::default()
+    });
+    let devd = DevdServer::bind(&setup.devd_socket());
+    let daemon = Havend::start(&setup, &[]);
+    let connection = devd.accept();
+    wait_started(&daemon);
+    // The poller ran once at start; from now on only a resync runs hastctl.
+    let runs = poll_until(|| (setup.hastctl_runs() >= 2).then(|| setup.hastctl_runs()))
+        .expect("hastctl ran at startup and for the poller's first poll");
+
+    // Make the loop busy: a reconnect makes it re-read the machine, and hastctl is slow to
+    // answer until the hold file goes.
+    let hold = RemovedOnDrop::create(setup.path("hastctl.hold"));
+    drop(connection);
+    let connection = devd.accept();
+    poll_until(|| (setup.hastctl_runs() > runs).then_some(()))
+        .unwrap_or_else(|| panic!("the resync did not run hastctl\n{}", daemon.diagnostics()));
+
+    flap_storm(&connection);
+    daemon.wait_status("all 200 lines queued", |status| {
+        (status.sources.get("devd").map(|c| c.events) == Some(200)).then_some(())
+    });
+    let status = daemon.status();
+    assert_eq!(status.queue.depth, 1, "{status:?}");
+    assert_eq!(status.queue.coalesced, 199, "{status:?}");
+    drop(hold);
+
+    let records = daemon.wait_journal("the coalesced event handled", |records| {
+        (!carp_events(records, "devd").is_empty()).then(|| records.to_vec())
+    });
+    let handled = carp_events(&records, "devd");
+    assert_eq!(handled.len(), 1, "{}", daemon.diagnostics());
+    let (event, change) = handled[0];
+    assert_eq!(event.coalesced, 199);
+    assert_eq!((change.vhid, change.state), (1, CarpState::Backup));
+    // It carries the newest line's id (the first startup event took id 1).
+    assert_eq!(event.id, 201, "{}", daemon.diagnostics());
+    let status = daemon.status();
+    assert_eq!(status.queue.received, 200, "{status:?}");
+    assert_eq!(status.queue.depth, 0, "{status:?}");
+}
+
+#[test]
+fn a_step_interrupted_by_a_crash_is_handed_to_the_startup_event() {
+    let setup = Setup::new();
+    setup.install_hastctl(&secondary_in_sync());
+    setup.write_config(&Options {
+        hastctl_interval_ms: Some(FOREVER_MS),
+        ..Options::default()
+    });
+    // What a havend killed in the middle of a promotion leaves behind.
+    let plan: Plan = Plan {
+        steps: [
+            "wait-worker-gone test secondary timeout=10000",
+            "hast-role test primary timeout=30000",
+            "wait-device /dev/hast/test timeout=30000",
+        ]
+        .iter()
+        .map(|line| line.parse::<Step>().unwrap())
+        .collect(),
+    };
+    let last_seq = {
+        let mut journal = Journal::open(setup.state_dir(), 8 << 20, 4).unwrap();
+        journal
+            .append(&Entry::Note {
+                message: "havend 0.1.0 started (an earlier run)".into(),
+            })
+            .unwrap();
+        journal
+            .append(&Entry::Event {
+                event_id: 41,
+                source: "devd".into(),
+                event: Event::CarpChanged(CarpChange {
+                    vhid: 1,
+                    interface: "em0".into(),
+                    state: CarpState::Master,
+                    previous: Some(CarpState::Backup),
+                }),
+                coalesced: 0,
+            })
+            .unwrap();
+        journal
+            .append(&Entry::Decision {
+                event_id: 41,
+                policy: "mysql".into(),
+                module_hash: "0".repeat(64),
+                outcome: DecisionOutcome::Plan,
+                plan_id: Some(7),
+                plan: Some(plan.clone()),
+                reason: None,
+                elapsed_us: 900,
+            })
+            .unwrap();
+        for (index, step) in plan.steps.iter().enumerate().take(2) {
+            let index = u32::try_from(index).unwrap();
+            journal
+                .append(&Entry::StepStart {
+                    plan_id: 7,
+                    policy: "mysql".into(),
+                    index,
+                    step: step.clone(),
+                })
+                .unwrap();
+            if index == 0 {
+                journal
+                    .append(&Entry::StepEnd {
+                        plan_id: 7,
+                        policy: "mysql".into(),
+                        index,
+                        ok: true,
+                        skipped_as_done: false,
+                        detail: None,
+                        duration_us: 10,
+                    })
+                    .unwrap();
+            }
+        }
+        journal.next_seq() - 1
+    };
+
+    let daemon = Havend::start(&setup, &[]);
+    let (seq, state) = daemon.wait_journal("the startup event", |records| {
+        records.iter().find_map(|record| match &record.entry {
+            Entry::Event {
+                event: Event::Startup(state),
+                source,
+                ..
+            } if source == "startup" => Some((record.seq, state.clone())),
+            _ => None,
+        })
+    });
+    assert!(seq > last_seq, "the journal's numbering goes on");
+    assert_eq!(
+        state.interrupted,
+        Some(InterruptedStep {
+            plan_id: 7,
+            step_index: 1,
+            step: plan.steps[1].clone(),
+        }),
+        "{}",
+        daemon.diagnostics()
+    );
+    wait_started(&daemon);
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_a_held_pid_file_refuses_a_second_daemon() {
+    let setup = Setup::new();
+    setup.install_hastctl(&secondary_in_sync());
+    setup.write_config(&Options {
+        hastctl_interval_ms: Some(FOREVER_MS),
+        ..Options::default()
+    });
+    let pid_file = setup.path("havend.pid");
+    let pid_arg = pid_file.to_str().unwrap();
+    let mut daemon = Havend::start(&setup, &["--pid-file", pid_arg]);
+    wait_started(&daemon);
+    assert_eq!(
+        fs::read_to_string(&pid_file).unwrap(),
+        format!("{}\n", daemon.child.id())
+    );
+    let socket = setup.control_dir().join("havend.sock");
+    assert!(socket.exists());
+
+    let mut second = Havend::spawn(&setup, &["--pid-file", pid_arg], "second.stderr");
+    let status = wait_exit(&mut second.child, DEADLINE).expect("the second havend exits");
+    let stderr = fs::read_to_string(setup.path("second.stderr")).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "another havend is running (pid {})",
+            daemon.child.id()
+        )),
+        "{stderr}"
+    );
+    // The first one is untouched.
+    assert_eq!(daemon.status().pid, daemon.child.id());
+
+    let status = daemon.terminate();
+    assert_eq!(status.code(), Some(0), "{}", daemon.diagnostics());
+    assert!(!socket.exists(), "the control socket is left behind");
+    assert!(!pid_file.exists(), "the pid file is left behind");
+    let records = daemon.records();
+    match &records.last().unwrap().entry {
+        Entry::Note { message } => assert!(
+            message.starts_with("havend stopping; 0 queued event(s) not handled"),
+            "{message}"
+        ),
+        other => panic!("the journal ends with {other:?}"),
+    }
+    // havenctl now says so.
+    let output = daemon.havenctl(&["status"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(
+        stderr_text(&output).contains("is havend running?"),
+        "{output:?}"
+    );
+}
+
+#[test]
+fn a_config_error_exits_2_naming_file_line_and_reason() {
+    let setup = Setup::new();
+    let good = setup.config_text(&Options {
+        devd: true,
+        ..Options::default()
+    });
+    fs::write(setup.config(), &good).unwrap();
+    let output = Command::new(HAVEND)
+        .arg("--config")
+        .arg(setup.config())
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("{}: ok (1 policies)\n", setup.config().display())
+    );
+
+    // A typo in [daemon].
+    let typo = good.replace("state-dir = ", "state-dri = ");
+    let line = typo
+        .lines()
+        .position(|line| line.starts_with("state-dri"))
+        .unwrap()
+        + 1;
+    fs::write(setup.config(), typo).unwrap();
+    for args in [&[][..], &["--check"][..]] {
+        let output = Command::new(HAVEND)
+            .arg("--config")
+            .arg(setup.config())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = stderr_text(&output);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("{}:{line}:", setup.config().display()))
+                && stderr.contains("state-dri"),
+            "{stderr}"
+        );
+    }
+    assert!(!setup.state_dir().exists());
+    assert!(!setup.control_dir().exists());
+}
+
+// ------------------------------------------------------------------ real keepalived (root)
+
+/// A network namespace with keepalived running in it; both gone when dropped.
+#[derive(Debug)]
+struct Namespace {
+    name: String,
+    keepalived: Option<Child>,
+    vrrp_pid_file: PathBuf,
+}
+
+impl Namespace {
+    fn create(name: String) -> Namespace {
+        let namespace = Namespace {
+            name,
+            keepalived: None,
+            vrrp_pid_file: PathBuf::new(),
+        };
+        namespace.ip(&["netns", "add", &namespace.name]);
+        namespace
+    }
+
+    /// Run `ip args`; it must succeed.
+    fn ip(&self, args: &[&str]) {
+        let output = Command::new("ip").args(args).output().unwrap();
+        assert!(output.status.success(), "ip {args:?}: {output:?}");
+    }
+
+    /// Run `ip -n <namespace> args`; whether it succeeded.
+    fn ip_in(&self, args: &[&str]) -> bool {
+        Command::new("ip")
+            .arg("-n")
+            .arg(&self.name)
+            .args(args)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        if let Some(mut keepalived) = self.keepalived.take() {
+            let pid = Pid::from_raw(i32::try_from(keepalived.id()).unwrap());
+            let _ = kill(pid, Signal::SIGTERM);
+            if wait_exit(&mut keepalived, Duration::from_secs(10)).is_none() {
+                let _ = keepalived.kill();
+                let _ = keepalived.wait();
+            }
+            // Its VRRP child, should it have outlived the parent.
+            if let Some(pid) = fs::read_to_string(&self.vrrp_pid_file)
+                .ok()
+                .and_then(|text| text.trim().parse::<i32>().ok())
+            {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .output();
+    }
+}
+
+fn have_program(name: &str) -> bool {
+    ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin"]
+        .iter()
+        .any(|dir| Path::new(dir).join(name).exists())
+}
+
+#[test]
+fn real_keepalived_in_a_network_namespace_reports_master_through_the_fifo() {
+    if !nix::unistd::geteuid().is_root() || !have_program("keepalived") || !have_program("ip") {
+        println!("skipped: needs root and keepalived (and ip)");
+        return;
+    }
+    let setup = Setup::new();
+    setup.install_hastctl(&secondary_in_sync());
+    nix::unistd::mkfifo(
+        &setup.fifo(),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    setup.write_config(&Options {
+        hastctl_interval_ms: Some(FOREVER_MS),
+        keepalived_interface: Some("hv0"),
+        ..Options::default()
+    });
+    let daemon = Havend::start(&setup, &[]);
+    daemon.wait_status("the FIFO open", |status| {
+        status
+            .sources
+            .get("keepalived")
+            .is_some_and(|counters| counters.up == Some(true))
+            .then_some(())
+    });
+
+    let mut namespace = Namespace::create(format!("haven-test-{}", std::process::id()));
+    assert!(namespace.ip_in(&["link", "set", "lo", "up"]));
+    // A dummy interface where the kernel has the driver; else a veth pair, both ends inside.
+    if !namespace.ip_in(&["link", "add", "hv0", "type", "dummy"]) {
+        assert!(
+            namespace.ip_in(&["link", "add", "hv0", "type", "veth", "peer", "name", "hv1"]),
+            "neither a dummy nor a veth interface can be made"
+        );
+        assert!(namespace.ip_in(&["link", "set", "hv1", "up"]));
+    }
+    assert!(namespace.ip_in(&["link", "set", "hv0", "up"]));
+    assert!(namespace.ip_in(&["addr", "add", "10.203.0.1/24", "dev", "hv0"]));
+
+    let conf = setup.path("keepalived.conf");
+    fs::write(
+        &conf,
+        format!(
+            r#"global_defs {{
+    notify_fifo {fifo}
+    vrrp_version 3
+}}
+vrrp_instance VI_1 {{
+    state MASTER
+    interface hv0
+    virtual_router_id 51
+    priority 100
+    advert_int 0.1
+    virtual_ipaddress {{
+        10.203.0.50/24
+    }}
+}}
+"#,
+            fifo = setup.fifo().display()
+        ),
+    )
+    .unwrap();
+    namespace.vrrp_pid_file = setup.path("v.pid");
+    let keepalived_log = setup.path("keepalived.log");
+    namespace.keepalived = Some(
+        Command::new("ip")
+            .args(["netns", "exec", &namespace.name, "keepalived"])
+            .args(["--dont-fork", "--log-console", "--no-syslog", "-f"])
+            .arg(&conf)
+            .arg("--pid")
+            .arg(setup.path("k.pid"))
+            .arg("--vrrp_pid")
+            .arg(&namespace.vrrp_pid_file)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&keepalived_log).unwrap())
+            .stderr(Stdio::from(
+                fs::File::options()
+                    .append(true)
+                    .open(&keepalived_log)
+                    .unwrap(),
+            ))
+            .spawn()
+            .expect("starting keepalived"),
+    );
+
+    let change = poll_until(|| {
+        let records = daemon.records();
+        carp_events(&records, "keepalived")
+            .into_iter()
+            .find(|(_, change)| change.state == CarpState::Master)
+            .map(|(_, change)| change.clone())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no master transition from keepalived\n--- keepalived ---\n{}\n{}",
+            fs::read_to_string(&keepalived_log).unwrap_or_default(),
+            daemon.diagnostics()
+        )
+    });
+    assert_eq!((change.vhid, change.interface.as_str()), (1, "hv0"));
+    let records = daemon.records();
+    // keepalived enters BACKUP first (init), then MASTER: both arrive, in order.
+    let states: Vec<CarpState> = carp_events(&records, "keepalived")
+        .iter()
+        .map(|(_, change)| change.state)
+        .collect();
+    assert_eq!(states.last(), Some(&CarpState::Master), "{states:?}");
+    assert!(
+        bad_inputs(&records)
+            .iter()
+            .all(|(source, _, _)| *source != "keepalived"),
+        "{}",
+        daemon.diagnostics()
+    );
+    drop(namespace);
+}
+
+#[test]
+fn a_second_havend_on_the_same_control_dir_refuses_before_deciding_anything() {
+    let setup = Setup::new();
+    setup.install_hastctl(&secondary_in_sync());
+    setup.write_config(&Options {
+        hastctl_interval_ms: Some(FOREVER_MS),
+        ..Options::default()
+    });
+    let daemon = Havend::start(&setup, &[]);
+    wait_started(&daemon);
+    let before = daemon.records();
+
+    // No pid file: the control socket is what tells that another havend runs.
+    let mut second = Havend::spawn(&setup, &[], "second.stderr");
+    let status = wait_exit(&mut second.child, DEADLINE).expect("the second havend exits");
+    let stderr = fs::read_to_string(setup.path("second.stderr")).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another havend is listening on it"),
+        "{stderr}"
+    );
+    // It neither wrote to the first one's journal nor handed its policies a startup event
+    // (with a real executor, that startup's plan would have acted on the system).
+    let after = daemon.records();
+    assert_eq!(after, before, "{}", daemon.diagnostics());
+    assert_eq!(daemon.status().pid, daemon.child.id());
+}
