@@ -94,6 +94,9 @@ struct Options {
     keepalived_interface: Option<&'static str>,
     /// One `[[carp]]` entry: vhid 1 on this (interface, address).
     carp: Option<(&'static str, &'static str)>,
+    /// Carry plans out on this machine (`executor = "linux"`, HAST through the hastctl
+    /// stand-in) instead of in monitor mode.
+    real_executor: bool,
 }
 
 /// A test's private directory: config, state, control socket, stand-ins.
@@ -175,10 +178,19 @@ mountpoint = "/hast/test"
 fstype = "ufs"
 
 [daemon]
-executor = "dry-run"
+executor = "{executor}"
 state-dir = {state}
 control-dir = {control}
+
+[executor.tools]
+hastctl = {hastctl}
 "#,
+            executor = if options.real_executor {
+                "linux"
+            } else {
+                "dry-run"
+            },
+            hastctl = toml_path(&self.hastctl()),
             module = toml_path(Path::new(haven_test_artifacts::CARP_HAST_SWITCH)),
             hold_down = options.hold_down_ms,
             state = toml_path(&self.state_dir()),
@@ -1678,4 +1690,85 @@ fn a_second_havend_on_the_same_control_dir_refuses_before_deciding_anything() {
     let after = daemon.records();
     assert_eq!(after, before, "{}", daemon.diagnostics());
     assert_eq!(daemon.status().pid, daemon.child.id());
+}
+
+#[test]
+fn a_failing_command_stops_the_plan_is_journaled_and_goes_back_to_the_policy() {
+    let setup = Setup::new();
+    // The stand-in answers `list` (secondary, in sync) and fails anything else, as a hastctl
+    // that cannot reach hastd does: `hastctl role primary test` exits 1.
+    setup.install_hastctl(&secondary_in_sync());
+    setup.write_config(&Options {
+        hastctl_interval_ms: Some(FOREVER_MS),
+        carp: Some(("lo", "127.0.0.77")),
+        real_executor: true,
+        ..Options::default()
+    });
+    let daemon = Havend::start(&setup, &[]);
+    wait_started(&daemon);
+    let output = daemon.havenctl(&["hook", "ucarp", "up", "lo", "127.0.0.77"]);
+    assert!(output.status.success(), "{output:?}");
+
+    let records = daemon.wait_journal("the policy's answer to the failed step", |records| {
+        let failed = events(records)
+            .into_iter()
+            .find(|event| matches!(event.event, Event::StepFailed(_)))?;
+        decided(records, &failed)?;
+        Some(records.to_vec())
+    });
+    let ends: Vec<(u32, bool, bool, String)> = records
+        .iter()
+        .filter_map(|record| match &record.entry {
+            Entry::StepEnd {
+                index,
+                ok,
+                skipped_as_done,
+                detail,
+                ..
+            } => Some((
+                *index,
+                *ok,
+                *skipped_as_done,
+                detail.clone().unwrap_or_default(),
+            )),
+            _ => None,
+        })
+        .collect();
+    // Step 0 (no secondary worker runs here) was already done; step 1, the role change, ran
+    // the stand-in and failed with its exit status and stderr; nothing after it started.
+    assert!(ends.len() >= 2, "{ends:#?}");
+    assert_eq!(
+        (ends[0].0, ends[0].1, ends[0].2),
+        (0, true, true),
+        "{ends:#?}"
+    );
+    let (index, ok, _, detail) = &ends[1];
+    assert_eq!((*index, *ok), (1, false), "{ends:#?}");
+    assert!(
+        detail.contains("role primary test") && detail.contains("unknown command: role"),
+        "{detail}"
+    );
+    assert!(
+        !records.iter().any(|record| matches!(
+            &record.entry,
+            Entry::StepStart { plan_id, index: 2, .. } if *plan_id == 1
+        )),
+        "a step after the failure started"
+    );
+    assert!(records.iter().any(|record| matches!(
+        &record.entry,
+        Entry::PlanEnd {
+            completed: false,
+            ..
+        }
+    )));
+    let failure = events(&records)
+        .into_iter()
+        .find_map(|event| match event.event {
+            Event::StepFailed(failure) => Some(failure.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(failure.step_index, 1);
+    assert!(failure.reason.contains("exit"), "{}", failure.reason);
 }

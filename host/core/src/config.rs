@@ -44,6 +44,16 @@
 //! vhid = 1
 //! interface = "eth0"
 //! address = "192.168.1.50"
+//!
+//! [executor]                         # how the FreeBSD and Linux executors act; all optional
+//! storage = "hast"                   # or "drbd" (Linux): who answers hast-role steps
+//! service-manager = "auto"           # or "rc", "systemd", "sysv"
+//! [executor.tools]                   # absolute paths; the defaults depend on the OS
+//! hastctl = "/sbin/hastctl"
+//! [executor.timeouts-ms]             # per action kind, for steps without a timeout
+//! fsck = 600000
+//! [executor.retries]                 # extra attempts where that is safe, at most 5
+//! unmount = 2
 //! ```
 //!
 //! Every error names the file, the line and what is wrong.
@@ -151,6 +161,8 @@ pub struct Config {
     pub sources: SourcesConfig,
     /// Shared addresses that move with CARP vhids (ucarp/keepalived on Linux), `[[carp]]`.
     pub carp: Vec<CarpAddress>,
+    /// How the FreeBSD and Linux executors act (`[executor]`).
+    pub executor: ExecutorConfig,
 }
 
 /// The `[daemon]` table: where `havend` keeps things and how much of them.
@@ -300,6 +312,159 @@ pub struct CarpInstance {
     pub interface: String,
 }
 
+/// The action kinds ([`crate::Action::kind`]) of the steps that act on the system, each with a
+/// default timeout in `[executor.timeouts-ms]`: the timeout of a step that names none.
+pub const STEP_KINDS: [&str; 7] = [
+    "hast-role",
+    "wait-device",
+    "wait-worker-gone",
+    "fsck",
+    "mount",
+    "unmount",
+    "service",
+];
+
+/// What `[executor.retries]` may name: the steps that are safe to try again after a failed
+/// command, because each attempt first checks whether the goal holds by now (a role already
+/// taken, a filesystem already (un)mounted, a service already running or stopped). fsck, the
+/// waits (they wait until their timeout anyway) and `service restart` are not among them.
+pub const RETRY_KINDS: [&str; 5] = [
+    "hast-role",
+    "mount",
+    "unmount",
+    "service-start",
+    "service-stop",
+];
+
+/// The most extra attempts `[executor.retries]` may give a step.
+pub const MAX_RETRIES: u32 = 5;
+
+/// Who answers `hast-role` steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StorageKind {
+    /// FreeBSD's HAST: `hastctl role <role> <res>`, asked with `hastctl list <res>` (on Linux,
+    /// a `hastctl`-compatible program at the configured path).
+    #[default]
+    Hast,
+    /// DRBD (Linux): `drbdadm primary|secondary <res>`, asked with `drbdadm role <res>`.
+    Drbd,
+}
+
+/// Which service manager `service` steps go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceManagerKind {
+    /// rc(8) on FreeBSD; on Linux systemd when it runs (`/run/systemd/system` is a
+    /// directory), else SysV init scripts.
+    #[default]
+    Auto,
+    /// FreeBSD's rc(8): `service <name> onestart|onestop|onerestart|onestatus`.
+    Rc,
+    /// `systemctl start|stop|restart <name>`, `systemctl is-active --quiet <name>`.
+    Systemd,
+    /// Init scripts: `service <name> start|stop|restart|status`.
+    Sysv,
+}
+
+/// `[executor.tools]`: where the programs the executors run are. Each is an absolute path;
+/// `None` means the default of the platform the executor acts on:
+///
+/// | tool | FreeBSD | Linux |
+/// |---|---|---|
+/// | `hastctl` | `/sbin/hastctl` | `/usr/local/sbin/hastctl` |
+/// | `drbdadm` | (no DRBD) | `/usr/sbin/drbdadm` |
+/// | `mount` | `/sbin/mount` | `/usr/bin/mount` |
+/// | `umount` | `/sbin/umount` | `/usr/bin/umount` |
+/// | `fsck` | `/sbin/fsck` | `/usr/sbin/fsck` |
+/// | `service` | `/usr/sbin/service` | `/usr/sbin/service` |
+/// | `systemctl` | (no systemd) | `/usr/bin/systemctl` |
+/// | `ps` | `/bin/ps` | (not used: `/proc`) |
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ExecutorTools {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hastctl: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drbdadm: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mount: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub umount: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fsck: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub systemctl: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ps: Option<PathBuf>,
+}
+
+/// The `[executor]` table: how the FreeBSD and Linux executors act (the dry-run executor
+/// ignores it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ExecutorConfig {
+    /// Who answers `hast-role` steps: [`StorageKind::Hast`].
+    pub storage: StorageKind,
+    /// How services are started, stopped and asked: [`ServiceManagerKind::Auto`].
+    pub service_manager: ServiceManagerKind,
+    /// Where the programs are (`None`: the platform's default).
+    pub tools: ExecutorTools,
+    /// The timeout of a step that names none, by action kind: every kind of [`STEP_KINDS`].
+    pub timeouts_ms: BTreeMap<String, u64>,
+    /// Extra attempts after a failed command, by [`RETRY_KINDS`] entry: every one of them.
+    pub retries: BTreeMap<String, u32>,
+}
+
+impl ExecutorConfig {
+    /// The default timeouts: hast-role 30 s, wait-device 30 s, wait-worker-gone 10 s, fsck
+    /// 10 min, mount 60 s, unmount 60 s, service 120 s.
+    pub fn default_timeouts_ms() -> BTreeMap<String, u64> {
+        let defaults: [u64; 7] = [30_000, 30_000, 10_000, 600_000, 60_000, 60_000, 120_000];
+        STEP_KINDS
+            .iter()
+            .zip(defaults)
+            .map(|(kind, ms)| ((*kind).to_owned(), ms))
+            .collect()
+    }
+
+    /// The default retries: 1 for hast-role and unmount, 0 for the others.
+    pub fn default_retries() -> BTreeMap<String, u32> {
+        RETRY_KINDS
+            .iter()
+            .map(|kind| {
+                let retries = u32::from(matches!(*kind, "hast-role" | "unmount"));
+                ((*kind).to_owned(), retries)
+            })
+            .collect()
+    }
+
+    /// The timeout of a step of action kind `kind` that names none; `None` for kinds without
+    /// one (timers and alerts, which run nothing).
+    pub fn timeout_ms(&self, kind: &str) -> Option<u64> {
+        self.timeouts_ms.get(kind).copied()
+    }
+
+    /// The extra attempts for `kind` (an entry of [`RETRY_KINDS`]); 0 for anything else.
+    pub fn retries(&self, kind: &str) -> u32 {
+        self.retries.get(kind).copied().unwrap_or(0)
+    }
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            storage: StorageKind::default(),
+            service_manager: ServiceManagerKind::default(),
+            tools: ExecutorTools::default(),
+            timeouts_ms: ExecutorConfig::default_timeouts_ms(),
+            retries: ExecutorConfig::default_retries(),
+        }
+    }
+}
+
 /// A config that cannot be used: where and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
@@ -333,6 +498,8 @@ struct RawConfig {
     sources: RawSources,
     #[serde(default)]
     carp: Vec<RawCarp>,
+    #[serde(default)]
+    executor: RawExecutor,
 }
 
 #[derive(Deserialize, Default)]
@@ -450,11 +617,13 @@ impl Config {
         let daemon = build_daemon(raw.daemon).map_err(located)?;
         let carp = build_carp(raw.carp).map_err(located)?;
         let sources = build_sources(raw.sources, &carp).map_err(located)?;
+        let executor = build_executor(raw.executor).map_err(located)?;
         Ok(Config {
             policies,
             daemon,
             sources,
             carp,
+            executor,
         })
     }
 
@@ -845,6 +1014,106 @@ fn build_keepalived(
         instances.insert(name, CarpInstance { vhid, interface });
     }
     Ok(KeepalivedSource { fifo, instances })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawExecutor {
+    storage: Option<StorageKind>,
+    service_manager: Option<ServiceManagerKind>,
+    #[serde(default)]
+    tools: RawTools,
+    #[serde(default)]
+    timeouts_ms: BTreeMap<Spanned<String>, Spanned<u64>>,
+    #[serde(default)]
+    retries: BTreeMap<Spanned<String>, Spanned<u32>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTools {
+    hastctl: Option<Spanned<String>>,
+    drbdadm: Option<Spanned<String>>,
+    mount: Option<Spanned<String>>,
+    umount: Option<Spanned<String>>,
+    fsck: Option<Spanned<String>>,
+    service: Option<Spanned<String>>,
+    systemctl: Option<Spanned<String>>,
+    ps: Option<Spanned<String>>,
+}
+
+/// An optional tool path, checked with [`check_path`].
+fn tool(value: Option<Spanned<String>>, name: &str) -> Located<Option<PathBuf>> {
+    value
+        .map(|path| {
+            path_or(
+                Some(path),
+                &format!("executor.tools: {name}"),
+                PathBuf::new(),
+            )
+        })
+        .transpose()
+}
+
+fn build_executor(raw: RawExecutor) -> Located<ExecutorConfig> {
+    let tools = raw.tools;
+    let tools = ExecutorTools {
+        hastctl: tool(tools.hastctl, "hastctl")?,
+        drbdadm: tool(tools.drbdadm, "drbdadm")?,
+        mount: tool(tools.mount, "mount")?,
+        umount: tool(tools.umount, "umount")?,
+        fsck: tool(tools.fsck, "fsck")?,
+        service: tool(tools.service, "service")?,
+        systemctl: tool(tools.systemctl, "systemctl")?,
+        ps: tool(tools.ps, "ps")?,
+    };
+    let mut timeouts_ms = ExecutorConfig::default_timeouts_ms();
+    for (kind, ms) in raw.timeouts_ms {
+        if !STEP_KINDS.contains(&kind.get_ref().as_str()) {
+            return Err((
+                kind.span(),
+                format!(
+                    "executor.timeouts-ms: `{}` is not an action kind that runs anything ({})",
+                    kind.get_ref(),
+                    STEP_KINDS.join(", ")
+                ),
+            ));
+        }
+        let what = format!("executor.timeouts-ms: {}", kind.get_ref());
+        let ms = at_least(Some(ms), &what, 1, 0)?;
+        timeouts_ms.insert(kind.into_inner(), ms);
+    }
+    let mut retries = ExecutorConfig::default_retries();
+    for (kind, count) in raw.retries {
+        if !RETRY_KINDS.contains(&kind.get_ref().as_str()) {
+            return Err((
+                kind.span(),
+                format!(
+                    "executor.retries: `{}` is not safe to retry (only {} are)",
+                    kind.get_ref(),
+                    RETRY_KINDS.join(", ")
+                ),
+            ));
+        }
+        if *count.get_ref() > MAX_RETRIES {
+            return Err((
+                count.span(),
+                format!(
+                    "executor.retries: {} is {}, it may be at most {MAX_RETRIES}",
+                    kind.get_ref(),
+                    count.get_ref()
+                ),
+            ));
+        }
+        retries.insert(kind.into_inner(), count.into_inner());
+    }
+    Ok(ExecutorConfig {
+        storage: raw.storage.unwrap_or_default(),
+        service_manager: raw.service_manager.unwrap_or_default(),
+        tools,
+        timeouts_ms,
+        retries,
+    })
 }
 
 #[cfg(test)]
@@ -1358,5 +1627,199 @@ address = "192.168.1.50"
                 ("VI_2".to_owned(), (7, "bond0".to_owned())),
             ])
         );
+    }
+
+    /// The whole `[executor]` section, as in the module's example and a bit more.
+    const EXECUTOR: &str = r#"
+[executor]
+storage = "drbd"
+service-manager = "sysv"
+
+[executor.tools]
+hastctl = "/opt/hast/bin/hastctl"
+drbdadm = "/sbin/drbdadm"
+mount = "/bin/mount"
+umount = "/bin/umount"
+fsck = "/sbin/fsck"
+service = "/usr/sbin/service"
+systemctl = "/bin/systemctl"
+ps = "/bin/ps"
+
+[executor.timeouts-ms]
+fsck = 900000
+wait-device = 5000
+
+[executor.retries]
+unmount = 2
+service-stop = 1
+hast-role = 0
+"#;
+
+    #[test]
+    fn the_executor_section_reads_whole() {
+        let config = parse(&(GOOD.to_owned() + EXECUTOR)).unwrap();
+        let executor = &config.executor;
+        assert_eq!(executor.storage, StorageKind::Drbd);
+        assert_eq!(executor.service_manager, ServiceManagerKind::Sysv);
+        assert_eq!(
+            executor.tools,
+            ExecutorTools {
+                hastctl: Some(PathBuf::from("/opt/hast/bin/hastctl")),
+                drbdadm: Some(PathBuf::from("/sbin/drbdadm")),
+                mount: Some(PathBuf::from("/bin/mount")),
+                umount: Some(PathBuf::from("/bin/umount")),
+                fsck: Some(PathBuf::from("/sbin/fsck")),
+                service: Some(PathBuf::from("/usr/sbin/service")),
+                systemctl: Some(PathBuf::from("/bin/systemctl")),
+                ps: Some(PathBuf::from("/bin/ps")),
+            }
+        );
+        // Named kinds are changed, the others keep their defaults.
+        assert_eq!(executor.timeout_ms("fsck"), Some(900_000));
+        assert_eq!(executor.timeout_ms("wait-device"), Some(5000));
+        assert_eq!(executor.timeout_ms("hast-role"), Some(30_000));
+        assert_eq!(executor.timeout_ms("service"), Some(120_000));
+        assert_eq!(executor.timeout_ms("alert"), None);
+        assert_eq!(executor.retries("unmount"), 2);
+        assert_eq!(executor.retries("service-stop"), 1);
+        assert_eq!(executor.retries("hast-role"), 0);
+        assert_eq!(executor.retries("mount"), 0);
+        assert_eq!(executor.retries("fsck"), 0);
+
+        let shown = serde_json::to_value(&config).unwrap();
+        assert_eq!(shown["executor"]["storage"], "drbd");
+        assert_eq!(shown["executor"]["service-manager"], "sysv");
+        assert_eq!(shown["executor"]["timeouts-ms"]["fsck"], 900_000);
+        assert_eq!(
+            shown["executor"]["tools"]["hastctl"],
+            "/opt/hast/bin/hastctl"
+        );
+    }
+
+    #[test]
+    fn the_executor_section_defaults() {
+        let executor = parse(GOOD).unwrap().executor;
+        assert_eq!(executor, ExecutorConfig::default());
+        assert_eq!(executor.storage, StorageKind::Hast);
+        assert_eq!(executor.service_manager, ServiceManagerKind::Auto);
+        assert_eq!(executor.tools, ExecutorTools::default());
+        for (kind, ms) in [
+            ("hast-role", 30_000),
+            ("wait-device", 30_000),
+            ("wait-worker-gone", 10_000),
+            ("fsck", 600_000),
+            ("mount", 60_000),
+            ("unmount", 60_000),
+            ("service", 120_000),
+        ] {
+            assert_eq!(executor.timeout_ms(kind), Some(ms), "{kind}");
+        }
+        assert_eq!(executor.timeouts_ms.len(), STEP_KINDS.len());
+        for (kind, retries) in [
+            ("hast-role", 1),
+            ("unmount", 1),
+            ("mount", 0),
+            ("service-start", 0),
+            ("service-stop", 0),
+        ] {
+            assert_eq!(executor.retries(kind), retries, "{kind}");
+        }
+        // An empty table is the defaults too; so are empty sub-tables.
+        let empty = parse("[executor]\n[executor.tools]\n[executor.retries]\n").unwrap();
+        assert_eq!(empty.executor, ExecutorConfig::default());
+        for (text, kind) in [
+            ("auto", ServiceManagerKind::Auto),
+            ("rc", ServiceManagerKind::Rc),
+            ("systemd", ServiceManagerKind::Systemd),
+            ("sysv", ServiceManagerKind::Sysv),
+        ] {
+            let config = parse(&format!("[executor]\nservice-manager = \"{text}\"\n")).unwrap();
+            assert_eq!(config.executor.service_manager, kind);
+        }
+    }
+
+    #[test]
+    fn executor_section_errors_name_the_line() {
+        for (from, to, expected) in [
+            (
+                "storage = \"drbd\"",
+                "storage = \"zfs\"",
+                "unknown variant `zfs`",
+            ),
+            (
+                "service-manager = \"sysv\"",
+                "service-manager = \"upstart\"",
+                "unknown variant `upstart`",
+            ),
+            (
+                "hastctl = \"/opt/hast/bin/hastctl\"",
+                "hastctl = \"hastctl\"",
+                "executor.tools: hastctl `hastctl` is not an absolute path",
+            ),
+            (
+                "mount = \"/bin/mount\"",
+                "mount = \"/bin/../bin/mount\"",
+                "executor.tools: mount `/bin/../bin/mount` has an empty, `.` or `..` component",
+            ),
+            (
+                "ps = \"/bin/ps\"",
+                "ps = \"/bin/ps -ax\"",
+                "executor.tools: ps `/bin/ps -ax` contains white space",
+            ),
+            (
+                "ps = \"/bin/ps\"",
+                "pgrep = \"/bin/pgrep\"",
+                "unknown field `pgrep`",
+            ),
+            (
+                "fsck = 900000",
+                "fsck = 0",
+                "executor.timeouts-ms: fsck is 0, it must be at least 1",
+            ),
+            (
+                "wait-device = 5000",
+                "wait-devices = 5000",
+                "executor.timeouts-ms: `wait-devices` is not an action kind",
+            ),
+            (
+                "wait-device = 5000",
+                "alert = 5000",
+                "executor.timeouts-ms: `alert` is not an action kind that runs anything",
+            ),
+            ("wait-device = 5000", "wait-device = -1", "invalid value"),
+            (
+                "unmount = 2",
+                "unmount = 6",
+                "executor.retries: unmount is 6, it may be at most 5",
+            ),
+            (
+                "service-stop = 1",
+                "fsck = 1",
+                "executor.retries: `fsck` is not safe to retry",
+            ),
+            (
+                "service-stop = 1",
+                "service-restart = 1",
+                "executor.retries: `service-restart` is not safe to retry",
+            ),
+        ] {
+            let text = EXECUTOR.replace(from, to);
+            assert_ne!(text, EXECUTOR, "{from}");
+            let line = if from.starts_with("fsck = 9") || from.starts_with("unmount") {
+                // The tools table has a line starting the same way; the value is the later one.
+                line_of(&text, text.rfind(to).unwrap())
+            } else {
+                line_with(&text, to)
+            };
+            let message = error_on_line(&text, line);
+            assert!(message.contains(expected), "{to}: {message}");
+            assert!(
+                message.starts_with("/etc/haven/haven.toml:"),
+                "{to}: {message}"
+            );
+        }
+        let unknown = "[executor]\nstorage = \"hast\"\nbackend = \"x\"\n";
+        let message = error_on_line(unknown, 3);
+        assert!(message.contains("unknown field `backend`"), "{message}");
     }
 }

@@ -16,8 +16,9 @@ pub mod step_syntax;
 pub mod types;
 
 pub use config::{
-    CarpAddress, CarpInstance, Config, ConfigError, DaemonConfig, DevdSource, ExecutorKind,
-    FailureMode, HastctlSource, KeepalivedSource, Limits, PolicyConfig, SourcesConfig,
+    CarpAddress, CarpInstance, Config, ConfigError, DaemonConfig, DevdSource, ExecutorConfig,
+    ExecutorKind, ExecutorTools, FailureMode, HastctlSource, KeepalivedSource, Limits,
+    PolicyConfig, ServiceManagerKind, SourcesConfig, StorageKind,
 };
 pub use grants::{Grants, Missing, MountGrant, PlanRefusal};
 pub use model::{Machine, StateChange};

@@ -21,7 +21,7 @@ use crate::keepalived_fifo::{FifoMessage, KeepalivedFifo};
 use crate::reconcile::Reconciler;
 use crate::status::{Identity, StatusBoard};
 use haven_core::{Config, Event, ExecutorKind, HastStatus, Machine};
-use haven_executor::{DryRun, Executor, Runner};
+use haven_executor::{DryRun, Executor, Platform, Runner, SystemExecutor};
 use haven_runtime::{LoadError, Pipeline, Runtime, RuntimeError, RuntimeOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -49,10 +49,8 @@ pub enum StartError {
     },
     #[error("{0}")]
     Control(#[from] control::ControlError),
-    #[error(
-        "executor `{0}` is not available in this build yet; set `executor = \"dry-run\"` in [daemon] to run in monitor mode"
-    )]
-    ExecutorUnavailable(&'static str),
+    #[error("executor: {0}")]
+    Executor(#[from] haven_executor::SetupError),
     #[error("cannot start the {what} thread: {source}")]
     Thread {
         what: &'static str,
@@ -124,12 +122,7 @@ impl Daemon {
             journal.append(&Entry::Note { message })?;
         }
 
-        let executor: Box<dyn Executor> = match settings.executor.resolve() {
-            ExecutorKind::DryRun => Box::new(DryRun::new()),
-            ExecutorKind::Freebsd => return Err(StartError::ExecutorUnavailable("freebsd")),
-            ExecutorKind::Linux => return Err(StartError::ExecutorUnavailable("linux")),
-            ExecutorKind::Auto => return Err(StartError::ExecutorUnavailable("auto")),
-        };
+        let executor = executor(&config)?;
 
         let runtime = Arc::new(Runtime::new(RuntimeOptions {
             cache_dir: Some(settings.state_dir.join("cache")),
@@ -254,6 +247,20 @@ impl Daemon {
         self.control.stop();
         tracing::info!("havend stopped");
     }
+}
+
+/// The executor the config asks for (`auto`: this OS's).
+fn executor(config: &Config) -> Result<Box<dyn Executor>, StartError> {
+    let platform = match config.daemon.executor.resolve() {
+        ExecutorKind::Freebsd => Platform::FreeBsd,
+        ExecutorKind::Linux => Platform::Linux,
+        ExecutorKind::DryRun | ExecutorKind::Auto => return Ok(Box::new(DryRun::new())),
+    };
+    let executor = SystemExecutor::new(platform, &config.executor)?;
+    for (tool, path) in executor.missing_tools() {
+        tracing::warn!(tool, path = %path.display(), "a tool this executor needs is not executable; steps that need it will fail");
+    }
+    Ok(Box::new(executor))
 }
 
 /// Everything granted to some policy, by `pick`.

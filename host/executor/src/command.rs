@@ -57,7 +57,10 @@ pub const EXCERPT_LIMIT: usize = 512;
 /// output.
 pub const POLL_SLICE: Duration = Duration::from_millis(50);
 
-/// How often to look whether the child exited once it closed its output.
+/// How soon to look again whether the child exited once it closed its output: the first look
+/// comes after [`EXIT_CHECK_FIRST`] (an exiting child is usually reapable ~150 µs after its
+/// pipes close), and the wait doubles up to [`EXIT_CHECK`] for a child that lingers.
+const EXIT_CHECK_FIRST: Duration = Duration::from_micros(50);
 const EXIT_CHECK: Duration = Duration::from_millis(2);
 
 /// The size of one read from a pipe.
@@ -236,6 +239,7 @@ pub fn run(
     }
 
     // Both streams are closed; wait for the exit, still within the deadline.
+    let mut pause = EXIT_CHECK_FIRST;
     let status = loop {
         match reaper.child.try_wait() {
             Ok(Some(status)) => {
@@ -252,7 +256,8 @@ pub fn run(
         if now >= deadline {
             return Err(timed_out());
         }
-        std::thread::sleep((deadline - now).min(EXIT_CHECK));
+        std::thread::sleep((deadline - now).min(pause));
+        pause = (pause * 2).min(EXIT_CHECK);
     };
     Ok(Output {
         status,

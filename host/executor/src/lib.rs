@@ -12,6 +12,9 @@
 //! - [`probe`]: reads the machine's state from the system (mounts, addresses, CARP, services),
 //!   for the daemon's startup reconciliation and for re-reading after a plan.
 //! - [`executor`]: the [`Executor`] trait, one step at a time, and the dry-run executor.
+//! - [`system`]: the executors that act on the machine, FreeBSD's and Linux's
+//!   ([`SystemExecutor`]): idempotent steps, timeouts, bounded retries, arguments checked
+//!   again before anything runs.
 //! - [`runner`]: hands an event to the pipeline and carries out the plans that come back, one
 //!   at a time, feeding step failures back to the policy that made the plan; the daemon and
 //!   `havenctl simulate`/`test` share it.
@@ -20,6 +23,8 @@ pub mod command;
 pub mod executor;
 pub mod probe;
 pub mod runner;
+pub mod system;
 
 pub use executor::{DryRun, Executor, StepOutcome};
 pub use runner::{Delivery, Observer, Runner};
+pub use system::{Platform, SetupError, SystemExecutor};
