@@ -1674,6 +1674,13 @@ fn a_second_havend_on_the_same_control_dir_refuses_before_deciding_anything() {
     });
     let daemon = Havend::start(&setup, &[]);
     wait_started(&daemon);
+    // The poller's first run is journaled too; after it the journal stays still.
+    daemon.wait_journal("the hastctl poller's first run", |records| {
+        notes(records)
+            .iter()
+            .any(|(_, message)| message.contains("hastctl list works"))
+            .then_some(())
+    });
     let before = daemon.records();
 
     // No pid file: the control socket is what tells that another havend runs.

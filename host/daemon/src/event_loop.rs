@@ -63,10 +63,12 @@ impl<E: Executor> EventLoop<E> {
             let interrupted = interrupted.as_ref().map(|(p, s)| (p.as_str(), s));
             runner.startup(interrupted, ids, observer)
         });
+        let syncer = Syncer::start();
         loop {
-            self.publish();
             if self.inbox.is_empty() {
-                self.sync_journal();
+                // Quiet: show the model, and get the journal to disk off the event path.
+                self.publish();
+                self.background_sync(syncer.as_ref());
             }
             let deadline = self.next_timer();
             match self.inbox.next(deadline) {
@@ -90,6 +92,7 @@ impl<E: Executor> EventLoop<E> {
                     });
                 }
             }
+            self.flush_journal();
         }
         let waiting = self.inbox.queue_stats().depth;
         self.note(format!(
@@ -148,9 +151,13 @@ impl<E: Executor> EventLoop<E> {
         // The model follows what the steps did; after a plan on the real system, read the
         // system again, so the next decision sees facts (a service that died at start, a
         // mount someone else made) and not only what the plan meant to do.
-        if acts && observer.plans_ended > 0 {
+        let plans_ran = observer.plans_ended > 0;
+        if acts && plans_ran {
             let fresh = (self.read_machine)(self.runner.pipeline.machine());
             *self.runner.pipeline.machine_mut() = fresh;
+        }
+        if plans_ran {
+            self.publish();
         }
     }
 
@@ -214,6 +221,29 @@ impl<E: Executor> EventLoop<E> {
         }
     }
 
+    /// Write what this event appended, with one `write`.
+    fn flush_journal(&mut self) {
+        if let Err(error) = self.journal.flush() {
+            tracing::error!(%error, "cannot write to the journal");
+            self.board.journal_error();
+        }
+    }
+
+    /// Hand the journal to the syncer thread (or sync here, without one).
+    fn background_sync(&mut self, syncer: Option<&Syncer>) {
+        let Some(syncer) = syncer else {
+            return self.sync_journal();
+        };
+        match self.journal.flush_for_background_sync() {
+            Ok(Some(file)) => syncer.sync(file),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::error!(%error, "cannot write to the journal");
+                self.board.journal_error();
+            }
+        }
+    }
+
     /// Pin the model and the policies' counters on the status board.
     fn publish(&self) {
         let pipeline = &self.runner.pipeline;
@@ -234,6 +264,57 @@ impl<E: Executor> EventLoop<E> {
             })
             .collect();
         self.board.publish(pipeline.machine_shared(), policies);
+    }
+}
+
+/// A thread that `fsync`s the journal when the loop goes quiet, so that the next event does not
+/// wait for the disk. Syncs before a step that acts are still done on the loop, and waited for.
+struct Syncer {
+    files: std::sync::mpsc::Sender<std::fs::File>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Syncer {
+    /// `None` if the thread cannot be started: the loop then syncs itself.
+    fn start() -> Option<Syncer> {
+        let (files, requests) = std::sync::mpsc::channel::<std::fs::File>();
+        let thread = std::thread::Builder::new()
+            .name("journal-sync".to_owned())
+            .spawn(move || {
+                while let Ok(mut file) = requests.recv() {
+                    // Requests that queued up meanwhile are covered by one sync.
+                    while let Ok(newer) = requests.try_recv() {
+                        file = newer;
+                    }
+                    if let Err(error) = file.sync_data() {
+                        tracing::error!(%error, "cannot sync the journal");
+                    }
+                }
+            });
+        match thread {
+            Ok(thread) => Some(Syncer {
+                files,
+                thread: Some(thread),
+            }),
+            Err(error) => {
+                tracing::warn!(%error, "no journal sync thread; syncing on the event loop");
+                None
+            }
+        }
+    }
+
+    fn sync(&self, file: std::fs::File) {
+        let _ = self.files.send(file);
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        let (closed, _) = std::sync::mpsc::channel();
+        drop(std::mem::replace(&mut self.files, closed));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

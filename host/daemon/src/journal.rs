@@ -297,6 +297,8 @@ pub struct Journal {
     max_bytes: u64,
     keep_files: usize,
     torn_tail: Option<TornLine>,
+    /// Lines appended but not yet written to the file (one `write` per flush, not per line).
+    pending: Vec<u8>,
     /// Lines written since the last `fsync`.
     unsynced: bool,
 }
@@ -346,6 +348,7 @@ impl Journal {
             max_bytes: max_bytes_per_file,
             keep_files,
             torn_tail,
+            pending: Vec::new(),
             unsynced: false,
         })
     }
@@ -358,9 +361,11 @@ impl Journal {
         Ok(seq)
     }
 
-    /// Append an entry without waiting for the disk (group commit): the daemon writes the
-    /// event and decision lines this way and calls [`Journal::sync`] before anything acts on
-    /// the system, and whenever its queue runs dry. Returns its sequence number.
+    /// Append an entry without waiting for the disk (group commit): the line is kept in
+    /// memory until [`Journal::flush`] writes everything pending with one `write`, and reaches
+    /// the disk with [`Journal::sync`]. The daemon flushes after each event and syncs before
+    /// anything acts on the system, so a crash can only lose lines about decisions that had not
+    /// acted yet. Returns the line's sequence number.
     pub fn append_buffered(&mut self, entry: &Entry) -> Result<u64, JournalError> {
         let seq = self.next_seq;
         let mut line = serde_json::to_vec(&RecordRef {
@@ -374,26 +379,54 @@ impl Journal {
             self.sync()?;
             self.rotate()?;
         }
-        let path = self.current_path();
-        if let Err(error) = self.file.write_all(&line) {
-            // Best effort: take back a partial line so that the next one is not glued to it.
-            let _ = self.file.set_len(self.len);
-            return Err(io_error("write to", &path)(error));
-        }
+        self.pending.extend_from_slice(&line);
         self.len += bytes;
         self.next_seq += 1;
-        self.unsynced = true;
         Ok(seq)
     }
 
-    /// Wait until everything appended so far is on disk (nothing to do if it is already).
+    /// Write every pending line to the file (not necessarily to the disk).
+    pub fn flush(&mut self) -> Result<(), JournalError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let path = self.current_path();
+        let written = self.len - self.pending.len() as u64;
+        if let Err(error) = self.file.write_all(&self.pending) {
+            // Best effort: take back a partial write so that the next line is not glued to it;
+            // the lines stay pending for the next attempt.
+            let _ = self.file.set_len(written);
+            return Err(io_error("write to", &path)(error));
+        }
+        self.pending.clear();
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Write every pending line and wait until it is on disk (nothing to do if it is).
     pub fn sync(&mut self) -> Result<(), JournalError> {
+        self.flush()?;
         if self.unsynced {
             let path = self.current_path();
             self.file.sync_data().map_err(io_error("sync", &path))?;
             self.unsynced = false;
         }
         Ok(())
+    }
+
+    /// Write every pending line and hand back a second handle on the file, for a thread that
+    /// syncs it in the background while the daemon goes on (`None` when nothing is unsynced).
+    /// It does not count as a sync: [`Journal::sync`] still syncs before acting.
+    pub fn flush_for_background_sync(&mut self) -> Result<Option<File>, JournalError> {
+        self.flush()?;
+        if !self.unsynced {
+            return Ok(None);
+        }
+        let path = self.current_path();
+        self.file
+            .try_clone()
+            .map(Some)
+            .map_err(io_error("duplicate the handle of", &path))
     }
 
     /// The sequence number the next entry will get.
@@ -417,6 +450,7 @@ impl Journal {
     }
 
     fn rotate(&mut self) -> Result<(), JournalError> {
+        debug_assert!(self.pending.is_empty(), "rotate after sync");
         let current = self.current_path();
         for (index, path) in rotated_files(&self.dir)? {
             if index >= self.keep_files {
@@ -523,6 +557,14 @@ fn unix_ms() -> u64 {
         .map_or(0, |since| {
             u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
         })
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        if let Err(error) = self.sync() {
+            tracing::error!(%error, "journal: lines appended before closing were not all written");
+        }
+    }
 }
 
 fn rotated_path(dir: &Path, index: usize) -> PathBuf {

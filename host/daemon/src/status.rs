@@ -131,6 +131,8 @@ struct Board {
     alerts: VecDeque<RecentAlert>,
     journal_errors: u64,
     decisions_total: u64,
+    /// Threads in [`StatusBoard::wait_for_decisions`]: only then is a decision signalled.
+    waiters: usize,
 }
 
 /// The shared board; clones are handles to the same one.
@@ -156,6 +158,7 @@ impl StatusBoard {
                 alerts: VecDeque::new(),
                 journal_errors: 0,
                 decisions_total: 0,
+                waiters: 0,
             })),
             decided: Arc::new(Condvar::new()),
         }
@@ -194,8 +197,11 @@ impl StatusBoard {
             }
             board.decisions.push_back(decision);
         }
+        let waiting = board.waiters > 0;
         drop(board);
-        self.decided.notify_all();
+        if waiting {
+            self.decided.notify_all();
+        }
     }
 
     /// Decisions made since the daemon started.
@@ -208,6 +214,7 @@ impl StatusBoard {
     /// daemon has decided, without polling.
     pub fn wait_for_decisions(&self, count: u64, deadline: Instant) -> u64 {
         let mut board = self.lock();
+        board.waiters += 1;
         while board.decisions_total < count {
             let now = Instant::now();
             if now >= deadline {
@@ -219,6 +226,7 @@ impl StatusBoard {
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .0;
         }
+        board.waiters -= 1;
         board.decisions_total
     }
 
