@@ -7,6 +7,7 @@
 
 use crate::simulate::summarize_event;
 use haven_daemon::journal::{DecisionOutcome, Entry, Record};
+use haven_daemon::reload::ReloadOutcome;
 use haven_daemon::status::Status;
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
@@ -149,6 +150,24 @@ pub fn render_status(status: &Status) -> String {
             }
         },
     );
+    if let Some(reload) = &status.last_reload {
+        let outcome = match &reload.outcome {
+            ReloadOutcome::Loaded { changes } => format!("loaded: {}", changes.join("; ")),
+            ReloadOutcome::Unchanged => "unchanged".to_owned(),
+            ReloadOutcome::Rejected { reason } => {
+                format!("REJECTED (the running policies stay): {reason}")
+            }
+        };
+        let ago = status.uptime_ms.saturating_sub(reload.uptime_ms) / 1000;
+        let _ = writeln!(
+            out,
+            "\nLast reload ({} loaded, {} rejected since start), {} ago, {}: {outcome}",
+            status.reloads.loaded,
+            status.reloads.rejected,
+            humantime::format_duration(Duration::from_secs(ago)),
+            reload.why
+        );
+    }
     section(
         &mut out,
         "Alerts",
@@ -311,6 +330,25 @@ pub fn render_record(record: &Record) -> String {
             reason,
             text,
         } => format!("bad input from {source}: {reason}: {text:?}"),
+        Entry::Reload {
+            why,
+            result,
+            changes,
+            policies,
+            reason,
+        } => {
+            let mut text = format!("reload ({why}): {result}");
+            if !changes.is_empty() {
+                let _ = write!(text, ": {}", changes.join("; "));
+            }
+            if !policies.is_empty() {
+                let _ = write!(text, "; now {}", policies.join(", "));
+            }
+            if let Some(reason) = reason {
+                let _ = write!(text, ": {reason}");
+            }
+            text
+        }
         Entry::Note { message } => message.clone(),
     };
     format!("{at} #{} {what}", record.seq)

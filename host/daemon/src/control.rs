@@ -19,9 +19,9 @@
 //!   [changes state](Request::changes_state); `status` and `log-tail` are open to any peer that
 //!   can reach the socket (the directory keeps everyone else out anyway).
 //! - **A request line is bounded** ([`Limits::max_request_bytes`], 64 KiB by default) and the
-//!   whole exchange has one deadline ([`Limits::timeout`]): a client that connects and sends
-//!   nothing, trickles bytes, or does not read its answer holds the server for at most that
-//!   long.
+//!   request and the answer each have a deadline ([`Limits::timeout`]): a client that connects
+//!   and sends nothing, trickles bytes, or does not read its answer holds the server for at
+//!   most that long.
 //! - **Malformed requests are answered**, never panicked on: the client gets
 //!   `{"result":"error","message":...}` naming the problem, and [`ControlSocket::stats`]
 //!   counts it.
@@ -421,6 +421,8 @@ impl ControlSocket {
             });
         }
         let response = handler(&peer, request);
+        // The handler may take its time (a reload compiles); the answer gets its own deadline.
+        let deadline = Instant::now() + self.limits.timeout;
         self.reply(&mut stream, deadline, peer, &response, || {
             Outcome::Handled { command }
         })

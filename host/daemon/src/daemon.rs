@@ -19,6 +19,7 @@ use crate::inbox::{Inbox, Report};
 use crate::journal::{Entry, Journal, JournalError};
 use crate::keepalived_fifo::{FifoMessage, KeepalivedFifo};
 use crate::reconcile::Reconciler;
+use crate::reload::{ReloadOutcome, Reloader};
 use crate::status::{Identity, StatusBoard};
 use haven_core::{Config, Event, ExecutorKind, HastStatus, Machine};
 use haven_executor::{DryRun, Executor, Platform, Runner, SystemExecutor};
@@ -91,6 +92,7 @@ pub struct Daemon {
     event_loop: JoinHandle<()>,
     sources: Sources,
     control: ControlServer,
+    reloader: Arc<Reloader>,
 }
 
 impl Daemon {
@@ -162,6 +164,20 @@ impl Daemon {
             granted_services: granted(&config, |g| g.services.iter()),
         };
         let board = StatusBoard::new(identity, Arc::new(machine.clone()), settings.decisions_kept);
+        let reloader = Arc::new(
+            Reloader::start(
+                config_path,
+                &config,
+                &policies,
+                Arc::clone(&runtime),
+                inbox.clone(),
+                true,
+            )
+            .map_err(|source| StartError::Thread {
+                what: "reloader",
+                source,
+            })?,
+        );
         let pipeline = Pipeline::new(runtime, policies, machine);
         journal.append(&Entry::Note {
             message: format!(
@@ -205,6 +221,7 @@ impl Daemon {
         let known_hast = board_hast(&board);
         let sources = start_sources(&config, &inbox, known_hast);
         let handler = Handler {
+            reloader: Arc::clone(&reloader),
             inbox: inbox.clone(),
             board: board.clone(),
             state_dir: settings.state_dir.clone(),
@@ -218,6 +235,7 @@ impl Daemon {
             event_loop,
             sources,
             control,
+            reloader,
         })
     }
 
@@ -236,7 +254,14 @@ impl Daemon {
         self.event_loop.is_finished()
     }
 
-    /// Stop: the loop finishes its running step, then sources and the control socket stop.
+    /// Reload the config and policies (SIGHUP): off the event path, swapped in between two
+    /// events if all is well.
+    pub fn reload(&self, why: &str) {
+        self.reloader.request(why, None);
+    }
+
+    /// Stop: the loop finishes its running step, then sources, the control socket and the
+    /// reloader stop.
     pub fn stop(self) {
         tracing::info!("havend stopping");
         self.inbox.stop();
@@ -245,6 +270,10 @@ impl Daemon {
         }
         self.sources.stop();
         self.control.stop();
+        match Arc::try_unwrap(self.reloader) {
+            Ok(reloader) => reloader.stop(),
+            Err(_) => tracing::warn!("the reloader is still referenced; not waiting for it"),
+        }
         tracing::info!("havend stopped");
     }
 }
@@ -421,9 +450,13 @@ fn fifo_message(inbox: &Inbox, message: FifoMessage) {
 
 // ------------------------------------------------------------------------------ control socket
 
-/// Answers control requests: reads status, turns hooks into events.
+/// How long `havenctl reload` waits for the outcome (a cold compile takes a fraction of it).
+const RELOAD_WAIT: Duration = Duration::from_secs(8);
+
+/// Answers control requests: reads status, turns hooks into events, asks for reloads.
 #[derive(Debug)]
 struct Handler {
+    reloader: Arc<Reloader>,
     inbox: Inbox,
     board: StatusBoard,
     state_dir: PathBuf,
@@ -461,9 +494,24 @@ impl Handler {
                 }
                 Err(error) => Response::error(format!("cannot read the journal: {error}")),
             },
-            Request::Reload => Response::error(
-                "reload is not supported by this havend yet: restart it to load a changed config",
-            ),
+            Request::Reload => {
+                let (reply, outcome) = std::sync::mpsc::channel();
+                self.reloader.request("havenctl reload", Some(reply));
+                match outcome.recv_timeout(RELOAD_WAIT) {
+                    Ok(ReloadOutcome::Rejected { reason }) => Response::error(format!(
+                        "reload rejected, the running policies stay: {reason}"
+                    )),
+                    Ok(outcome) => match serde_json::to_value(outcome) {
+                        Ok(body) => Response::ok(body),
+                        Err(error) => {
+                            Response::error(format!("cannot encode the outcome: {error}"))
+                        }
+                    },
+                    Err(_) => Response::error(format!(
+                        "the reload did not finish within {RELOAD_WAIT:?}; see havenctl status"
+                    )),
+                }
+            }
         }
     }
 

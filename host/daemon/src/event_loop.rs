@@ -24,6 +24,7 @@
 
 use crate::inbox::{Inbox, Next, Report};
 use crate::journal::{Entry, Journal};
+use crate::reload::{Prepared, ReloadOutcome};
 use crate::status::{PolicyStatus, RecentAlert, RecentDecision, RunningStep, StatusBoard};
 use haven_core::{Action, AlertSeverity, Event, InterruptedStep, Machine, Step};
 use haven_executor::runner::{Delivery, Observer, StepReport};
@@ -196,6 +197,23 @@ impl<E: Executor> EventLoop<E> {
                 let severity = AlertSeverity::Critical;
                 raise_alert(&mut self.journal, &self.board, None, severity, &message);
             }
+            Report::Reload(prepared) => self.swap_in(*prepared),
+            Report::ReloadRejected { why, outcome } => {
+                let ReloadOutcome::Rejected { reason } = &outcome else {
+                    return;
+                };
+                self.append(&Entry::Reload {
+                    why: why.clone(),
+                    result: "rejected".to_owned(),
+                    changes: Vec::new(),
+                    policies: Vec::new(),
+                    reason: Some(reason.clone()),
+                });
+                let message = format!("reload rejected, the running policies stay: {reason}");
+                let severity = AlertSeverity::Warning;
+                raise_alert(&mut self.journal, &self.board, None, severity, &message);
+                self.board.reloaded(why, outcome);
+            }
             Report::Resync { source, why } => {
                 tracing::info!(%source, %why, "re-reading the machine: events may have been missed");
                 self.note(format!("{source}: {why}; re-reading the machine's state"));
@@ -203,6 +221,63 @@ impl<E: Executor> EventLoop<E> {
                 *self.runner.pipeline.machine_mut() = fresh;
                 self.with_observer(|runner, observer, ids| runner.startup(None, ids, observer));
             }
+        }
+    }
+
+    /// Swap in a reload's policies, between two events; tell the policies that are new or
+    /// changed the machine's state, as at startup.
+    fn swap_in(&mut self, mut prepared: Prepared) {
+        let fresh: std::collections::BTreeSet<String> = {
+            let old = self.runner.pipeline.policies();
+            prepared
+                .policies
+                .iter()
+                .filter(|new| {
+                    !old.iter().any(|old| {
+                        old.name == new.name
+                            && old.compiled.module_hash == new.compiled.module_hash
+                            && old.config == new.config
+                    })
+                })
+                .map(|policy| policy.name.clone())
+                .collect()
+        };
+        let policies_now: Vec<String> = prepared
+            .policies
+            .iter()
+            .map(|policy| {
+                format!(
+                    "{}@{}",
+                    policy.name,
+                    short_hash(&policy.compiled.module_hash)
+                )
+            })
+            .collect();
+        self.board.set_grants(&prepared.policies);
+        let removed = self
+            .runner
+            .pipeline
+            .replace_policies(std::mem::take(&mut prepared.policies));
+        tracing::info!(changes = ?prepared.changes, ?removed, "reloaded");
+        self.append(&Entry::Reload {
+            why: prepared.why.clone(),
+            result: "loaded".to_owned(),
+            changes: prepared.changes.clone(),
+            policies: policies_now,
+            reason: None,
+        });
+        self.board.reloaded(
+            prepared.why.clone(),
+            ReloadOutcome::Loaded {
+                changes: prepared.changes.clone(),
+            },
+        );
+        self.publish();
+        prepared.answer();
+        if !fresh.is_empty() {
+            self.with_observer(|runner, observer, ids| {
+                runner.startup_of(|name| fresh.contains(name), None, ids, observer)
+            });
         }
     }
 

@@ -23,7 +23,7 @@ use std::time::Instant;
 pub const MAX_REPORTS: usize = 1024;
 
 /// Something a source says that is not an event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Report {
     /// Input that could not be understood; the source goes on.
     BadInput {
@@ -41,6 +41,13 @@ pub enum Report {
     Resync { source: String, why: String },
     /// The queue was full and refused an event.
     Dropped(Box<DroppedEvent>),
+    /// A reload is ready: swap these policies in before the next event.
+    Reload(Box<crate::reload::Prepared>),
+    /// A reload failed; the running policies stay.
+    ReloadRejected {
+        why: String,
+        outcome: crate::reload::ReloadOutcome,
+    },
 }
 
 /// What the loop gets from [`Inbox::next`].
@@ -169,7 +176,10 @@ impl Inbox {
                     counters.last_problem = Some(message.clone());
                 }
             }
-            Report::Resync { .. } | Report::Dropped(_) => {}
+            Report::Resync { .. }
+            | Report::Dropped(_)
+            | Report::Reload(_)
+            | Report::ReloadRejected { .. } => {}
         }
         queue_report(&mut state, report);
         drop(state);

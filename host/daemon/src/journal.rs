@@ -157,7 +157,19 @@ pub enum Entry {
         reason: String,
         text: String,
     },
-    /// Anything else worth recording: start, stop, reload, queue overflow.
+    /// A reload of the config and policies: `loaded` (with what changed and the policies now
+    /// in force, as `name@module-hash`) or `rejected` (with the reason; the old ones stay).
+    Reload {
+        why: String,
+        result: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        changes: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        policies: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Anything else worth recording: start, stop, queue overflow.
     Note { message: String },
 }
 
@@ -207,6 +219,7 @@ impl Entry {
             Entry::PlanEnd { .. } => "plan-end",
             Entry::Alert { .. } => "alert",
             Entry::BadInput { .. } => "bad-input",
+            Entry::Reload { .. } => "reload",
             Entry::Note { .. } => "note",
         }
     }

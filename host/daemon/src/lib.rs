@@ -36,6 +36,7 @@ pub mod keepalived_fifo;
 pub mod pidfile;
 pub mod queue;
 pub mod reconcile;
+pub mod reload;
 pub mod source_thread;
 pub mod status;
 

@@ -10,6 +10,7 @@ use crate::control::ControlStats;
 use crate::inbox::{Inbox, SourceCounters};
 use crate::journal::DecisionOutcome;
 use crate::queue::QueueStats;
+use crate::reload::ReloadOutcome;
 use haven_core::{CarpStatus, HastStatus, Machine, MountStatus, ServiceStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -54,6 +55,28 @@ pub struct Status {
     pub last_decisions: Vec<RecentDecision>,
     /// The latest alerts, oldest first.
     pub alerts: Vec<RecentAlert>,
+    /// Reloads since start: loaded, and rejected.
+    pub reloads: ReloadCounts,
+    /// The last reload's outcome, if there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reload: Option<LastReload>,
+}
+
+/// How many reloads were loaded and rejected since the daemon started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ReloadCounts {
+    pub loaded: u64,
+    pub rejected: u64,
+}
+
+/// The last reload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LastReload {
+    pub uptime_ms: u64,
+    pub why: String,
+    pub outcome: ReloadOutcome,
 }
 
 /// A loaded policy and what it has done.
@@ -133,6 +156,10 @@ struct Board {
     decisions_total: u64,
     /// Threads in [`StatusBoard::wait_for_decisions`]: only then is a decision signalled.
     waiters: usize,
+    reloads: ReloadCounts,
+    last_reload: Option<LastReload>,
+    /// Bumped on every reload outcome, for [`StatusBoard::wait_for_reloads`].
+    reload_generation: u64,
 }
 
 /// The shared board; clones are handles to the same one.
@@ -159,6 +186,9 @@ impl StatusBoard {
                 journal_errors: 0,
                 decisions_total: 0,
                 waiters: 0,
+                reloads: ReloadCounts::default(),
+                last_reload: None,
+                reload_generation: 0,
             })),
             decided: Arc::new(Condvar::new()),
         }
@@ -213,9 +243,19 @@ impl StatusBoard {
     /// `deadline`; returns the count then. For benchmarks and tests that must know when the
     /// daemon has decided, without polling.
     pub fn wait_for_decisions(&self, count: u64, deadline: Instant) -> u64 {
+        self.wait_until(deadline, |board| board.decisions_total >= count)
+            .decisions_total
+    }
+
+    /// Wait until `done` holds for the board, or until `deadline`.
+    fn wait_until(
+        &self,
+        deadline: Instant,
+        done: impl Fn(&Board) -> bool,
+    ) -> MutexGuard<'_, Board> {
         let mut board = self.lock();
         board.waiters += 1;
-        while board.decisions_total < count {
+        while !done(&board) {
             let now = Instant::now();
             if now >= deadline {
                 break;
@@ -227,7 +267,7 @@ impl StatusBoard {
                 .0;
         }
         board.waiters -= 1;
-        board.decisions_total
+        board
     }
 
     /// Add an alert, forgetting the oldest beyond [`ALERTS_KEPT`].
@@ -237,6 +277,58 @@ impl StatusBoard {
             board.alerts.pop_front();
         }
         board.alerts.push_back(alert);
+    }
+
+    /// The grants in force changed (a reload): what status shows follows them.
+    pub fn set_grants(&self, policies: &[haven_runtime::LoadedPolicy]) {
+        let mut board = self.lock();
+        let identity = &mut board.identity;
+        identity.granted_hast = policies
+            .iter()
+            .flat_map(|p| p.grants().hast_resources.iter().cloned())
+            .collect();
+        identity.granted_mountpoints = policies
+            .iter()
+            .flat_map(|p| p.grants().mounts.iter().map(|m| m.mountpoint.clone()))
+            .collect();
+        identity.granted_services = policies
+            .iter()
+            .flat_map(|p| p.grants().services.iter().cloned())
+            .collect();
+    }
+
+    /// Record a reload's outcome.
+    pub fn reloaded(&self, why: String, outcome: ReloadOutcome) {
+        let mut board = self.lock();
+        match outcome {
+            ReloadOutcome::Loaded { .. } => board.reloads.loaded += 1,
+            ReloadOutcome::Rejected { .. } => board.reloads.rejected += 1,
+            ReloadOutcome::Unchanged => {}
+        }
+        let uptime_ms = u64::try_from(board.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        board.last_reload = Some(LastReload {
+            uptime_ms,
+            why,
+            outcome,
+        });
+        board.reload_generation += 1;
+        let waiting = board.waiters > 0;
+        drop(board);
+        if waiting {
+            self.decided.notify_all();
+        }
+    }
+
+    /// Reload outcomes (loaded or rejected) recorded since the daemon started.
+    pub fn reload_generation(&self) -> u64 {
+        self.lock().reload_generation
+    }
+
+    /// Wait until at least `count` reload outcomes were recorded, or until `deadline`; returns
+    /// the count then (for the reload benchmark and tests).
+    pub fn wait_for_reloads(&self, count: u64, deadline: Instant) -> u64 {
+        self.wait_until(deadline, |board| board.reload_generation >= count)
+            .reload_generation
     }
 
     /// Count a failed journal write.
@@ -287,6 +379,8 @@ impl StatusBoard {
             running: board.running.clone(),
             last_decisions: board.decisions.iter().cloned().collect(),
             alerts: board.alerts.iter().cloned().collect(),
+            reloads: board.reloads,
+            last_reload: board.last_reload.clone(),
         }
     }
 }

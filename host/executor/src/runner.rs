@@ -122,10 +122,23 @@ impl<E: Executor> Runner<E> {
         ids: &mut dyn FnMut() -> u64,
         observer: &mut dyn Observer,
     ) {
+        self.startup_of(|_| true, interrupted, ids, observer);
+    }
+
+    /// [`Runner::startup`] for the policies `wanted` names only (a reload tells the policies
+    /// it added or changed).
+    pub fn startup_of(
+        &mut self,
+        wanted: impl Fn(&str) -> bool,
+        interrupted: Option<(&str, &InterruptedStep)>,
+        ids: &mut dyn FnMut() -> u64,
+        observer: &mut dyn Observer,
+    ) {
         let deliveries = self
             .pipeline
             .startup_events()
             .into_iter()
+            .filter(|(policy, _)| wanted(policy))
             .map(|(policy, mut event)| {
                 if let (Event::Startup(state), Some((owner, step))) = (&mut event, interrupted)
                     && owner == policy

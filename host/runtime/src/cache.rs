@@ -61,6 +61,45 @@ impl ArtifactCache {
         }
     }
 
+    /// Remove stale entries: those compiled by another engine (an older wasmtime, other
+    /// settings), and those of modules not in `keep` beyond the `keep_recent` most recently
+    /// written (so that rolling back to a recent version stays near-instant). Returns how many
+    /// files were removed; failures are logged, never fatal.
+    pub fn clean(&self, keep: &std::collections::BTreeSet<String>, keep_recent: usize) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let suffix = format!("-{}.cwasm", self.engine_hash);
+        let mut ours = Vec::new();
+        let mut stale = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".cwasm") {
+                continue;
+            }
+            match name.strip_suffix(&suffix) {
+                Some(hash) if keep.contains(hash) => {}
+                Some(_) => {
+                    let written = entry.metadata().and_then(|m| m.modified()).ok();
+                    ours.push((written, entry.path()));
+                }
+                None => stale.push(entry.path()),
+            }
+        }
+        ours.sort_by_key(|entry| std::cmp::Reverse(entry.0));
+        stale.extend(ours.into_iter().skip(keep_recent).map(|(_, path)| path));
+        let mut removed = 0;
+        for path in stale {
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "cannot remove a stale cache entry")
+                }
+            }
+        }
+        removed
+    }
+
     /// Store a compiled component. Failing to write is logged, never fatal: the cache only
     /// saves time.
     pub fn store(&self, module_hash: &str, component: &Component) {

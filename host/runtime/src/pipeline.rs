@@ -118,6 +118,25 @@ impl Pipeline {
         &self.policies
     }
 
+    /// Swap in a new set of policies between two events (a reload). A policy that stays (by
+    /// name) keeps its key-value store and counters; a policy that is gone loses them, and its
+    /// timers are cancelled. Returns the names of the policies that are gone.
+    pub fn replace_policies(&mut self, policies: Vec<LoadedPolicy>) -> Vec<String> {
+        let removed: Vec<String> = self
+            .policies
+            .iter()
+            .map(|policy| policy.name.clone())
+            .filter(|name| !policies.iter().any(|policy| &policy.name == name))
+            .collect();
+        for name in &removed {
+            self.kv.remove(name);
+            self.stats.remove(name);
+            self.machine_mut().timers.remove(name);
+        }
+        self.policies = policies;
+        removed
+    }
+
     /// The machine model.
     pub fn machine(&self) -> &Machine {
         &self.machine

@@ -259,6 +259,17 @@ impl Runtime {
         })
     }
 
+    /// Remove stale artifact cache entries (see [`ArtifactCache::clean`]); 0 without a cache.
+    pub fn clean_cache(
+        &self,
+        keep: &std::collections::BTreeSet<String>,
+        keep_recent: usize,
+    ) -> usize {
+        self.cache
+            .as_ref()
+            .map_or(0, |cache| cache.clean(keep, keep_recent))
+    }
+
     /// Admit, compile (or fetch from the cache), link and describe a module.
     pub fn compile(&self, bytes: &[u8]) -> Result<CompiledPolicy, LoadError> {
         let started = Instant::now();

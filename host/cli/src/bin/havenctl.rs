@@ -16,6 +16,7 @@ use haven_cli::{check, demo, scaffold, scenario, simulate};
 use haven_core::Config;
 use haven_daemon::control::{self, Request, Response};
 use haven_daemon::journal::Journal;
+use haven_daemon::reload::ReloadOutcome;
 use haven_daemon::status::Status;
 use haven_runtime::{LoadedPolicy, Runtime, RuntimeError, RuntimeOptions};
 use std::path::{Path, PathBuf};
@@ -323,6 +324,9 @@ fn test_command(runtime: &Arc<Runtime>, module: &Path, scenarios: &[PathBuf]) ->
 /// the daemon answers from a thread that never waits on a plan.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long `havenctl reload` waits: longer than havend's own wait for the outcome.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(12);
+
 /// The commands that talk to a running daemon (no policy runtime needed); `None` for others.
 fn daemon_command(cli: &Cli) -> Result<Option<ExitCode>> {
     let request = match &cli.command {
@@ -352,7 +356,12 @@ fn daemon_command(cli: &Cli) -> Result<Option<ExitCode>> {
         }
         _ => return Ok(None),
     };
-    let response = control::send(&cli.control_dir, &request, CONTROL_TIMEOUT)?;
+    // A reload compiles modules before it answers.
+    let timeout = match request {
+        Request::Reload => RELOAD_TIMEOUT,
+        _ => CONTROL_TIMEOUT,
+    };
+    let response = control::send(&cli.control_dir, &request, timeout)?;
     let body = match response {
         Response::Ok { body } => body,
         Response::Error { message } => {
@@ -367,6 +376,11 @@ fn daemon_command(cli: &Cli) -> Result<Option<ExitCode>> {
                 .context("havend's status is not what havenctl expects")?;
             print!("{}", daemon_view::render_status(&status));
         }
+        Command::Reload => match serde_json::from_value(body)? {
+            ReloadOutcome::Loaded { changes } => println!("loaded: {}", changes.join("; ")),
+            ReloadOutcome::Unchanged => println!("unchanged"),
+            ReloadOutcome::Rejected { reason } => println!("rejected: {reason}"),
+        },
         // Hooks print nothing on success: hastd and ucarp log their children's output.
         Command::HastHook { .. } | Command::Hook { .. } => {}
         _ => println!("{body}"),

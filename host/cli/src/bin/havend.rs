@@ -7,7 +7,8 @@
 //! havend -c haven.toml --check                              # check the config and exit
 //! ```
 //!
-//! SIGTERM and SIGINT stop it after the running step (never in the middle of one). A config
+//! SIGTERM and SIGINT stop it after the running step (never in the middle of one); SIGHUP
+//! reloads the config and policies (so does a change to their files). A config
 //! error at start exits with status 2 and names the file, the line and the reason; any other
 //! failure to start exits with status 1.
 
@@ -117,7 +118,8 @@ async fn wait_for_stop(daemon: &Daemon) -> anyhow::Result<()> {
             _ = term.recv() => { tracing::info!("SIGTERM"); return Ok(()) }
             _ = int.recv() => { tracing::info!("SIGINT"); return Ok(()) }
             _ = hup.recv() => {
-                tracing::warn!("SIGHUP: reloading is not supported by this havend yet; restart it");
+                tracing::info!("SIGHUP: reloading the config and policies");
+                daemon.reload("SIGHUP");
             }
             _ = watchdog.tick() => {
                 if daemon.loop_finished() {

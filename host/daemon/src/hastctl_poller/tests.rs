@@ -1,10 +1,10 @@
 use super::*;
 use crate::source_thread::assert_joined;
 use haven_core::{HastReplication, HastRole};
+use haven_executor::command::process_gone;
+use haven_test_artifacts::standin::{hastctl_list, run_once, write_script};
 use nix::errno::Errno;
 use nix::unistd::Pid;
-use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 use std::sync::mpsc;
 use std::sync::mpsc::TryRecvError;
 use std::time::Instant;
@@ -52,38 +52,10 @@ fi
 exec cat "$dir/state"
 "#;
 
-const STATISTICS: &str = "  statistics:
-    reads: 19
-    writes: 20
-    deletes: 0
-    flushes: 3
-    activemap updates: 5
-    local errors: read: 0, write: 0, delete: 0, flush: 0
-    queues: local: 0, send: 0, recv: 0, done: 0, idle: 0
-";
-
-/// One resource as `hastctl list` prints it (sbin/hastctl/hastctl.c, `control_list()`).
-fn block(name: &str, role: &str, status: &str, dirty: &str) -> String {
-    format!(
-        "{name}:
-  role: {role}
-  provname: {name}
-  localpath: /dev/ada1
-  extentsize: 2097152 (2.0MB)
-  keepdirty: 64
-  remoteaddr: 192.168.1.52
-  replication: memsync
-  status: {status}
-  workerpid: 1234
-  dirty: {dirty}
-{STATISTICS}"
-    )
-}
-
 /// `test`: primary, complete, nothing dirty; `db`: primary, degraded, 1 MiB dirty.
 fn two_primaries() -> String {
-    block("test", "primary", "complete", "0 (0B)")
-        + &block("db", "primary", "degraded", "1048576 (1.0MB)")
+    hastctl_list("test", "primary", "complete", "0 (0B)")
+        + &hastctl_list("db", "primary", "degraded", "1048576 (1.0MB)")
 }
 
 fn status(
@@ -131,35 +103,17 @@ impl Standin {
     fn new(state: &str) -> Standin {
         let dir = tempfile::tempdir().unwrap();
         let program = dir.path().join("hastctl");
-        std::fs::write(&program, STANDIN).unwrap();
-        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        write_script(&program, STANDIN);
         let standin = Standin { dir, program };
         standin.set_state(state);
-        standin.wait_until_executable();
+        // Run once, before the poller may: see `run_once`.
+        let output = run_once(&standin.program);
+        assert_eq!(output.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8_lossy(&output.stderr),
+            "hastctl: unknown command: probe\n"
+        );
         standin
-    }
-
-    /// Another test thread that forks while the script is open for writing makes exec fail
-    /// with ETXTBSY until that child execs; retry until the script runs once.
-    fn wait_until_executable(&self) {
-        let started = Instant::now();
-        loop {
-            match Command::new(&self.program).arg("probe").output() {
-                Ok(output) => {
-                    assert_eq!(output.status.code(), Some(1));
-                    assert_eq!(
-                        String::from_utf8_lossy(&output.stderr),
-                        "hastctl: unknown command: probe\n"
-                    );
-                    return;
-                }
-                Err(error) if error.raw_os_error() == Some(Errno::ETXTBSY as i32) => {
-                    assert!(started.elapsed() < DEADLINE, "the stand-in stays busy");
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(error) => panic!("cannot run the stand-in: {error}"),
-            }
-        }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -184,6 +138,17 @@ impl Standin {
     fn pid(&self, name: &str) -> Pid {
         let text = std::fs::read_to_string(self.path(name)).unwrap();
         Pid::from_raw(text.trim().parse().unwrap())
+    }
+
+    /// The run that hung was reaped (so it is gone at once) and its `sleep`, in the same
+    /// process group, was killed too (its new parent may take a moment to reap it).
+    fn assert_run_gone(&self) {
+        assert_eq!(
+            nix::sys::signal::kill(self.pid("pid"), None),
+            Err(Errno::ESRCH)
+        );
+        let sleep = self.pid("sleep.pid");
+        wait_until("the stand-in's sleep is dead", || process_gone(sleep));
     }
 
     fn options(&self, interval: Duration, timeout: Duration) -> HastctlOptions {
@@ -241,25 +206,6 @@ fn assert_quiet(poller: &HastctlPoller, rx: &Receiver<HastMessage>, more: u64) {
     let target = poller.stats().polls + more;
     wait_until("the poller ran again", || poller.stats().polls >= target);
     assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
-}
-
-/// The process is gone: reaped, or (for a grandchild, which its new parent reaps) at least
-/// dead.
-fn dead(pid: Pid) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => true,
-            // `pid (comm) state ...`; comm may hold spaces, so look after the last `)`.
-            Ok(stat) => stat
-                .rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        nix::sys::signal::kill(pid, None) == Err(Errno::ESRCH)
-    }
 }
 
 // -------------------------------------------------------------------------- pure helpers
@@ -395,12 +341,7 @@ fn poll_once_kills_and_reaps_a_run_past_its_deadline() {
     );
     // The stand-in was reaped before poll_once returned; its `sleep`, in the same process
     // group, was killed too.
-    assert_eq!(
-        nix::sys::signal::kill(standin.pid("pid"), None),
-        Err(Errno::ESRCH)
-    );
-    let sleep = standin.pid("sleep.pid");
-    wait_until("the stand-in's sleep is dead", || dead(sleep));
+    standin.assert_run_gone();
 }
 
 // -------------------------------------------------------------------------------- poller
@@ -413,8 +354,8 @@ fn snapshot_then_role_and_dirty_changes_then_quiet() {
 
     // primary → secondary: the secondary's dirty count is not kept.
     standin.set_state(
-        &(block("test", "secondary", "complete", "0 (0B)")
-            + &block("db", "primary", "degraded", "1048576 (1.0MB)")),
+        &(hastctl_list("test", "secondary", "complete", "0 (0B)")
+            + &hastctl_list("db", "primary", "degraded", "1048576 (1.0MB)")),
     );
     assert_eq!(
         next(&rx),
@@ -429,8 +370,8 @@ fn snapshot_then_role_and_dirty_changes_then_quiet() {
 
     // The degraded primary's dirty count changes.
     standin.set_state(
-        &(block("test", "secondary", "complete", "0 (0B)")
-            + &block("db", "primary", "degraded", "2097152 (2.0MB)")),
+        &(hastctl_list("test", "secondary", "complete", "0 (0B)")
+            + &hastctl_list("db", "primary", "degraded", "2097152 (2.0MB)")),
     );
     assert_eq!(
         next(&rx),
@@ -458,8 +399,8 @@ fn resources_appearing_and_vanishing() {
     let (poller, rx) = start(standin.options(INTERVAL, DEADLINE));
     assert_eq!(next(&rx), HastMessage::Snapshot(two_primaries_parsed()));
     standin.set_state(
-        &(block("test", "primary", "complete", "0 (0B)")
-            + &block("spare", "init", "complete", "0 (0B)")),
+        &(hastctl_list("test", "primary", "complete", "0 (0B)")
+            + &hastctl_list("spare", "init", "complete", "0 (0B)")),
     );
     assert_eq!(
         next(&rx),
@@ -500,7 +441,7 @@ fn garbage_output_is_reported_and_polling_recovers() {
     );
 
     // Garbage later: the next good poll is compared with the last good one.
-    let mut broken = block("test", "primary", "complete", "0 (0B)");
+    let mut broken = hastctl_list("test", "primary", "complete", "0 (0B)");
     broken.push_str("db:\n  role: sideways\n");
     standin.set_state(&broken);
     match next(&rx) {
@@ -510,8 +451,8 @@ fn garbage_output_is_reported_and_polling_recovers() {
         other => panic!("{other:?}"),
     }
     standin.set_state(
-        &(block("test", "primary", "complete", "0 (0B)")
-            + &block("db", "primary", "complete", "0 (0B)")),
+        &(hastctl_list("test", "primary", "complete", "0 (0B)")
+            + &hastctl_list("db", "primary", "complete", "0 (0B)")),
     );
     assert_eq!(
         next_skipping(&rx, is_bad_output),
@@ -570,12 +511,7 @@ fn a_run_past_its_deadline_is_killed_and_reaped() {
         other => panic!("{other:?}"),
     }
     // Reaped before the message was sent; its `sleep` was killed with the process group.
-    assert_eq!(
-        nix::sys::signal::kill(standin.pid("pid"), None),
-        Err(Errno::ESRCH)
-    );
-    let sleep = standin.pid("sleep.pid");
-    wait_until("the stand-in's sleep is dead", || dead(sleep));
+    standin.assert_run_gone();
     assert_eq!(poller.stats().failures, 1);
     poller.stop();
 }
@@ -630,10 +566,5 @@ fn stop_kills_a_running_command() {
         rx.recv_timeout(DEADLINE),
         Err(RecvTimeoutError::Disconnected)
     );
-    assert_eq!(
-        nix::sys::signal::kill(standin.pid("pid"), None),
-        Err(Errno::ESRCH)
-    );
-    let sleep = standin.pid("sleep.pid");
-    wait_until("the stand-in's sleep is dead", || dead(sleep));
+    standin.assert_run_gone();
 }
