@@ -12,6 +12,7 @@ use haven_core::{
 };
 use haven_daemon::journal::{DecisionOutcome, Entry, Journal, Record};
 use haven_daemon::status::Status;
+use haven_test_artifacts::support::{hastctl_list, run_once, write_script};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rustix::net::sockopt::{Timeout, set_socket_timeout};
@@ -21,7 +22,7 @@ use rustix::net::{
 use std::fs;
 use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -123,6 +124,15 @@ impl Setup {
             .tempdir_in("/tmp")
             .expect("creating a temporary directory");
         Setup { dir }
+    }
+
+    /// A setup with the `hastctl` stand-in (resource `test`: secondary, in sync) and a config
+    /// with `options`.
+    fn with(options: &Options) -> Setup {
+        let setup = Setup::new();
+        setup.install_hastctl(&hast_list("secondary", "complete", "0 (0B)"));
+        setup.write_config(options);
+        setup
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -239,19 +249,10 @@ hastctl = {hastctl}
     fn install_hastctl(&self, output: &str) {
         self.set_hastctl_output(output);
         let program = self.hastctl();
-        fs::write(&program, HASTCTL_STANDIN).unwrap();
-        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
-        // Another test thread that forks while the script is open for writing makes exec
-        // fail with ETXTBSY until that child execs: run it once before havend may.
-        let usable = poll_until(|| match Command::new(&program).arg("probe").output() {
-            Ok(output) => {
-                assert_eq!(output.status.code(), Some(1), "{output:?}");
-                Some(())
-            }
-            Err(error) if error.raw_os_error() == Some(nix::errno::Errno::ETXTBSY as i32) => None,
-            Err(error) => panic!("cannot run the hastctl stand-in: {error}"),
-        });
-        assert!(usable.is_some(), "the hastctl stand-in stays busy");
+        write_script(&program, HASTCTL_STANDIN);
+        // Run once, before havend may: see `run_once`.
+        let output = run_once(&program);
+        assert_eq!(output.status.code(), Some(1), "{output:?}");
     }
 
     /// What the stand-in's next `hastctl list` prints.
@@ -284,34 +285,9 @@ done
 exec cat "$dir/hastctl.out"
 "#;
 
-/// `hastctl list` for resource `test` (sbin/hastctl/hastctl.c, `control_list()`).
+/// `hastctl list` for the seed's resource `test`.
 fn hast_list(role: &str, status: &str, dirty: &str) -> String {
-    format!(
-        "test:
-  role: {role}
-  provname: test
-  localpath: /dev/ada1
-  extentsize: 2097152 (2.0MB)
-  keepdirty: 64
-  remoteaddr: 192.168.1.52
-  replication: memsync
-  status: {status}
-  workerpid: 1234
-  dirty: {dirty}
-  statistics:
-    reads: 19
-    writes: 20
-    deletes: 0
-    flushes: 3
-    activemap updates: 5
-    local errors: read: 0, write: 0, delete: 0, flush: 0
-    queues: local: 0, send: 0, recv: 0, done: 0, idle: 0
-"
-    )
-}
-
-fn secondary_in_sync() -> String {
-    hast_list("secondary", "complete", "0 (0B)")
+    hastctl_list("test", role, status, dirty)
 }
 
 // --------------------------------------------------------------------------- devd stand-in
@@ -385,6 +361,13 @@ impl Havend {
         daemon
     }
 
+    /// Start havend and wait until its first startup event is decided.
+    fn start_up(setup: &Setup, args: &[&str]) -> Havend {
+        let daemon = Havend::start(setup, args);
+        wait_started(&daemon);
+        daemon
+    }
+
     fn pid(&self) -> Pid {
         Pid::from_raw(i32::try_from(self.child.id()).unwrap())
     }
@@ -449,6 +432,37 @@ impl Havend {
     fn wait_status<T>(&self, what: &str, mut probe: impl FnMut(&Status) -> Option<T>) -> T {
         poll_until(|| probe(&self.status()))
             .unwrap_or_else(|| panic!("timed out waiting for {what}\n{}", self.diagnostics()))
+    }
+
+    /// Wait until `havenctl status` says the source `name` is up.
+    fn wait_source_up(&self, name: &str) {
+        self.wait_status(&format!("the {name} source up"), |status| {
+            status
+                .sources
+                .get(name)
+                .is_some_and(|counters| counters.up == Some(true))
+                .then_some(())
+        });
+    }
+
+    /// Wait until the `n`th (from 0) handled `carp-changed` event from `source` is journaled;
+    /// its change.
+    fn wait_carp_change(&self, what: &str, source: &str, n: usize) -> CarpChange {
+        self.wait_journal(what, |records| {
+            carp_events(records, source)
+                .get(n)
+                .map(|(_, change)| (*change).clone())
+        })
+    }
+
+    /// Wait until a `bad-input` record from `source` quotes a text holding `quoting`.
+    fn wait_bad_input(&self, what: &str, source: &str, quoting: &str) {
+        self.wait_journal(what, |records| {
+            bad_inputs(records)
+                .into_iter()
+                .find(|(from, _, text)| *from == source && text.contains(quoting))
+                .map(|_| ())
+        });
     }
 
     /// The journal and the end of havend's stderr, for failure messages.
@@ -639,21 +653,54 @@ fn stderr_text(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// havenctl exited 1 because havend refused what it sent, with a reason naming `naming`.
+fn assert_refused(output: &Output, naming: &str) {
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = stderr_text(output);
+    assert!(
+        stderr.starts_with("havenctl: havend refused: ") && stderr.contains(naming),
+        "{stderr}"
+    );
+}
+
+/// Start havend on a setup whose config has `[sources.devd]`, with a devd stand-in to connect
+/// to: the stand-in, the daemon and its connection, once the startup event is decided.
+fn start_with_devd(setup: &Setup) -> (DevdServer, Havend, OwnedFd) {
+    let devd = DevdServer::bind(&setup.devd_socket());
+    let daemon = Havend::start(setup, &[]);
+    let connection = devd.accept();
+    wait_started(&daemon);
+    (devd, daemon, connection)
+}
+
+/// Start havend with a keepalived FIFO (VI_1 as vhid 1 on `interface`), once it holds the FIFO
+/// open (the source is up): the setup and the daemon.
+fn start_with_fifo(interface: &'static str) -> (Setup, Havend) {
+    let setup = Setup::with(&Options {
+        hastctl_interval_ms: Some(FOREVER_MS),
+        keepalived_interface: Some(interface),
+        ..Options::default()
+    });
+    nix::unistd::mkfifo(
+        &setup.fifo(),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let daemon = Havend::start(&setup, &[]);
+    daemon.wait_source_up("keepalived");
+    (setup, daemon)
+}
+
 // ----------------------------------------------------------------------------------- tests
 
 #[test]
 fn devd_lines_are_handled_in_order_bad_lines_survived_and_a_reconnect_resyncs() {
-    let setup = Setup::new();
-    setup.install_hastctl(&secondary_in_sync());
-    setup.write_config(&Options {
+    let setup = Setup::with(&Options {
         devd: true,
         hastctl_interval_ms: Some(FOREVER_MS),
         ..Options::default()
     });
-    let devd = DevdServer::bind(&setup.devd_socket());
-    let daemon = Havend::start(&setup, &[]);
-    let connection = devd.accept();
-    wait_started(&daemon);
+    let (devd, daemon, connection) = start_with_devd(&setup);
 
     // CARP master: the seed promotes.
     send_line(&connection, CARP_MASTER);
@@ -775,14 +822,11 @@ fn devd_lines_are_handled_in_order_bad_lines_survived_and_a_reconnect_resyncs() 
 
 #[test]
 fn concurrent_hast_hooks_are_each_queued_and_handled() {
-    let setup = Setup::new();
-    setup.install_hastctl(&secondary_in_sync());
-    setup.write_config(&Options {
+    let setup = Setup::with(&Options {
         hastctl_interval_ms: Some(FOREVER_MS),
         ..Options::default()
     });
-    let daemon = Havend::start(&setup, &[]);
-    wait_started(&daemon);
+    let daemon = Havend::start_up(&setup, &[]);
 
     let hooks: [&[&str]; 8] = [
         &["role", "test", "secondary", "primary"],
@@ -895,19 +939,8 @@ fn concurrent_hast_hooks_are_each_queued_and_handled() {
 
     // Arguments hastd never sends: refused to the caller, journaled as bad input.
     let output = daemon.havenctl(&["hast-hook", "bogus", "test"]);
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
-    let stderr = stderr_text(&output);
-    assert!(
-        stderr.starts_with("havenctl: havend refused: ")
-            && stderr.contains("\"bogus\" is not one of role, connect"),
-        "{stderr}"
-    );
-    daemon.wait_journal("the bogus hook's bad-input record", |records| {
-        bad_inputs(records)
-            .into_iter()
-            .find(|(source, _, text)| *source == "hast-hook" && text.contains("bogus"))
-            .map(|_| ())
-    });
+    assert_refused(&output, "\"bogus\" is not one of role, connect");
+    daemon.wait_bad_input("the bogus hook's bad-input record", "hast-hook", "bogus");
     let status = daemon.status();
     assert_eq!(status.sources["hast-hook"].events, 8, "{status:?}");
     assert_eq!(status.sources["hast-hook"].bad_input, 1, "{status:?}");
@@ -915,16 +948,13 @@ fn concurrent_hast_hooks_are_each_queued_and_handled() {
 
 #[test]
 fn ucarp_hooks_are_mapped_to_their_vhid_and_take_previous_from_the_model() {
-    let setup = Setup::new();
-    setup.install_hastctl(&secondary_in_sync());
     // 127.0.0.77 is not on lo: startup reads vhid 1 as backup.
-    setup.write_config(&Options {
+    let setup = Setup::with(&Options {
         hastctl_interval_ms: Some(FOREVER_MS),
         carp: Some(("lo", "127.0.0.77")),
         ..Options::default()
     });
-    let daemon = Havend::start(&setup, &[]);
-    wait_started(&daemon);
+    let daemon = Havend::start_up(&setup, &[]);
     let startup_state = daemon.wait_journal("the startup event", |records| {
         events(records)
             .into_iter()
@@ -959,28 +989,18 @@ fn ucarp_hooks_are_mapped_to_their_vhid_and_take_previous_from_the_model() {
     // ucarp's down script, with its optional extra parameter.
     let output = daemon.havenctl(&["hook", "ucarp", "down", "lo", "127.0.0.77", "x"]);
     assert!(output.status.success(), "{output:?}");
-    let change = daemon.wait_journal("the ucarp down event", |records| {
-        carp_events(records, "ucarp")
-            .get(1)
-            .map(|(_, change)| (*change).clone())
-    });
+    let change = daemon.wait_carp_change("the ucarp down event", "ucarp", 1);
     assert_eq!(change.state, CarpState::Backup);
     assert_eq!(change.previous, Some(CarpState::Master));
 
     // An address no [[carp]] entry names.
     let output = daemon.havenctl(&["hook", "ucarp", "up", "lo", "127.0.0.99"]);
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
-    let stderr = stderr_text(&output);
-    assert!(
-        stderr.starts_with("havenctl: havend refused: ") && stderr.contains("127.0.0.99"),
-        "{stderr}"
+    assert_refused(&output, "127.0.0.99");
+    daemon.wait_bad_input(
+        "the unmapped address's bad-input record",
+        "ucarp",
+        "127.0.0.99",
     );
-    daemon.wait_journal("the unmapped address's bad-input record", |records| {
-        bad_inputs(records)
-            .into_iter()
-            .find(|(source, _, text)| *source == "ucarp" && text.contains("127.0.0.99"))
-            .map(|_| ())
-    });
     let records = daemon.records();
     assert_eq!(carp_events(&records, "ucarp").len(), 2);
     assert_ids_increase(&records);
@@ -988,26 +1008,7 @@ fn ucarp_hooks_are_mapped_to_their_vhid_and_take_previous_from_the_model() {
 
 #[test]
 fn keepalived_fifo_lines_become_carp_events_and_garbage_is_bad_input() {
-    let setup = Setup::new();
-    setup.install_hastctl(&secondary_in_sync());
-    nix::unistd::mkfifo(
-        &setup.fifo(),
-        nix::sys::stat::Mode::from_bits_truncate(0o600),
-    )
-    .unwrap();
-    setup.write_config(&Options {
-        hastctl_interval_ms: Some(FOREVER_MS),
-        keepalived_interface: Some("eth0"),
-        ..Options::default()
-    });
-    let daemon = Havend::start(&setup, &[]);
-    daemon.wait_status("the FIFO open", |status| {
-        status
-            .sources
-            .get("keepalived")
-            .is_some_and(|counters| counters.up == Some(true))
-            .then_some(())
-    });
+    let (setup, daemon) = start_with_fifo("eth0");
     // havend holds the FIFO open, so a non-blocking open for writing succeeds.
     let mut fifo = fs::OpenOptions::new()
         .write(true)
@@ -1026,11 +1027,7 @@ fn keepalived_fifo_lines_become_carp_events_and_garbage_is_bad_input() {
     }
     fifo.write_all(text.as_bytes()).unwrap();
 
-    let change = daemon.wait_journal("the MASTER transition", |records| {
-        carp_events(records, "keepalived")
-            .first()
-            .map(|(_, change)| (*change).clone())
-    });
+    let change = daemon.wait_carp_change("the MASTER transition", "keepalived", 0);
     assert_eq!(
         change,
         CarpChange {
@@ -1051,11 +1048,7 @@ fn keepalived_fifo_lines_become_carp_events_and_garbage_is_bad_input() {
 
     // Still reading; keepalived gives no previous state, the model does.
     fifo.write_all(b"INSTANCE \"VI_1\" BACKUP 100\n").unwrap();
-    let change = daemon.wait_journal("the BACKUP transition", |records| {
-        carp_events(records, "keepalived")
-            .get(1)
-            .map(|(_, change)| (*change).clone())
-    });
+    let change = daemon.wait_carp_change("the BACKUP transition", "keepalived", 1);
     assert_eq!(change.state, CarpState::Backup);
     assert_eq!(change.previous, Some(CarpState::Master));
     let status = daemon.status();
@@ -1072,16 +1065,9 @@ fn hastctl_changes_are_events_and_garbage_output_is_survived() {
         hastctl_interval_ms: Some(20),
         ..Options::default()
     });
-    let daemon = Havend::start(&setup, &[]);
-    wait_started(&daemon);
-    // The poller's first snapshot equals what startup read: no event.
-    daemon.wait_status("the first hastctl poll", |status| {
-        status
-            .sources
-            .get("hastctl")
-            .is_some_and(|counters| counters.up == Some(true))
-            .then_some(())
-    });
+    let daemon = Havend::start_up(&setup, &[]);
+    // Up after the first poll, whose snapshot equals what startup read: no event.
+    daemon.wait_source_up("hastctl");
 
     let hast_events = |records: &[Record]| -> Vec<HastStatus> {
         events(records)
@@ -1110,12 +1096,7 @@ fn hastctl_changes_are_events_and_garbage_output_is_survived() {
 
     let garbage = "hastctl: this is not what hastctl list prints\n";
     setup.set_hastctl_output(garbage);
-    daemon.wait_journal("hastctl's garbage reported", |records| {
-        bad_inputs(records)
-            .into_iter()
-            .find(|(source, _, text)| *source == "hastctl" && text.contains("not what hastctl"))
-            .map(|_| ())
-    });
+    daemon.wait_bad_input("hastctl's garbage reported", "hastctl", "not what hastctl");
     let status = daemon.status();
     assert!(status.sources["hastctl"].bad_input >= 1, "{status:?}");
 
@@ -1169,18 +1150,13 @@ fn flap_storm(connection: &OwnedFd) {
 
 #[test]
 fn a_flap_storm_accounts_for_every_line() {
-    let setup = Setup::new();
-    setup.install_hastctl(&secondary_in_sync());
-    setup.write_config(&Options {
+    let setup = Setup::with(&Options {
         hold_down_ms: FOREVER_MS,
         devd: true,
         hastctl_interval_ms: Some(FOREVER_MS),
         ..Options::default()
     });
-    let devd = DevdServer::bind(&setup.devd_socket());
-    let daemon = Havend::start(&setup, &[]);
-    let connection = devd.accept();
-    wait_started(&daemon);
+    let (_devd, daemon, connection) = start_with_devd(&setup);
 
     flap_storm(&connection);
     // Each handled event stands for itself and the events it superseded.
@@ -1224,18 +1200,13 @@ fn a_flap_storm_accounts_for_every_line() {
 
 #[test]
 fn flaps_while_the_loop_is_busy_coalesce_into_one_event() {
-    let setup = Setup::new();
-    setup.install_hastctl(&secondary_in_sync());
-    setup.write_config(&Options {
+    let setup = Setup::with(&Options {
         hold_down_ms: FOREVER_MS,
         devd: true,
         hastctl_interval_ms: Some(FOREVER_MS),
         ..Options::default()
     });
-    let devd = DevdServer::bind(&setup.devd_socket());
-    let daemon = Havend::start(&setup, &[]);
-    let connection = devd.accept();
-    wait_started(&daemon);
+    let (devd, daemon, connection) = start_with_devd(&setup);
     // The poller ran once at start; from now on only a resync runs hastctl.
     let runs = poll_until(|| (setup.hastctl_runs() >= 2).then(|| setup.hastctl_runs()))
         .expect("hastctl ran at startup and for the poller's first poll");
@@ -1274,9 +1245,7 @@ fn flaps_while_the_loop_is_busy_coalesce_into_one_event() {
 
 #[test]
 fn a_step_interrupted_by_a_crash_is_handed_to_the_startup_event() {
-    let setup = Setup::new();
-    setup.install_hastctl(&secondary_in_sync());
-    setup.write_config(&Options {
+    let setup = Setup::with(&Options {
         hastctl_interval_ms: Some(FOREVER_MS),
         ..Options::default()
     });
@@ -1377,16 +1346,13 @@ fn a_step_interrupted_by_a_crash_is_handed_to_the_startup_event() {
 
 #[test]
 fn sigterm_stops_cleanly_and_a_held_pid_file_refuses_a_second_daemon() {
-    let setup = Setup::new();
-    setup.install_hastctl(&secondary_in_sync());
-    setup.write_config(&Options {
+    let setup = Setup::with(&Options {
         hastctl_interval_ms: Some(FOREVER_MS),
         ..Options::default()
     });
     let pid_file = setup.path("havend.pid");
     let pid_arg = pid_file.to_str().unwrap();
-    let mut daemon = Havend::start(&setup, &["--pid-file", pid_arg]);
-    wait_started(&daemon);
+    let mut daemon = Havend::start_up(&setup, &["--pid-file", pid_arg]);
     assert_eq!(
         fs::read_to_string(&pid_file).unwrap(),
         format!("{}\n", daemon.child.id())
@@ -1552,26 +1518,7 @@ fn real_keepalived_in_a_network_namespace_reports_master_through_the_fifo() {
         println!("skipped: needs root and keepalived (and ip)");
         return;
     }
-    let setup = Setup::new();
-    setup.install_hastctl(&secondary_in_sync());
-    nix::unistd::mkfifo(
-        &setup.fifo(),
-        nix::sys::stat::Mode::from_bits_truncate(0o600),
-    )
-    .unwrap();
-    setup.write_config(&Options {
-        hastctl_interval_ms: Some(FOREVER_MS),
-        keepalived_interface: Some("hv0"),
-        ..Options::default()
-    });
-    let daemon = Havend::start(&setup, &[]);
-    daemon.wait_status("the FIFO open", |status| {
-        status
-            .sources
-            .get("keepalived")
-            .is_some_and(|counters| counters.up == Some(true))
-            .then_some(())
-    });
+    let (setup, daemon) = start_with_fifo("hv0");
 
     let mut namespace = Namespace::create(format!("haven-test-{}", std::process::id()));
     assert!(namespace.ip_in(&["link", "set", "lo", "up"]));
@@ -1666,14 +1613,11 @@ vrrp_instance VI_1 {{
 
 #[test]
 fn a_second_havend_on_the_same_control_dir_refuses_before_deciding_anything() {
-    let setup = Setup::new();
-    setup.install_hastctl(&secondary_in_sync());
-    setup.write_config(&Options {
+    let setup = Setup::with(&Options {
         hastctl_interval_ms: Some(FOREVER_MS),
         ..Options::default()
     });
-    let daemon = Havend::start(&setup, &[]);
-    wait_started(&daemon);
+    let daemon = Havend::start_up(&setup, &[]);
     // The poller's first run is journaled too; after it the journal stays still.
     daemon.wait_journal("the hastctl poller's first run", |records| {
         notes(records)
@@ -1701,18 +1645,15 @@ fn a_second_havend_on_the_same_control_dir_refuses_before_deciding_anything() {
 
 #[test]
 fn a_failing_command_stops_the_plan_is_journaled_and_goes_back_to_the_policy() {
-    let setup = Setup::new();
     // The stand-in answers `list` (secondary, in sync) and fails anything else, as a hastctl
     // that cannot reach hastd does: `hastctl role primary test` exits 1.
-    setup.install_hastctl(&secondary_in_sync());
-    setup.write_config(&Options {
+    let setup = Setup::with(&Options {
         hastctl_interval_ms: Some(FOREVER_MS),
         carp: Some(("lo", "127.0.0.77")),
         real_executor: true,
         ..Options::default()
     });
-    let daemon = Havend::start(&setup, &[]);
-    wait_started(&daemon);
+    let daemon = Havend::start_up(&setup, &[]);
     let output = daemon.havenctl(&["hook", "ucarp", "up", "lo", "127.0.0.77"]);
     assert!(output.status.success(), "{output:?}");
 

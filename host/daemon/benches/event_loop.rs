@@ -715,6 +715,27 @@ mod bench {
         through_loop: Stats,
     }
 
+    /// Under a header, [`latency`] back to back, then isolated (`pause` after each decision).
+    fn latencies(harness: &Harness, counts: Counts, pause: Duration) -> (Latency, Latency) {
+        print_header("latency: devd line written → decision seen");
+        let mut master = false;
+        let back_to_back = latency(
+            harness,
+            "CARP vhid 1, back to back",
+            counts,
+            Duration::ZERO,
+            &mut master,
+        );
+        let isolated = latency(
+            harness,
+            &format!("CARP vhid 1, isolated ({} ms pause)", pause.as_millis()),
+            counts,
+            pause,
+            &mut master,
+        );
+        (back_to_back, isolated)
+    }
+
     /// `counts.latency` lines alternating MASTER/BACKUP on vhid 1, one at a time, after
     /// `counts.warmup`, with `pause` after each decision.
     fn latency(
@@ -946,6 +967,25 @@ mod bench {
         }
     }
 
+    /// Under a header, the [`baseline`] of the CARP lines [`latencies`] writes: `hot` (as
+    /// back to back), then `paused` (as isolated).
+    fn carp_baselines(
+        config: &Config,
+        hot: (usize, usize, Duration),
+        paused: (usize, usize, Duration),
+    ) -> (Stats, Stats) {
+        print_header("baseline: the same events, no loop");
+        let carp = |index: usize| carp_line(1, index.is_multiple_of(2));
+        let hot = baseline(config, "CARP vhid 1", hot, carp);
+        let paused = baseline(
+            config,
+            &format!("CARP vhid 1, {} ms pause", paused.2.as_millis()),
+            paused,
+            carp,
+        );
+        (hot, paused)
+    }
+
     /// The same events through the pipeline and the dry-run executor, without the loop:
     /// the whole `Runner::deliver` and, of it, the policy call; `samples` after `warmup`, with
     /// `pause` before each (as the isolated lines through the loop have).
@@ -1147,37 +1187,15 @@ mod bench {
         );
         let seed = Harness::start(None);
         let hold_down = Duration::from_millis(5000);
-        print_header("latency: devd line written → decision seen");
-        let mut master = false;
-        let seed_b2b = latency(
-            &seed,
-            "CARP vhid 1, back to back",
-            counts,
-            Duration::ZERO,
-            &mut master,
-        );
-        let seed_isolated = latency(
-            &seed,
-            &format!("CARP vhid 1, isolated ({} ms pause)", pause.as_millis()),
-            counts,
-            pause,
-            &mut master,
-        );
+        let (seed_b2b, seed_isolated) = latencies(&seed, counts, pause);
         settle(&seed, hold_down);
         println!();
 
-        print_header("baseline: the same events, no loop");
         let carp = |index: usize| carp_line(1, index.is_multiple_of(2));
         let ifnet = |index: usize| ifnet_line(index.is_multiple_of(2)).to_owned();
         let hot = (counts.warmup * 5, counts.baseline, Duration::ZERO);
         let paused = (counts.warmup / 4, paused_samples, pause);
-        let seed_hot = baseline(&seed.config, "CARP vhid 1", hot, carp);
-        let seed_paused = baseline(
-            &seed.config,
-            &format!("CARP vhid 1, {} ms pause", pause.as_millis()),
-            paused,
-            carp,
-        );
+        let (seed_hot, seed_paused) = carp_baselines(&seed.config, hot, paused);
         let ifnet_hot = baseline(&seed.config, "IFNET em0", hot, ifnet);
         println!();
 
@@ -1202,31 +1220,9 @@ mod bench {
              demotion plan"
         );
         let eager = Harness::start(Some(0));
-        print_header("latency: devd line written → decision seen");
-        let mut master = false;
-        let eager_b2b = latency(
-            &eager,
-            "CARP vhid 1, back to back",
-            counts,
-            Duration::ZERO,
-            &mut master,
-        );
-        let eager_isolated = latency(
-            &eager,
-            &format!("CARP vhid 1, isolated ({} ms pause)", pause.as_millis()),
-            counts,
-            pause,
-            &mut master,
-        );
+        let (eager_b2b, eager_isolated) = latencies(&eager, counts, pause);
         println!();
-        print_header("baseline: the same events, no loop");
-        let eager_hot = baseline(&eager.config, "CARP vhid 1", hot, carp);
-        let eager_paused = baseline(
-            &eager.config,
-            &format!("CARP vhid 1, {} ms pause", pause.as_millis()),
-            paused,
-            carp,
-        );
+        let (eager_hot, eager_paused) = carp_baselines(&eager.config, hot, paused);
         eager.stop();
         println!();
 

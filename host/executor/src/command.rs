@@ -25,6 +25,7 @@
 //!   block the child), at most [`MAX_OUTPUT`] bytes each; [`excerpt`] cuts text for messages.
 //!
 //! [`command_line`] renders a program and its arguments for logs and the journal.
+//! [`process_gone`] tells whether a process that was killed is gone.
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -265,6 +266,32 @@ pub fn run(
         stderr: err.data,
         elapsed: started.elapsed(),
     })
+}
+
+/// Whether the process `pid` is gone, so that it holds nothing any more: on Linux, when
+/// `/proc/<pid>` is not there or the process is a zombie (dead, only its parent's wait is
+/// missing, as for a killed grandchild whose new parent is slow to reap it or, in a
+/// container, never does); elsewhere, when no process has the pid (a zombie counts as alive
+/// until it is reaped).
+///
+/// The forced unmount waits with it for the processes it killed; tests wait with it for what
+/// a killed run left.
+pub fn process_gone(pid: Pid) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            // `pid (comm) state ...`; comm may hold spaces and parentheses: look after the
+            // last `)`.
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        nix::sys::signal::kill(pid, None) == Err(Errno::ESRCH)
+    }
 }
 
 /// At most [`EXCERPT_LIMIT`] bytes of `text`, cut at a character boundary, `…` when cut.

@@ -9,19 +9,19 @@
 //! that hangs past its timeout killed with its process group, retries, failures that name the
 //! command, and bad arguments refused before anything runs.
 
-use haven_core::{
-    Action, Config, FsckRequest, HastRole, HastWorker, Machine, MountRequest, ServiceOp,
-    ServiceRequest, SetHastRole, Step, UnmountRequest,
-};
-use haven_executor::{Executor, Platform, StepOutcome, SystemExecutor};
-use nix::unistd::Pid;
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+mod common;
 
-/// Generous bound for anything that should happen "soon".
-const DEADLINE: Duration = Duration::from_secs(20);
+use common::{DEADLINE, assert_all_ok, executor_config, read_pid, skipped, timed};
+use haven_core::{
+    Action, FsckRequest, HastRole, HastWorker, Machine, MountRequest, ServiceOp, ServiceRequest,
+    SetHastRole, Step, UnmountRequest,
+};
+use haven_executor::command::process_gone;
+use haven_executor::{Executor, Platform, StepOutcome, SystemExecutor};
+use haven_test_artifacts::support::{hastctl_list, wait_until, write_script};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// What every stand-in starts with: where it is, the log, and two markers a test may leave:
 ///   `hang.<tool>`  holding an argument: the stand-in given it as its first argument writes
@@ -58,32 +58,14 @@ fail_maybe() {
 /// hastctl(8): `list <res>` as `control_list()` prints it (sbin/hastctl/hastctl.c; the role
 /// is in the file `hast.role`), `role <role> <res>`, which also does what hastd does: the
 /// worker's process title changes and `/dev/hast/<res>` (here a link to the character device
-/// /dev/null) appears in role primary only.
+/// /dev/null) appears in role primary only. `@LIST@` stands for the listing: see [`hastctl`].
 const HASTCTL: &str = r#"
 case "$1" in
 list)
     [ $# -eq 2 ] || { echo "usage: hastctl list [-d] [-c config] [all | name ...]" >&2; exit 1; }
     role=$(cat "$dir/hast.role")
     cat <<EOF
-$2:
-  role: $role
-  provname: $2
-  localpath: /dev/ada1
-  extentsize: 2097152 (2.0MB)
-  keepdirty: 64
-  remoteaddr: 192.168.1.52
-  replication: memsync
-  status: complete
-  workerpid: 1234
-  dirty: 0 (0B)
-  statistics:
-    reads: 19
-    writes: 20
-    deletes: 0
-    flushes: 3
-    activemap updates: 5
-    local errors: read: 0, write: 0, delete: 0, flush: 0
-    queues: local: 0, send: 0, recv: 0, done: 0, idle: 0
+@LIST@
 EOF
     ;;
 role)
@@ -106,6 +88,15 @@ role)
     ;;
 esac
 "#;
+
+/// [`HASTCTL`] with its listing: the resource named by the argument, in the role the file
+/// says, complete and clean.
+fn hastctl() -> String {
+    HASTCTL.replace(
+        "@LIST@\n",
+        &hastctl_list("$2", "$role", "complete", "0 (0B)"),
+    )
+}
 
 /// A line of `mount -p` as mount(8)'s `putfsent()` pads it (sbin/mount/mount.c).
 const PUTFSENT: &str = r#"
@@ -238,16 +229,14 @@ impl Standins {
         fs::create_dir_all(root.join("dev/hast")).unwrap();
         fs::create_dir_all(root.join("hast/test")).unwrap();
         for (tool, body) in [
-            ("hastctl", HASTCTL.to_owned()),
+            ("hastctl", hastctl()),
             ("mount", PUTFSENT.to_owned() + MOUNT),
             ("umount", UMOUNT.to_owned()),
             ("fsck", FSCK.to_owned()),
             ("service", SERVICE.to_owned()),
             ("ps", PS.to_owned()),
         ] {
-            let path = root.join("bin").join(tool);
-            fs::write(&path, COMMON.to_owned() + &body).unwrap();
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+            write_script(&root.join("bin").join(tool), &(COMMON.to_owned() + &body));
         }
         let standins = Standins { dir };
         standins.write("hast.role", "secondary\n");
@@ -298,8 +287,8 @@ ps = "$T/bin/ps"
     }
 
     fn executor_with(&self, extra: &str) -> SystemExecutor {
-        let config = Config::parse(&self.config_text(extra), Path::new("haven.toml")).unwrap();
-        let executor = SystemExecutor::new(Platform::FreeBsd, &config.executor).unwrap();
+        let config = executor_config(&self.config_text(extra));
+        let executor = SystemExecutor::new(Platform::FreeBsd, &config).unwrap();
         assert_eq!(executor.missing_tools(), Vec::new());
         executor
     }
@@ -326,30 +315,9 @@ ps = "$T/bin/ps"
     }
 }
 
-/// Run the steps in order, as the runner does: the first failure stops the plan.
+/// Run the steps in order for the policy `mysql`: the first failure stops the plan.
 fn run_plan(executor: &mut SystemExecutor, steps: &[Step]) -> Vec<StepOutcome> {
-    executor.begin_plan();
-    let machine = Machine::default();
-    let mut outcomes = Vec::new();
-    for step in steps {
-        let outcome = executor.run_step("mysql", step, &machine);
-        let failed = !outcome.ok();
-        outcomes.push(outcome);
-        if failed {
-            break;
-        }
-    }
-    outcomes
-}
-
-fn skipped(outcomes: &[StepOutcome]) -> Vec<bool> {
-    outcomes.iter().map(|o| o.skipped_as_done).collect()
-}
-
-fn assert_all_ok(outcomes: &[StepOutcome]) {
-    for (index, outcome) in outcomes.iter().enumerate() {
-        assert!(outcome.ok(), "step {index}: {outcome:#?}");
-    }
+    common::run_plan(executor, "mysql", steps)
 }
 
 /// The seed's promotion, as the policy plans it.
@@ -513,13 +481,6 @@ fn the_demotion_runs_freebsds_commands_and_a_second_run_runs_none() {
     );
 }
 
-/// The time it took, and the outcome.
-fn timed(f: impl FnOnce() -> StepOutcome) -> (Duration, StepOutcome) {
-    let started = Instant::now();
-    let outcome = f();
-    (started.elapsed(), outcome)
-}
-
 #[test]
 fn wait_worker_gone_ends_when_ps_stops_listing_the_worker() {
     let standins = Standins::new();
@@ -622,21 +583,6 @@ fn wait_device_waits_for_a_character_device() {
     assert!(standins.take_log().is_empty());
 }
 
-/// The process is gone (or a zombie nobody reaps: it holds nothing).
-fn dead(pid: Pid) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
-        Err(_) => nix::sys::signal::kill(pid, None).is_err(),
-    }
-}
-
-fn read_pid(path: &Path) -> Pid {
-    let text = fs::read_to_string(path).unwrap();
-    Pid::from_raw(text.trim().parse().unwrap())
-}
-
 #[test]
 fn a_command_that_hangs_is_killed_at_the_steps_timeout_and_not_retried() {
     let standins = Standins::new();
@@ -660,14 +606,9 @@ fn a_command_that_hangs_is_killed_at_the_steps_timeout_and_not_retried() {
     // The shell and the sleep it started are both gone.
     let shell = read_pid(&standins.root().join("hang.pid"));
     let sleep = read_pid(&standins.root().join("sleep.pid"));
-    let started = Instant::now();
-    while !(dead(shell) && dead(sleep)) {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "{shell} or {sleep} still runs"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until(&format!("{shell} and {sleep} are gone"), || {
+        process_gone(shell) && process_gone(sleep)
+    });
     // A timeout is not retried, although hast-role has a retry by default.
     assert_eq!(
         standins.take_log(),
@@ -988,12 +929,8 @@ fn the_executor_says_what_it_is() {
         standins.root().join("bin/hastctl")
     );
     // A tool that is not there is reported at once.
-    let config = Config::parse(
-        &standins.config_text("").replace("bin/ps", "bin/nope"),
-        Path::new("haven.toml"),
-    )
-    .unwrap();
-    let executor = SystemExecutor::new(Platform::FreeBsd, &config.executor).unwrap();
+    let config = executor_config(&standins.config_text("").replace("bin/ps", "bin/nope"));
+    let executor = SystemExecutor::new(Platform::FreeBsd, &config).unwrap();
     assert_eq!(
         executor.missing_tools(),
         [("ps", standins.root().join("bin/nope"))]

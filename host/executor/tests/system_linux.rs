@@ -6,19 +6,20 @@
 //! Tests that need root print `skipped: needs root` and pass without root. Loop devices and
 //! mounts are undone by guards, also when a test panics.
 
-use haven_core::{Config, ExecutorConfig, Machine, Step};
+mod common;
+
+use common::{DEADLINE, assert_all_ok, executor_config, read_pid, skipped, timed};
+use haven_core::{ExecutorConfig, Machine, Step};
+use haven_executor::command::process_gone;
 use haven_executor::probe::parse_mountinfo;
 use haven_executor::{Executor, Platform, StepOutcome, SystemExecutor};
+use haven_test_artifacts::support::{wait_until, write_script};
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// Generous bound for anything that should happen "soon".
-const DEADLINE: Duration = Duration::from_secs(20);
 
 fn is_root() -> bool {
     if rustix::process::geteuid().is_root() {
@@ -136,28 +137,38 @@ fn linux(config: &ExecutorConfig) -> SystemExecutor {
     SystemExecutor::new(Platform::Linux, config).unwrap()
 }
 
+/// An ext4 loop device mounted on its mountpoint by the Linux executor with the default
+/// settings, and that executor.
+fn mounted_ext4() -> (LoopDevice, SystemExecutor) {
+    let disk = LoopDevice::new(true);
+    let mut executor = linux(&ExecutorConfig::default());
+    assert_all_ok(&run_plan(
+        &mut executor,
+        &disk.steps(&["mount ext4 $D $M timeout=30000"]),
+    ));
+    (disk, executor)
+}
+
+/// A temporary folder with a stand-in script for the tool `tool`, and the Linux executor with
+/// `settings` (lines of `[executor]`) and that stand-in for the tool.
+fn linux_with_standin(
+    tool: &str,
+    script: &str,
+    settings: &str,
+) -> (tempfile::TempDir, SystemExecutor) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(tool);
+    write_script(&path, script);
+    let text = format!(
+        "[executor]\n{settings}\n[executor.tools]\n{tool} = \"{}\"\n",
+        path.display()
+    );
+    (dir, linux(&executor_config(&text)))
+}
+
+/// Run the steps in order for the policy `test`: the first failure stops the plan.
 fn run_plan(executor: &mut SystemExecutor, steps: &[Step]) -> Vec<StepOutcome> {
-    executor.begin_plan();
-    let mut outcomes = Vec::new();
-    for step in steps {
-        let outcome = executor.run_step("test", step, &Machine::default());
-        let failed = !outcome.ok();
-        outcomes.push(outcome);
-        if failed {
-            break;
-        }
-    }
-    outcomes
-}
-
-fn skipped(outcomes: &[StepOutcome]) -> Vec<bool> {
-    outcomes.iter().map(|o| o.skipped_as_done).collect()
-}
-
-fn assert_all_ok(outcomes: &[StepOutcome]) {
-    for (index, outcome) in outcomes.iter().enumerate() {
-        assert!(outcome.ok(), "step {index}: {outcome:#?}");
-    }
+    common::run_plan(executor, "test", steps)
 }
 
 #[test]
@@ -235,12 +246,7 @@ fn a_forced_unmount_kills_what_holds_the_mountpoint() {
     if !is_root() {
         return;
     }
-    let disk = LoopDevice::new(true);
-    let mut executor = linux(&ExecutorConfig::default());
-    assert_all_ok(&run_plan(
-        &mut executor,
-        &disk.steps(&["mount ext4 $D $M timeout=30000"]),
-    ));
+    let (disk, mut executor) = mounted_ext4();
     // One process works in the mountpoint, another holds a file in it open.
     let mut in_dir = Reaped(
         Command::new("sleep")
@@ -257,11 +263,7 @@ fn a_forced_unmount_kills_what_holds_the_mountpoint() {
             .spawn()
             .unwrap(),
     );
-    let started = Instant::now();
-    while !held.exists() {
-        assert!(started.elapsed() < DEADLINE);
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until("the file is held open", || held.exists());
 
     // Without force: umount fails, with the reason, and nothing is killed.
     let outcomes = run_plan(&mut executor, &disk.steps(&["unmount $M timeout=5000"]));
@@ -367,12 +369,7 @@ fn a_mounted_filesystem_is_never_checked() {
     if !is_root() {
         return;
     }
-    let disk = LoopDevice::new(true);
-    let mut executor = linux(&ExecutorConfig::default());
-    assert_all_ok(&run_plan(
-        &mut executor,
-        &disk.steps(&["mount ext4 $D $M timeout=30000"]),
-    ));
+    let (disk, mut executor) = mounted_ext4();
     let commands = executor.commands_run();
     let outcomes = run_plan(&mut executor, &disk.steps(&["fsck ext4 $D timeout=60000"]));
     assert!(
@@ -418,12 +415,7 @@ fn a_real_service_is_started_and_stopped_once() {
         println!("skipped: lighttpd is not installed (apt-get install lighttpd)");
         return;
     }
-    let config = Config::parse(
-        "[executor]\nservice-manager = \"sysv\"\n",
-        Path::new("haven.toml"),
-    )
-    .unwrap();
-    let mut executor = linux(&config.executor);
+    let mut executor = linux(&executor_config("[executor]\nservice-manager = \"sysv\"\n"));
     // The service is the machine's: one test process at a time may start and stop it.
     let lock = fs::File::create("/run/lock/haven-test-lighttpd.lock").unwrap();
     let _one_at_a_time = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
@@ -460,16 +452,6 @@ fn a_real_service_is_started_and_stopped_once() {
     assert_eq!(executor.commands_run(), commands + 1);
 }
 
-/// The process is gone (or a zombie nobody reaps: it holds nothing).
-fn dead(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
-        Err(_) => true,
-    }
-}
-
 /// A stand-in service(8) that hangs: writes its pid and its `sleep`'s pid, then waits.
 const HANGING_SERVICE: &str = r#"#!/bin/sh
 dir=${0%/*}
@@ -481,21 +463,12 @@ wait
 
 #[test]
 fn a_command_that_hangs_past_its_timeout_is_killed_with_its_group() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, mut executor) =
+        linux_with_standin("service", HANGING_SERVICE, "service-manager = \"sysv\"");
     let service = dir.path().join("service");
-    fs::write(&service, HANGING_SERVICE).unwrap();
-    fs::set_permissions(&service, fs::Permissions::from_mode(0o755)).unwrap();
-    let text = format!(
-        "[executor]\nservice-manager = \"sysv\"\n[executor.tools]\nservice = \"{}\"\n",
-        service.display()
-    );
-    let config = Config::parse(&text, Path::new("haven.toml")).unwrap();
-    let mut executor = linux(&config.executor);
 
     let step: Step = "service restart db timeout=300".parse().unwrap();
-    let started = Instant::now();
-    let outcomes = run_plan(&mut executor, &[step.clone(), step]);
-    let took = started.elapsed();
+    let (took, outcomes) = timed(|| run_plan(&mut executor, &[step.clone(), step]));
     assert_eq!(outcomes.len(), 1, "the plan stops at the failure");
     let reason = outcomes[0].result.as_ref().unwrap_err();
     let expected = format!(
@@ -511,16 +484,8 @@ fn a_command_that_hangs_past_its_timeout_is_killed_with_its_group() {
         "{took:?}"
     );
     for name in ["shell.pid", "sleep.pid"] {
-        let pid: i32 = fs::read_to_string(dir.path().join(name))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        let started = Instant::now();
-        while !dead(pid) {
-            assert!(started.elapsed() < DEADLINE, "{name} {pid} still runs");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let pid = read_pid(&dir.path().join(name));
+        wait_until(&format!("{name} {pid} is gone"), || process_gone(pid));
     }
 }
 
@@ -545,11 +510,9 @@ fn wait_worker_gone_reads_process_titles_from_proc() {
         .spawn()
         .unwrap();
     let cmdline = format!("/proc/{}/cmdline", worker.id());
-    let started = Instant::now();
-    while fs::read(&cmdline).unwrap_or_default() != format!("{title}\0").into_bytes() {
-        assert!(started.elapsed() < DEADLINE, "the title did not show");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_until("the title shows", || {
+        fs::read(&cmdline).unwrap_or_default() == format!("{title}\0").into_bytes()
+    });
     // Another role's worker, or a longer command line, is not it.
     let other = format!("wait-worker-gone {resource} primary timeout=1000");
     let outcome = executor.run_step("test", &other.parse().unwrap(), &Machine::default());
@@ -561,9 +524,7 @@ fn wait_worker_gone_reads_process_titles_from_proc() {
         worker.0.kill().unwrap();
         worker.0.wait().unwrap();
     });
-    let started = Instant::now();
-    let outcome = executor.run_step("test", &step, &Machine::default());
-    let took = started.elapsed();
+    let (took, outcome) = timed(|| executor.run_step("test", &step, &Machine::default()));
     ender.join().unwrap();
     assert!(outcome.ok() && !outcome.skipped_as_done, "{outcome:#?}");
     assert!(
@@ -588,17 +549,8 @@ esac
 
 #[test]
 fn drbd_roles_go_through_drbdadm() {
-    let dir = tempfile::tempdir().unwrap();
-    let drbdadm = dir.path().join("drbdadm");
-    fs::write(&drbdadm, DRBDADM).unwrap();
-    fs::set_permissions(&drbdadm, fs::Permissions::from_mode(0o755)).unwrap();
+    let (dir, mut executor) = linux_with_standin("drbdadm", DRBDADM, "storage = \"drbd\"");
     fs::write(dir.path().join("role"), "Secondary\n").unwrap();
-    let text = format!(
-        "[executor]\nstorage = \"drbd\"\n[executor.tools]\ndrbdadm = \"{}\"\n",
-        drbdadm.display()
-    );
-    let config = Config::parse(&text, Path::new("haven.toml")).unwrap();
-    let mut executor = linux(&config.executor);
     let log = || fs::read_to_string(dir.path().join("log")).unwrap_or_default();
 
     let plan: Vec<Step> = ["hast-role r0 primary", "hast-role r0 primary"]

@@ -1,4 +1,8 @@
 //! Paths of the WebAssembly policies the tests load, built from source by `build.rs`:
-//! the shipped seed policy and policies that misbehave on purpose.
+//! the shipped seed policy and policies that misbehave on purpose. Also what the tests of
+//! several crates share: [`support`] (stand-ins for system tools, a bounded wait).
 
 include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
+
+#[cfg(unix)]
+pub mod support;

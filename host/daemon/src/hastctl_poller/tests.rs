@@ -2,7 +2,7 @@ use super::*;
 use crate::source_thread::assert_joined;
 use haven_core::{HastReplication, HastRole};
 use haven_executor::command::process_gone;
-use haven_test_artifacts::standin::{hastctl_list, run_once, write_script};
+use haven_test_artifacts::support::{hastctl_list, run_once, wait_until, write_script};
 use nix::errno::Errno;
 use nix::unistd::Pid;
 use std::sync::mpsc;
@@ -188,18 +188,6 @@ fn next_skipping(rx: &Receiver<HastMessage>, skip: impl Fn(&HastMessage) -> bool
     }
 }
 
-/// Wait (bounded) until `condition` holds.
-fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !condition() {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "timed out waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 /// Wait until the poller finished `more` further runs after now, then check that they sent
 /// nothing (a run's messages reach the sink before its poll is counted).
 fn assert_quiet(poller: &HastctlPoller, rx: &Receiver<HastMessage>, more: u64) {
@@ -234,16 +222,6 @@ fn diff_reports_changes_then_vanished() {
     let mut degraded = before.clone();
     degraded[0].replication = HastReplication::Degraded;
     assert_eq!(diff(&before, &degraded), vec![changed(degraded[0].clone())]);
-}
-
-#[test]
-fn excerpt_cuts_at_a_char_boundary() {
-    assert_eq!(excerpt("short"), "short");
-    let long = "é".repeat(EXCERPT_LIMIT);
-    let cut = excerpt(&long);
-    assert!(cut.ends_with('…'));
-    assert!(cut.len() <= EXCERPT_LIMIT + '…'.len_utf8());
-    assert_eq!(cut.trim_end_matches('…'), "é".repeat(EXCERPT_LIMIT / 2));
 }
 
 // ------------------------------------------------------------------------------ poll_once

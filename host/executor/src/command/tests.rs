@@ -1,4 +1,5 @@
 use super::*;
+use haven_test_artifacts::support::wait_until;
 use std::cell::Cell;
 
 /// Generous bound for anything that should happen "soon" (and that proves a run did not wait
@@ -13,37 +14,6 @@ fn never() -> bool {
 
 fn sh(script: &str, timeout: Duration) -> Result<Output, CommandError> {
     run(Path::new(SH), &["-c", script], timeout, &never)
-}
-
-/// Wait (bounded) until `condition` holds.
-fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !condition() {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "timed out waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// The process is gone: reaped, or (for a grandchild, which its new parent reaps, or not, in a
-/// container) at least dead.
-fn dead(pid: Pid) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => true,
-            // `pid (comm) state ...`; comm may hold spaces, so look after the last `)`.
-            Ok(stat) => stat
-                .rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        nix::sys::signal::kill(pid, None) == Err(Errno::ESRCH)
-    }
 }
 
 /// A pid the test script wrote to a file, once the line is complete.
@@ -95,7 +65,7 @@ impl Hang {
         let shell = read_pid(&self.shell_pid).expect("the shell wrote its pid");
         assert_eq!(nix::sys::signal::kill(shell, None), Err(Errno::ESRCH));
         let sleep = read_pid(&self.sleep_pid).expect("the shell wrote the sleep's pid");
-        wait_until("the background sleep is dead", || dead(sleep));
+        wait_until("the background sleep is dead", || process_gone(sleep));
     }
 }
 

@@ -4,6 +4,7 @@
 //! Nothing here runs a command or goes through a shell. A process that exits while it is
 //! being looked at is skipped.
 
+use crate::command::process_gone;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -136,18 +137,6 @@ pub(super) fn holders(mountpoint: &Path) -> Result<Vec<Holder>, String> {
         .collect())
 }
 
-/// Whether the process is gone: no `/proc/<pid>` any more, or a zombie (it holds nothing;
-/// only its parent's wait is missing).
-pub(super) fn dead(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        // `pid (comm) state ...`; comm may hold spaces and parentheses: look after the last `)`.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
-    }
-}
-
 /// Kill each process with `SIGKILL` and wait, looking every `poll`, until all are dead or
 /// `deadline`; `Err` names those still alive, or one that could not be signalled. Process 1
 /// is never killed.
@@ -164,7 +153,11 @@ pub(super) fn kill_and_wait(pids: &[i32], deadline: Instant, poll: Duration) -> 
         }
     }
     loop {
-        let alive: Vec<i32> = pids.iter().copied().filter(|pid| !dead(*pid)).collect();
+        let alive: Vec<i32> = pids
+            .iter()
+            .copied()
+            .filter(|pid| !process_gone(Pid::from_raw(*pid)))
+            .collect();
         if alive.is_empty() {
             return Ok(());
         }

@@ -45,36 +45,24 @@ pub(super) fn set_role(
 /// The role the storage reports for `resource`; `Err` says why it is not known.
 fn current_role(run: &mut StepRun<'_>, resource: &str) -> Result<HastRole, String> {
     let tools = run.tools();
+    let (program, args, name) = match run.setup.storage {
+        StorageKind::Hast => (&tools.hastctl, ["list", resource], "hastctl list"),
+        StorageKind::Drbd => (&tools.drbdadm, ["role", resource], "drbdadm role"),
+    };
+    let output = run.probe(program, &args)?;
+    if !output.success() {
+        return Err(format!("`{name}` {}", super::status_text(output.status)));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
     match run.setup.storage {
-        StorageKind::Hast => {
-            let output = run.probe(&tools.hastctl, &["list", resource])?;
-            if !output.success() {
-                return Err(format!(
-                    "`hastctl list` {}",
-                    super::status_text(output.status)
-                ));
-            }
-            let text = String::from_utf8_lossy(&output.stdout);
-            let statuses = haven_sources::hastctl::parse_hastctl_list(&text)
-                .map_err(|error| error.to_string())?;
-            statuses
-                .into_iter()
-                .find(|status| status.resource == resource)
-                .map(|status| status.role)
-                .ok_or_else(|| format!("`hastctl list {resource}` does not list it"))
-        }
-        StorageKind::Drbd => {
-            let output = run.probe(&tools.drbdadm, &["role", resource])?;
-            if !output.success() {
-                return Err(format!(
-                    "`drbdadm role` {}",
-                    super::status_text(output.status)
-                ));
-            }
-            let text = String::from_utf8_lossy(&output.stdout);
-            parse_drbd_role(&text)
-                .ok_or_else(|| format!("`drbdadm role` printed {:?}", text.trim()))
-        }
+        StorageKind::Hast => haven_sources::hastctl::parse_hastctl_list(&text)
+            .map_err(|error| error.to_string())?
+            .into_iter()
+            .find(|status| status.resource == resource)
+            .map(|status| status.role)
+            .ok_or_else(|| format!("`hastctl list {resource}` does not list it")),
+        StorageKind::Drbd => parse_drbd_role(&text)
+            .ok_or_else(|| format!("`drbdadm role` printed {:?}", text.trim())),
     }
 }
 
