@@ -19,7 +19,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 /// Reports waiting for the loop beyond this are counted and dropped (the source's counters
-/// still show them): bad input must not grow memory without bound.
+/// still show them): bad input must not grow memory without bound. A reload's outcome is
+/// never dropped.
 pub const MAX_REPORTS: usize = 1024;
 
 /// Something a source says that is not an event.
@@ -256,7 +257,11 @@ impl Inbox {
 }
 
 fn queue_report(state: &mut State, report: Report) {
-    if state.reports.len() >= MAX_REPORTS {
+    // A reload's outcome is never dropped: the reloader already counts what it prepared as in
+    // force, and a `havenctl reload` waits for the answer. There is one per reload, and the
+    // reloader prepares one at a time.
+    let reload = matches!(report, Report::Reload(_) | Report::ReloadRejected { .. });
+    if state.reports.len() >= MAX_REPORTS && !reload {
         state.reports_dropped += 1;
         return;
     }

@@ -20,10 +20,11 @@
 //!
 //! The watcher watches the folders of the config and the modules (so a file replaced by rename
 //! is seen) and reacts when a watched file is closed after writing or renamed into place; a
-//! file still being written is not loaded (plain modifications only arm a fallback, for
-//! systems that do not report closes, that fires after the file has been quiet for
-//! [`QUIET_FALLBACK`]). Changes that come together (an editor's write, rename, chmod) are one
-//! reload: a request waits [`SETTLE`] for more before it starts.
+//! file still being written is not loaded (where closes are reported, as on Linux, a file
+//! written to waits for its close however long the writer pauses; other changes, and writes on
+//! systems that do not report closes, arm a fallback that fires once the watched files have
+//! been quiet for [`QUIET_FALLBACK`]). Changes that come together (an editor's write, rename,
+//! chmod) are one reload: a request waits [`SETTLE`] for more before it starts.
 //!
 //! Sections other than the policies (`[daemon]`, `[sources.*]`, `[executor]`, `[[carp]]`)
 //! are read but not applied: those need a restart, and the reload says so.
@@ -359,35 +360,52 @@ fn start_watcher(
     Ok(watcher)
 }
 
+/// Whether this platform's watcher reports a file closed after writing (inotify does, kqueue
+/// does not). Where it does, a file whose data was written is complete only once closed: the
+/// quiet fallback is never used for it, however long the writer pauses.
+const CLOSE_WRITE_REPORTED: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
 /// Turn file events into reload requests: at once for a watched file closed after writing or
-/// renamed into place; after [`QUIET_FALLBACK`] of quiet for one only modified.
+/// renamed into place; otherwise after [`QUIET_FALLBACK`] without another change to a watched
+/// file (changes to other files in the folders do not count), unless a watched file is still
+/// open for writing where that is known ([`CLOSE_WRITE_REPORTED`]).
 fn debounce(
     files: &BTreeSet<PathBuf>,
     changes: &Receiver<notify::Event>,
     requests: &Sender<Request>,
 ) {
-    let mut modified_since: Option<Instant> = None;
+    // When a watched file last changed without being complete (the fallback is armed).
+    let mut changed_at: Option<Instant> = None;
+    // Watched files written to and not yet closed (only where closes are reported).
+    let mut being_written: BTreeSet<PathBuf> = BTreeSet::new();
     loop {
-        let event = match modified_since {
+        let event = match changed_at {
             None => match changes.recv() {
                 Ok(event) => event,
                 Err(_) => return,
             },
-            Some(_) => match changes.recv_timeout(QUIET_FALLBACK) {
-                Ok(event) => event,
-                Err(RecvTimeoutError::Timeout) => {
-                    modified_since = None;
-                    let request = Request {
-                        why: "a watched file changed".to_owned(),
-                        reply: None,
-                    };
-                    if requests.send(request).is_err() {
-                        return;
+            Some(at) => {
+                let wait = (at + QUIET_FALLBACK).saturating_duration_since(Instant::now());
+                match changes.recv_timeout(wait) {
+                    Ok(event) => event,
+                    Err(RecvTimeoutError::Timeout) => {
+                        changed_at = None;
+                        // A file still being written is reported when closed.
+                        if !being_written.is_empty() {
+                            continue;
+                        }
+                        let request = Request {
+                            why: "a watched file changed".to_owned(),
+                            reply: None,
+                        };
+                        if requests.send(request).is_err() {
+                            return;
+                        }
+                        continue;
                     }
-                    continue;
+                    Err(RecvTimeoutError::Disconnected) => return,
                 }
-                Err(RecvTimeoutError::Disconnected) => return,
-            },
+            }
         };
         let Some(path) = event.paths.iter().find(|path| files.contains(*path)) else {
             continue;
@@ -401,7 +419,8 @@ fn debounce(
                 | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
         );
         if complete {
-            modified_since = None;
+            changed_at = None;
+            being_written.remove(path);
             let request = Request {
                 why: format!("{} written", path.display()),
                 reply: None,
@@ -409,11 +428,22 @@ fn debounce(
             if requests.send(request).is_err() {
                 return;
             }
+        } else if CLOSE_WRITE_REPORTED
+            && matches!(event.kind, EventKind::Modify(ModifyKind::Data(_)))
+        {
+            being_written.insert(path.clone());
         } else if matches!(
             event.kind,
             EventKind::Modify(_) | EventKind::Create(_) | EventKind::Remove(_)
         ) {
-            modified_since.get_or_insert_with(Instant::now);
+            if matches!(
+                event.kind,
+                EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+            ) {
+                // Gone from this name: a writer of the old file is not writing this one.
+                being_written.remove(path);
+            }
+            changed_at = Some(Instant::now());
         }
     }
 }
