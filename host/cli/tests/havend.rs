@@ -6,6 +6,12 @@
 //! Every wait is a bounded poll of a condition (never a bare sleep), and every process a test
 //! starts is stopped and reaped by a guard, also when the test fails.
 
+mod common;
+
+use common::{
+    DEADLINE, DevdServer, HAVENCTL, HAVEND, Havend, Setup, poll_until, send_line, stderr_text,
+    toml_path, wait_exit,
+};
 use haven_core::{
     CarpChange, CarpState, Event, HastHook, HastReplication, HastRole, HastRoleChange, HastStatus,
     InterruptedStep, Plan, Step,
@@ -15,21 +21,13 @@ use haven_daemon::status::Status;
 use haven_test_artifacts::support::{hastctl_list, run_once, write_script};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use rustix::net::sockopt::{Timeout, set_socket_timeout};
-use rustix::net::{
-    AddressFamily, SendFlags, SocketAddrUnix, SocketType, accept, bind, listen, send, socket,
-};
 use std::fs;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
-
-/// The bound on any wait for something that should happen soon. Generous: tests run in
-/// parallel, and each havend compiles the policy afresh at start.
-const DEADLINE: Duration = Duration::from_secs(60);
+use std::time::Duration;
 
 /// How often a wait looks again.
 const POLL: Duration = Duration::from_millis(25);
@@ -37,48 +35,8 @@ const POLL: Duration = Duration::from_millis(25);
 /// An interval or hold-down no test lives long enough to see end.
 const FOREVER_MS: u64 = 3_600_000;
 
-const HAVEND: &str = env!("CARGO_BIN_EXE_havend");
-const HAVENCTL: &str = env!("CARGO_BIN_EXE_havenctl");
-
 const CARP_MASTER: &str = "!system=CARP subsystem=1@em0 type=MASTER\n";
 const CARP_BACKUP: &str = "!system=CARP subsystem=1@em0 type=BACKUP\n";
-
-/// Poll `probe` until it gives `Some`, for at most [`DEADLINE`].
-fn poll_until<T>(mut probe: impl FnMut() -> Option<T>) -> Option<T> {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = probe() {
-            return Some(value);
-        }
-        if started.elapsed() > DEADLINE {
-            return None;
-        }
-        std::thread::sleep(POLL);
-    }
-}
-
-/// Wait for `child` to exit, for at most `bound`.
-fn wait_exit(child: &mut Child, bound: Duration) -> Option<ExitStatus> {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("waiting for a child") {
-            return Some(status);
-        }
-        if started.elapsed() > bound {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// The last `max` characters of `text`.
-fn tail(text: &str, max: usize) -> &str {
-    let skip = text.chars().count().saturating_sub(max);
-    match text.char_indices().nth(skip) {
-        Some((at, _)) => &text[at..],
-        None => text,
-    }
-}
 
 // ------------------------------------------------------------------------------- the setup
 
@@ -100,30 +58,9 @@ struct Options {
     real_executor: bool,
 }
 
-/// A test's private directory: config, state, control socket, stand-ins.
-#[derive(Debug)]
-struct Setup {
-    dir: tempfile::TempDir,
-}
-
-/// A TOML string holding `path`.
-fn toml_path(path: &Path) -> String {
-    let text = path.to_str().expect("temporary paths are UTF-8");
-    assert!(
-        !text.contains(['"', '\\']) && !text.chars().any(char::is_control),
-        "{text}"
-    );
-    format!("\"{text}\"")
-}
-
 impl Setup {
     fn new() -> Setup {
-        // Under /tmp, not $TMPDIR: socket paths must stay short.
-        let dir = tempfile::Builder::new()
-            .prefix("havend-")
-            .tempdir_in("/tmp")
-            .expect("creating a temporary directory");
-        Setup { dir }
+        Setup::in_tmp("havend-")
     }
 
     /// A setup with the `hastctl` stand-in (resource `test`: secondary, in sync) and a config
@@ -135,32 +72,8 @@ impl Setup {
         setup
     }
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn config(&self) -> PathBuf {
-        self.path("haven.toml")
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.path("state")
-    }
-
-    fn control_dir(&self) -> PathBuf {
-        self.path("ctl")
-    }
-
-    fn devd_socket(&self) -> PathBuf {
-        self.path("devd.pipe")
-    }
-
     fn fifo(&self) -> PathBuf {
         self.path("keepalived.fifo")
-    }
-
-    fn hastctl(&self) -> PathBuf {
-        self.path("hastctl")
     }
 
     fn config_text(&self, options: &Options) -> String {
@@ -290,68 +203,12 @@ fn hast_list(role: &str, status: &str, dirty: &str) -> String {
     hastctl_list("test", role, status, dirty)
 }
 
-// --------------------------------------------------------------------------- devd stand-in
-
-/// devd's side of `/var/run/devd.seqpacket.pipe`: a listening SOCK_SEQPACKET socket.
-#[derive(Debug)]
-struct DevdServer {
-    listener: OwnedFd,
-}
-
-impl DevdServer {
-    fn bind(path: &Path) -> DevdServer {
-        let listener = socket(AddressFamily::UNIX, SocketType::SEQPACKET, None).unwrap();
-        bind(&listener, &SocketAddrUnix::new(path).unwrap()).unwrap();
-        listen(&listener, 4).unwrap();
-        // Bounds accept(): a test fails instead of hanging.
-        set_socket_timeout(&listener, Timeout::Recv, Some(DEADLINE)).unwrap();
-        DevdServer { listener }
-    }
-
-    /// The daemon's next connection.
-    fn accept(&self) -> OwnedFd {
-        accept(&self.listener).expect("havend did not connect to the devd socket in time")
-    }
-}
-
-/// One devd line, in a packet of its own, as devd sends them.
-fn send_line(connection: &OwnedFd, line: &str) {
-    assert_eq!(
-        send(connection, line.as_bytes(), SendFlags::empty()).unwrap(),
-        line.len()
-    );
-}
-
 // ---------------------------------------------------------------------------- the daemon
-
-/// A running `havend`, stopped (SIGTERM, then SIGKILL) and reaped when dropped.
-#[derive(Debug)]
-struct Havend {
-    child: Child,
-    state_dir: PathBuf,
-    control_dir: PathBuf,
-    stderr: PathBuf,
-}
 
 impl Havend {
     /// Start havend on the setup's config with `args` added, without waiting for it.
     fn spawn(setup: &Setup, args: &[&str], stderr_name: &str) -> Havend {
-        let stderr = setup.path(stderr_name);
-        let child = Command::new(HAVEND)
-            .arg("--config")
-            .arg(setup.config())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&stderr).unwrap())
-            .spawn()
-            .expect("starting havend");
-        Havend {
-            child,
-            state_dir: setup.state_dir(),
-            control_dir: setup.control_dir(),
-            stderr,
-        }
+        Havend::launch(setup, args, setup.path(stderr_name), POLL, None)
     }
 
     /// Start havend and wait until `havenctl status` gets an answer from it.
@@ -368,53 +225,6 @@ impl Havend {
         daemon
     }
 
-    fn pid(&self) -> Pid {
-        Pid::from_raw(i32::try_from(self.child.id()).unwrap())
-    }
-
-    fn wait_ready(&mut self) {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "havend exited at start with {status}\n{}",
-                    self.diagnostics()
-                );
-            }
-            if self.havenctl(&["status", "--json"]).status.success() {
-                return;
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "havend did not answer status in time\n{}",
-                self.diagnostics()
-            );
-            std::thread::sleep(POLL);
-        }
-    }
-
-    /// Run havenctl against this daemon's control socket.
-    fn havenctl(&self, args: &[&str]) -> Output {
-        Command::new(HAVENCTL)
-            .arg("--control-dir")
-            .arg(&self.control_dir)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running havenctl")
-    }
-
-    /// `havenctl status --json`, parsed.
-    fn status(&self) -> Status {
-        let output = self.havenctl(&["status", "--json"]);
-        assert!(
-            output.status.success(),
-            "havenctl status: {output:?}\n{}",
-            self.diagnostics()
-        );
-        serde_json::from_slice(&output.stdout).expect("havenctl status --json prints a Status")
-    }
-
     /// Every journal record so far (a line being written is skipped, as a torn one).
     fn records(&self) -> Vec<Record> {
         Journal::read_all(&self.state_dir)
@@ -424,13 +234,13 @@ impl Havend {
 
     /// Wait until `probe` finds what it looks for in the journal.
     fn wait_journal<T>(&self, what: &str, mut probe: impl FnMut(&[Record]) -> Option<T>) -> T {
-        poll_until(|| probe(&self.records()))
+        poll_until(POLL, || probe(&self.records()))
             .unwrap_or_else(|| panic!("timed out waiting for {what}\n{}", self.diagnostics()))
     }
 
     /// Wait until `probe` finds what it looks for in `havenctl status`.
     fn wait_status<T>(&self, what: &str, mut probe: impl FnMut(&Status) -> Option<T>) -> T {
-        poll_until(|| probe(&self.status()))
+        poll_until(POLL, || probe(&self.status()))
             .unwrap_or_else(|| panic!("timed out waiting for {what}\n{}", self.diagnostics()))
     }
 
@@ -465,44 +275,12 @@ impl Havend {
         });
     }
 
-    /// The journal and the end of havend's stderr, for failure messages.
-    fn diagnostics(&self) -> String {
-        let journal = match Journal::read_all(&self.state_dir) {
-            Ok(contents) => contents
-                .records
-                .iter()
-                .map(|record| serde_json::to_string(record).unwrap())
-                .collect::<Vec<_>>()
-                .join("\n"),
-            Err(error) => format!("(cannot read the journal: {error})"),
-        };
-        let stderr = fs::read_to_string(&self.stderr).unwrap_or_default();
-        format!(
-            "--- journal ---\n{}\n--- havend stderr (end) ---\n{}",
-            tail(&journal, 12_000),
-            tail(&stderr, 6_000)
-        )
-    }
-
     /// SIGTERM, and wait for the exit.
     fn terminate(&mut self) -> ExitStatus {
         kill(self.pid(), Signal::SIGTERM).expect("sending SIGTERM to havend");
         match wait_exit(&mut self.child, DEADLINE) {
             Some(status) => status,
             None => panic!("havend did not exit after SIGTERM\n{}", self.diagnostics()),
-        }
-    }
-}
-
-impl Drop for Havend {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        let _ = kill(self.pid(), Signal::SIGTERM);
-        if wait_exit(&mut self.child, Duration::from_secs(10)).is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }
@@ -647,10 +425,6 @@ fn wait_started(daemon: &Havend) {
             .and_then(|event| decided(records, event))
             .map(|_| ())
     });
-}
-
-fn stderr_text(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// havenctl exited 1 because havend refused what it sent, with a reason naming `naming`.
@@ -1208,15 +982,17 @@ fn flaps_while_the_loop_is_busy_coalesce_into_one_event() {
     });
     let (devd, daemon, connection) = start_with_devd(&setup);
     // The poller ran once at start; from now on only a resync runs hastctl.
-    let runs = poll_until(|| (setup.hastctl_runs() >= 2).then(|| setup.hastctl_runs()))
-        .expect("hastctl ran at startup and for the poller's first poll");
+    let runs = poll_until(POLL, || {
+        (setup.hastctl_runs() >= 2).then(|| setup.hastctl_runs())
+    })
+    .expect("hastctl ran at startup and for the poller's first poll");
 
     // Make the loop busy: a reconnect makes it re-read the machine, and hastctl is slow to
     // answer until the hold file goes.
     let hold = RemovedOnDrop::create(setup.path("hastctl.hold"));
     drop(connection);
     let connection = devd.accept();
-    poll_until(|| (setup.hastctl_runs() > runs).then_some(()))
+    poll_until(POLL, || (setup.hastctl_runs() > runs).then_some(()))
         .unwrap_or_else(|| panic!("the resync did not run hastctl\n{}", daemon.diagnostics()));
 
     flap_storm(&connection);
@@ -1579,7 +1355,7 @@ vrrp_instance VI_1 {{
             .expect("starting keepalived"),
     );
 
-    let change = poll_until(|| {
+    let change = poll_until(POLL, || {
         let records = daemon.records();
         carp_events(&records, "keepalived")
             .into_iter()

@@ -13,75 +13,29 @@
 //! hold-down that must have ended). Every process a test starts is stopped and reaped by a
 //! guard, also when the test fails.
 
+mod common;
+
+use common::{
+    DEADLINE, DevdServer, Havend, Setup, poll_until, send_line, stderr_text, stdout_text, toml_path,
+};
 use haven_core::{Action, CarpChange, CarpState, DevdAttribute, DevdEvent, DevdKind, Event, Plan};
 use haven_daemon::control::{self, Request, Response};
-use haven_daemon::journal::{DecisionOutcome, Entry, JOURNAL_FILE, Journal, Record};
+use haven_daemon::journal::{DecisionOutcome, Entry, Record};
 use haven_daemon::reload::ReloadOutcome;
 use haven_daemon::status::Status;
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use rustix::net::sockopt::{Timeout, set_socket_timeout};
-use rustix::net::{
-    AddressFamily, SendFlags, SocketAddrUnix, SocketType, accept, bind, listen, send, socket,
-};
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// The bound on any wait for something that should happen soon. Generous: tests run in
-/// parallel, and each havend compiles its policies afresh at start.
-const DEADLINE: Duration = Duration::from_secs(60);
-
 /// How often a wait looks again.
 const POLL: Duration = Duration::from_millis(20);
-
-const HAVEND: &str = env!("CARGO_BIN_EXE_havend");
-const HAVENCTL: &str = env!("CARGO_BIN_EXE_havenctl");
-
-/// Poll `probe` until it gives `Some`, for at most [`DEADLINE`].
-fn poll_until<T>(mut probe: impl FnMut() -> Option<T>) -> Option<T> {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = probe() {
-            return Some(value);
-        }
-        if started.elapsed() > DEADLINE {
-            return None;
-        }
-        std::thread::sleep(POLL);
-    }
-}
-
-/// Wait for `child` to exit, for at most `bound`.
-fn wait_exit(child: &mut Child, bound: Duration) -> Option<ExitStatus> {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("waiting for a child") {
-            return Some(status);
-        }
-        if started.elapsed() > bound {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// The last `max` characters of `text`.
-fn tail(text: &str, max: usize) -> &str {
-    let skip = text.chars().count().saturating_sub(max);
-    match text.char_indices().nth(skip) {
-        Some((at, _)) => &text[at..],
-        None => text,
-    }
-}
 
 /// Milliseconds since the Unix epoch, as the journal's `at`.
 fn unix_ms() -> u64 {
@@ -177,22 +131,6 @@ impl Version {
 
 // ------------------------------------------------------------------------------- the setup
 
-/// A test's private directory: config, modules, state, control socket.
-#[derive(Debug)]
-struct Setup {
-    dir: tempfile::TempDir,
-}
-
-/// A TOML string holding `path`.
-fn toml_path(path: &Path) -> String {
-    let text = path.to_str().expect("temporary paths are UTF-8");
-    assert!(
-        !text.contains(['"', '\\']) && !text.chars().any(char::is_control),
-        "{text}"
-    );
-    format!("\"{text}\"")
-}
-
 /// A `[[policy]]` entry running the misbehaving policy in `behaviour`, with `grants` (TOML
 /// lines of `[policy.grants]`) and `limits` (of `[policy.limits]`).
 fn misbehaving(name: &str, module: &Path, behaviour: &str, grants: &str, limits: &str) -> String {
@@ -236,28 +174,7 @@ fstype = "ufs"
 
 impl Setup {
     fn new() -> Setup {
-        // Under /tmp, not $TMPDIR: socket paths must stay short.
-        let dir = tempfile::Builder::new()
-            .prefix("havend-reload-")
-            .tempdir_in("/tmp")
-            .expect("creating a temporary directory");
-        Setup { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn config(&self) -> PathBuf {
-        self.path("haven.toml")
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.path("state")
-    }
-
-    fn control_dir(&self) -> PathBuf {
-        self.path("ctl")
+        Setup::in_tmp("havend-reload-")
     }
 
     /// havend's stderr: not in the watched folder, where its writes would be file events.
@@ -274,14 +191,6 @@ impl Setup {
         let program = self.hastctl();
         fs::write(&program, HASTCTL_STANDIN).unwrap();
         fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
-    }
-
-    fn hastctl(&self) -> PathBuf {
-        self.path("hastctl")
-    }
-
-    fn devd_socket(&self) -> PathBuf {
-        self.path("devd.pipe")
     }
 
     /// The module file of the tests with one replaceable policy.
@@ -336,38 +245,6 @@ const HASTCTL_STANDIN: &str = "#!/bin/sh\n\
     extentsize: 2097152 (2.0MB)\\n  keepdirty: 64\\n  remoteaddr: 192.168.1.52\\n  \
     replication: memsync\\n  status: complete\\n  dirty: 0 (0B)\\n'\n";
 
-// --------------------------------------------------------------------------- devd stand-in
-
-/// devd's side of `/var/run/devd.seqpacket.pipe`: a listening SOCK_SEQPACKET socket.
-#[derive(Debug)]
-struct DevdServer {
-    listener: OwnedFd,
-}
-
-impl DevdServer {
-    fn bind(path: &Path) -> DevdServer {
-        let listener = socket(AddressFamily::UNIX, SocketType::SEQPACKET, None).unwrap();
-        bind(&listener, &SocketAddrUnix::new(path).unwrap()).unwrap();
-        listen(&listener, 4).unwrap();
-        // Bounds accept(): a test fails instead of hanging.
-        set_socket_timeout(&listener, Timeout::Recv, Some(DEADLINE)).unwrap();
-        DevdServer { listener }
-    }
-
-    /// The daemon's next connection.
-    fn accept(&self) -> OwnedFd {
-        accept(&self.listener).expect("havend did not connect to the devd socket in time")
-    }
-}
-
-/// One devd line, in a packet of its own, as devd sends them.
-fn send_line(connection: &OwnedFd, line: &str) {
-    assert_eq!(
-        send(connection, line.as_bytes(), SendFlags::empty()).unwrap(),
-        line.len()
-    );
-}
-
 /// The devd line of the steady stream's `seq`th event: an IFNET notify about a physical
 /// interface, a generic `devd` event that never coalesces.
 fn stream_line(seq: u64) -> String {
@@ -414,58 +291,6 @@ fn carp_event(state: CarpState) -> Event {
 }
 
 // ------------------------------------------------------------------------ reading journals
-
-/// Reads the journal incrementally: only what was appended since the last look is parsed.
-/// The tests' configs make the journal large enough never to rotate (checked).
-#[derive(Debug)]
-struct JournalTail {
-    dir: PathBuf,
-    offset: u64,
-    partial: Vec<u8>,
-    records: Vec<Record>,
-}
-
-impl JournalTail {
-    fn new(dir: PathBuf) -> JournalTail {
-        JournalTail {
-            dir,
-            offset: 0,
-            partial: Vec::new(),
-            records: Vec::new(),
-        }
-    }
-
-    fn refresh(&mut self) {
-        assert!(
-            !self.dir.join(format!("{JOURNAL_FILE}.1")).exists(),
-            "the journal was rotated; these tests read only {JOURNAL_FILE}"
-        );
-        let mut file = match fs::File::open(self.dir.join(JOURNAL_FILE)) {
-            Ok(file) => file,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return,
-            Err(error) => panic!("opening the journal: {error}"),
-        };
-        file.seek(SeekFrom::Start(self.offset)).unwrap();
-        let mut appended = Vec::new();
-        file.read_to_end(&mut appended).unwrap();
-        self.offset += appended.len() as u64;
-        self.partial.extend_from_slice(&appended);
-        // Only whole lines: the one being written is read next time.
-        while let Some(end) = self.partial.iter().position(|&byte| byte == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=end).collect();
-            let record: Record = serde_json::from_slice(&line[..end]).unwrap_or_else(|error| {
-                panic!(
-                    "a journal line that does not parse ({error}): {}",
-                    String::from_utf8_lossy(&line)
-                )
-            });
-            if let Some(last) = self.records.last() {
-                assert_eq!(record.seq, last.seq + 1, "journal seq not consecutive");
-            }
-            self.records.push(record);
-        }
-    }
-}
 
 /// An `event` record.
 #[derive(Debug, Clone)]
@@ -693,36 +518,11 @@ fn assert_no_reload_mid_plan(records: &[Record]) {
 
 // ---------------------------------------------------------------------------- the daemon
 
-/// A running `havend`, stopped (SIGTERM, then SIGKILL) and reaped when dropped.
-#[derive(Debug)]
-struct Havend {
-    child: Child,
-    state_dir: PathBuf,
-    control_dir: PathBuf,
-    stderr: PathBuf,
-    journal: RefCell<JournalTail>,
-}
-
 impl Havend {
     /// Start havend on the setup's config and wait until `havenctl status` gets an answer
     /// and every policy has decided its startup event.
     fn start(setup: &Setup) -> Havend {
-        let stderr = setup.stderr();
-        let child = Command::new(HAVEND)
-            .arg("--config")
-            .arg(setup.config())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&stderr).unwrap())
-            .spawn()
-            .expect("starting havend");
-        let mut daemon = Havend {
-            child,
-            state_dir: setup.state_dir(),
-            control_dir: setup.control_dir(),
-            stderr,
-            journal: RefCell::new(JournalTail::new(setup.state_dir())),
-        };
+        let mut daemon = Havend::launch(setup, &[], setup.stderr(), POLL, Some(60));
         daemon.wait_ready();
         daemon.wait_journal("every startup event decided", |records| {
             let policies = started_with(records)?.len();
@@ -739,58 +539,6 @@ impl Havend {
         daemon
     }
 
-    fn pid(&self) -> Pid {
-        Pid::from_raw(i32::try_from(self.child.id()).unwrap())
-    }
-
-    fn wait_ready(&mut self) {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "havend exited at start with {status}\n{}",
-                    self.diagnostics()
-                );
-            }
-            if self.havenctl(&["status", "--json"]).status.success() {
-                return;
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "havend did not answer status in time\n{}",
-                self.diagnostics()
-            );
-            std::thread::sleep(POLL);
-        }
-    }
-
-    /// Run havenctl against this daemon's control socket.
-    fn havenctl(&self, args: &[&str]) -> Output {
-        Command::new(HAVENCTL)
-            .arg("--control-dir")
-            .arg(&self.control_dir)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running havenctl")
-    }
-
-    /// `havenctl status --json`, parsed.
-    fn status(&self) -> Status {
-        serde_json::from_value(self.status_json()).expect("havenctl status --json prints a Status")
-    }
-
-    /// `havenctl status --json`, as JSON.
-    fn status_json(&self) -> serde_json::Value {
-        let output = self.havenctl(&["status", "--json"]);
-        assert!(
-            output.status.success(),
-            "havenctl status: {output:?}\n{}",
-            self.diagnostics()
-        );
-        serde_json::from_slice(&output.stdout).expect("havenctl status --json prints JSON")
-    }
-
     /// `f` over every journal record so far.
     fn with_records<T>(&self, f: impl FnOnce(&[Record]) -> T) -> T {
         let mut journal = self.journal.borrow_mut();
@@ -805,7 +553,7 @@ impl Havend {
 
     /// Wait until `probe` finds what it looks for in the journal.
     fn wait_journal<T>(&self, what: &str, mut probe: impl FnMut(&[Record]) -> Option<T>) -> T {
-        poll_until(|| self.with_records(&mut probe))
+        poll_until(POLL, || self.with_records(&mut probe))
             .unwrap_or_else(|| panic!("timed out waiting for {what}\n{}", self.diagnostics()))
     }
 
@@ -849,48 +597,6 @@ impl Havend {
         let what = format!("the decision about probe {tag}");
         self.decide(&what, probe_event(tag), 1).remove(0)
     }
-
-    /// The journal and the end of havend's stderr, for failure messages.
-    fn diagnostics(&self) -> String {
-        let journal = match Journal::read_all(&self.state_dir) {
-            Ok(contents) => {
-                let skip = contents.records.len().saturating_sub(60);
-                contents.records[skip..]
-                    .iter()
-                    .map(|record| serde_json::to_string(record).unwrap())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            }
-            Err(error) => format!("(cannot read the journal: {error})"),
-        };
-        let stderr = fs::read_to_string(&self.stderr).unwrap_or_default();
-        format!(
-            "--- journal (end) ---\n{}\n--- havend stderr (end) ---\n{}",
-            tail(&journal, 12_000),
-            tail(&stderr, 6_000)
-        )
-    }
-}
-
-impl Drop for Havend {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        let _ = kill(self.pid(), Signal::SIGTERM);
-        if wait_exit(&mut self.child, Duration::from_secs(10)).is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn stdout_text(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr_text(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// The steps of a decision's plan, as text.
@@ -1535,7 +1241,7 @@ fn sighup_reloads() {
 
     // SIGHUP with nothing changed: no reload record, the same version.
     kill(daemon.pid(), Signal::SIGHUP).unwrap();
-    poll_until(|| {
+    poll_until(POLL, || {
         fs::read_to_string(setup.stderr())
             .unwrap()
             .contains("reload: nothing changed")
@@ -1574,7 +1280,7 @@ fn a_reload_is_not_lost_when_the_loop_is_busy_and_reports_pile_up() {
     let connection = devd.accept();
     let initial = daemon.with_records(|records| started_with(records).unwrap()["main"].clone());
     let status = |what: &str, until: &dyn Fn(&Status) -> bool| -> Status {
-        poll_until(|| {
+        poll_until(POLL, || {
             let status = daemon.status();
             until(&status).then_some(status)
         })
@@ -1595,7 +1301,7 @@ fn a_reload_is_not_lost_when_the_loop_is_busy_and_reports_pile_up() {
 
     // A new module for `main`, prepared while the loop is still busy.
     setup.replace(&setup.module(), &Version::B.bytes());
-    poll_until(|| {
+    poll_until(POLL, || {
         let stderr = fs::read_to_string(setup.stderr()).unwrap();
         (stderr.matches("reload ready").count() == 2).then_some(())
     })

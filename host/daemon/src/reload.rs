@@ -37,8 +37,8 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -105,7 +105,7 @@ struct Running {
 pub struct Reloader {
     requests: Sender<Request>,
     thread: Option<JoinHandle<()>>,
-    _watcher: Option<notify::RecommendedWatcher>,
+    watch: Arc<Mutex<Option<Watch>>>,
 }
 
 impl Reloader {
@@ -122,8 +122,9 @@ impl Reloader {
         watch: bool,
     ) -> std::io::Result<Reloader> {
         let (requests, incoming) = mpsc::channel::<Request>();
-        let watcher = if watch {
-            match start_watcher(config_path, config, requests.clone()) {
+        let watch = Arc::new(Mutex::new(if watch {
+            let modules = config.policies.iter().map(|policy| policy.module.clone());
+            match Watch::start(config_path, modules, requests.clone()) {
                 Ok(watcher) => Some(watcher),
                 Err(error) => {
                     tracing::warn!(%error, "cannot watch the config and policy files; reload with SIGHUP or havenctl reload");
@@ -132,12 +133,14 @@ impl Reloader {
             }
         } else {
             None
-        };
+        }));
         let worker = Worker {
             config_path: config_path.to_owned(),
             runtime,
             inbox,
             running: running(policies),
+            watch: Arc::clone(&watch),
+            restart_only: RestartOnly::of(config),
         };
         let thread = std::thread::Builder::new()
             .name("reloader".to_owned())
@@ -145,7 +148,7 @@ impl Reloader {
         Ok(Reloader {
             requests,
             thread: Some(thread),
-            _watcher: watcher,
+            watch,
         })
     }
 
@@ -159,7 +162,7 @@ impl Reloader {
 
     /// Stop the watcher and the thread (a reload being prepared is finished first).
     pub fn stop(mut self) {
-        drop(self._watcher.take());
+        drop(self.watch.lock().unwrap_or_else(|p| p.into_inner()).take());
         let (closed, _) = mpsc::channel();
         drop(std::mem::replace(&mut self.requests, closed));
         if let Some(thread) = self.thread.take()
@@ -186,6 +189,30 @@ struct Worker {
     runtime: Arc<Runtime>,
     inbox: Inbox,
     running: Vec<Running>,
+    /// The watcher, to follow the module files a reload names.
+    watch: Arc<Mutex<Option<Watch>>>,
+    /// The sections a reload does not apply, as the daemon started with them.
+    restart_only: RestartOnly,
+}
+
+/// The parts of the config that only a restart applies (sources, executor, state folders).
+#[derive(Debug, PartialEq)]
+struct RestartOnly {
+    daemon: haven_core::DaemonConfig,
+    sources: haven_core::SourcesConfig,
+    executor: haven_core::ExecutorConfig,
+    carp: Vec<haven_core::CarpAddress>,
+}
+
+impl RestartOnly {
+    fn of(config: &Config) -> RestartOnly {
+        RestartOnly {
+            daemon: config.daemon.clone(),
+            sources: config.sources.clone(),
+            executor: config.executor.clone(),
+            carp: config.carp.clone(),
+        }
+    }
 }
 
 impl Worker {
@@ -247,6 +274,17 @@ impl Worker {
         tracing::info!(changes = ?changes, "reload ready; swapping in between two events");
         let keep: BTreeSet<String> = now_running.iter().map(|r| r.module_hash.clone()).collect();
         self.running = now_running;
+        if let Some(watch) = self
+            .watch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            let modules = policies.iter().map(|policy| policy.config.module.clone());
+            if let Err(error) = watch.follow(&self.config_path, modules) {
+                tracing::warn!(%error, "cannot watch the reloaded policies' files; reload with SIGHUP or havenctl reload");
+            }
+        }
         // One waiter is answered by the loop once swapped; the others are told the same.
         let mut replies = replies.into_iter();
         let reply = replies.next();
@@ -270,6 +308,12 @@ impl Worker {
     /// Read the config and load every policy, or say why not.
     fn prepare(&self) -> Result<Vec<LoadedPolicy>, String> {
         let config = Config::from_file(&self.config_path).map_err(|error| error.to_string())?;
+        let sections = RestartOnly::of(&config);
+        if sections != self.restart_only {
+            tracing::warn!(
+                "[daemon], [sources.*], [executor] or [[carp]] changed: not applied until havend restarts"
+            );
+        }
         config
             .policies
             .iter()
@@ -325,39 +369,64 @@ fn describe_changes(before: &[Running], after: &[Running]) -> Vec<String> {
     changes
 }
 
-/// Watch the config file and the policy modules; ask for a reload when one was written.
-fn start_watcher(
-    config_path: &Path,
-    config: &Config,
-    requests: Sender<Request>,
-) -> notify::Result<notify::RecommendedWatcher> {
-    let mut files: BTreeSet<PathBuf> = BTreeSet::new();
-    files.insert(absolute(config_path));
-    files.extend(
-        config
-            .policies
-            .iter()
-            .map(|policy| absolute(&policy.module)),
-    );
-    let folders: BTreeSet<PathBuf> = files
-        .iter()
-        .filter_map(|file| file.parent().map(Path::to_owned))
-        .collect();
+/// The watcher and what it watches: the config file and every policy module, through their
+/// folders. The set follows the config: a reload that names other module files watches those.
+#[derive(Debug)]
+struct Watch {
+    watcher: notify::RecommendedWatcher,
+    folders: BTreeSet<PathBuf>,
+    files: Arc<Mutex<BTreeSet<PathBuf>>>,
+}
 
-    let (events, changes) = mpsc::channel::<notify::Event>();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            let _ = events.send(event);
-        }
-    })?;
-    for folder in &folders {
-        watcher.watch(folder, RecursiveMode::NonRecursive)?;
+impl Watch {
+    /// Watch `config_path` and `modules`; ask for a reload when one was written.
+    fn start(
+        config_path: &Path,
+        modules: impl Iterator<Item = PathBuf>,
+        requests: Sender<Request>,
+    ) -> notify::Result<Watch> {
+        let (events, changes) = mpsc::channel::<notify::Event>();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if let Ok(event) = event {
+                let _ = events.send(event);
+            }
+        })?;
+        let files = Arc::new(Mutex::new(BTreeSet::new()));
+        let mut watch = Watch {
+            watcher,
+            folders: BTreeSet::new(),
+            files: Arc::clone(&files),
+        };
+        watch.follow(config_path, modules)?;
+        std::thread::Builder::new()
+            .name("file-watcher".to_owned())
+            .spawn(move || debounce(&files, &changes, &requests))
+            .map_err(notify::Error::io)?;
+        Ok(watch)
     }
-    std::thread::Builder::new()
-        .name("file-watcher".to_owned())
-        .spawn(move || debounce(&files, &changes, &requests))
-        .map_err(notify::Error::io)?;
-    Ok(watcher)
+
+    /// Watch exactly `config_path` and `modules` from now on.
+    fn follow(
+        &mut self,
+        config_path: &Path,
+        modules: impl Iterator<Item = PathBuf>,
+    ) -> notify::Result<()> {
+        let mut files: BTreeSet<PathBuf> = modules.map(|module| absolute(&module)).collect();
+        files.insert(absolute(config_path));
+        let folders: BTreeSet<PathBuf> = files
+            .iter()
+            .filter_map(|file| file.parent().map(Path::to_owned))
+            .collect();
+        for folder in folders.difference(&self.folders) {
+            self.watcher.watch(folder, RecursiveMode::NonRecursive)?;
+        }
+        for folder in self.folders.difference(&folders) {
+            let _ = self.watcher.unwatch(folder);
+        }
+        self.folders = folders;
+        *self.files.lock().unwrap_or_else(|p| p.into_inner()) = files;
+        Ok(())
+    }
 }
 
 /// Whether this platform's watcher reports a file closed after writing (inotify does, kqueue
@@ -370,7 +439,7 @@ const CLOSE_WRITE_REPORTED: bool = cfg!(any(target_os = "linux", target_os = "an
 /// file (changes to other files in the folders do not count), unless a watched file is still
 /// open for writing where that is known ([`CLOSE_WRITE_REPORTED`]).
 fn debounce(
-    files: &BTreeSet<PathBuf>,
+    files: &Mutex<BTreeSet<PathBuf>>,
     changes: &Receiver<notify::Event>,
     requests: &Sender<Request>,
 ) {
@@ -407,7 +476,14 @@ fn debounce(
                 }
             }
         };
-        let Some(path) = event.paths.iter().find(|path| files.contains(*path)) else {
+        let watched = files.lock().unwrap_or_else(|p| p.into_inner());
+        let found = event
+            .paths
+            .iter()
+            .find(|path| watched.contains(*path))
+            .cloned();
+        drop(watched);
+        let Some(path) = found.as_ref() else {
             continue;
         };
         use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
