@@ -56,34 +56,6 @@ fn short(hash: &str) -> &str {
 
 // ------------------------------------------------------------------------------- modules
 
-/// `value` as unsigned LEB128.
-fn leb128(mut value: usize) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            bytes.push(byte);
-            return bytes;
-        }
-        bytes.push(byte | 0x80);
-    }
-}
-
-/// `module` with a custom section (id 0, a name, a payload) appended: valid WebAssembly that
-/// does the same, with a different module hash.
-fn with_custom_section(module: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
-    assert!(module.starts_with(b"\0asm"), "not a WebAssembly module");
-    let mut body = leb128(name.len());
-    body.extend_from_slice(name.as_bytes());
-    body.extend_from_slice(payload);
-    let mut bytes = module.to_vec();
-    bytes.push(0);
-    bytes.extend(leb128(body.len()));
-    bytes.extend(body);
-    bytes
-}
-
 /// The versions of a policy module the tests write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Version {
@@ -104,7 +76,9 @@ impl Version {
         let a = fs::read(haven_test_artifacts::MISBEHAVING_POLICY).unwrap();
         match self {
             Version::A => a,
-            Version::B => with_custom_section(&a, "haven-test-version", b"B"),
+            Version::B => {
+                haven_test_artifacts::support::with_custom_section(&a, "haven-test-version", b"B")
+            }
             Version::Truncated => {
                 let b = Version::B.bytes();
                 b[..b.len() * 2 / 3].to_vec()

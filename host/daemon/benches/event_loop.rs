@@ -150,32 +150,7 @@ mod bench {
     }
 
     // ------------------------------------------------------------------------------ statistics
-
-    /// Percentiles of a set of samples.
-    #[derive(Debug, Clone, Copy)]
-    struct Stats {
-        samples: usize,
-        median: Duration,
-        p99: Duration,
-        max: Duration,
-    }
-
-    impl Stats {
-        fn of(mut samples: Vec<Duration>) -> Stats {
-            assert!(!samples.is_empty(), "no samples");
-            samples.sort_unstable();
-            let at = |quantile: f64| {
-                let rank = (quantile * samples.len() as f64).ceil() as usize;
-                samples[rank.clamp(1, samples.len()) - 1]
-            };
-            Stats {
-                samples: samples.len(),
-                median: at(0.5),
-                p99: at(0.99),
-                max: samples[samples.len() - 1],
-            }
-        }
-    }
+    use haven_test_artifacts::support::Percentiles as Stats;
 
     fn micros(duration: Duration) -> String {
         format!("{:.1} µs", duration.as_secs_f64() * 1e6)

@@ -102,31 +102,7 @@ mod bench {
     const MAX_SOCKET_PATH: usize = 90;
 
     // -------------------------------------------------------------------------- statistics
-
-    #[derive(Debug, Clone, Copy)]
-    struct Stats {
-        samples: usize,
-        median: Duration,
-        p90: Duration,
-        max: Duration,
-    }
-
-    impl Stats {
-        fn of(mut samples: Vec<Duration>) -> Stats {
-            assert!(!samples.is_empty(), "no samples");
-            samples.sort_unstable();
-            let at = |quantile: f64| {
-                let rank = (quantile * samples.len() as f64).ceil() as usize;
-                samples[rank.clamp(1, samples.len()) - 1]
-            };
-            Stats {
-                samples: samples.len(),
-                median: at(0.5),
-                p90: at(0.9),
-                max: samples[samples.len() - 1],
-            }
-        }
-    }
+    use haven_test_artifacts::support::Percentiles as Stats;
 
     fn ms(duration: Duration) -> String {
         format!("{:.2} ms", duration.as_secs_f64() * 1e3)
@@ -151,32 +127,6 @@ mod bench {
 
     // ----------------------------------------------------------------------------- modules
 
-    fn leb128(mut value: usize) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        loop {
-            let byte = (value & 0x7f) as u8;
-            value >>= 7;
-            if value == 0 {
-                bytes.push(byte);
-                return bytes;
-            }
-            bytes.push(byte | 0x80);
-        }
-    }
-
-    /// `module` with a custom section appended: the same code, another module hash.
-    fn with_custom_section(module: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
-        assert!(module.starts_with(b"\0asm"), "not a WebAssembly module");
-        let mut body = leb128(name.len());
-        body.extend_from_slice(name.as_bytes());
-        body.extend_from_slice(payload);
-        let mut bytes = module.to_vec();
-        bytes.push(0);
-        bytes.extend(leb128(body.len()));
-        bytes.extend(body);
-        bytes
-    }
-
     /// A version of the seed module no run of this bench has made before.
     fn version(seed: &[u8], tag: &str) -> Vec<u8> {
         let nonce = std::time::SystemTime::now()
@@ -184,7 +134,11 @@ mod bench {
             .unwrap()
             .as_nanos();
         let payload = format!("{tag} {} {nonce}", std::process::id());
-        with_custom_section(seed, "haven-bench-version", payload.as_bytes())
+        haven_test_artifacts::support::with_custom_section(
+            seed,
+            "haven-bench-version",
+            payload.as_bytes(),
+        )
     }
 
     // ----------------------------------------------------------------------------- setup

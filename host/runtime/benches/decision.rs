@@ -163,10 +163,7 @@ struct Stats {
 impl Stats {
     fn of(mut samples: Vec<Duration>, total: Duration) -> Stats {
         samples.sort_unstable();
-        let at = |quantile: f64| {
-            let rank = (quantile * samples.len() as f64).ceil() as usize;
-            samples[rank.clamp(1, samples.len()) - 1]
-        };
+        let at = |q: f64| haven_test_artifacts::support::quantile(&samples, q);
         Stats {
             samples: samples.len(),
             median: at(0.5),

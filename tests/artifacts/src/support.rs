@@ -1,6 +1,7 @@
 //! Test code only: what the tests of several crates share (the daemon's hastctl poller,
 //! havend end to end, the executors): for their stand-ins for system tools, the text
-//! FreeBSD's `hastctl list` prints and installing a stand-in script; and a bounded wait.
+//! FreeBSD's `hastctl list` prints and installing a stand-in script; a bounded wait; and the
+//! benchmarks' percentiles; versions of a module.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -73,4 +74,63 @@ pub fn wait_until(what: &str, condition: impl Fn() -> bool) {
         assert!(started.elapsed() < SOON, "timed out waiting until {what}");
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// The `quantile` (0 to 1, nearest rank) of `sorted`, which must be sorted and not empty: what
+/// the benchmarks report as median, p90, p99.
+pub fn quantile(sorted: &[std::time::Duration], quantile: f64) -> std::time::Duration {
+    assert!(!sorted.is_empty(), "no samples");
+    let rank = (quantile * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The usual summary of a set of timings.
+#[derive(Debug, Clone, Copy)]
+pub struct Percentiles {
+    pub samples: usize,
+    pub median: std::time::Duration,
+    pub p90: std::time::Duration,
+    pub p99: std::time::Duration,
+    pub max: std::time::Duration,
+}
+
+impl Percentiles {
+    /// The summary of `samples` (not empty).
+    pub fn of(mut samples: Vec<std::time::Duration>) -> Percentiles {
+        samples.sort_unstable();
+        Percentiles {
+            samples: samples.len(),
+            median: quantile(&samples, 0.5),
+            p90: quantile(&samples, 0.9),
+            p99: quantile(&samples, 0.99),
+            max: quantile(&samples, 1.0),
+        }
+    }
+}
+
+fn leb128(mut value: usize) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            bytes.push(byte);
+            return bytes;
+        }
+        bytes.push(byte | 0x80);
+    }
+}
+
+/// `module` (a core module or component) with a custom section appended: the same code,
+/// another module hash. For tests and benchmarks that need versions of one policy.
+pub fn with_custom_section(module: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+    assert!(module.starts_with(b"\0asm"), "not a WebAssembly module");
+    let mut body = leb128(name.len());
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(payload);
+    let mut bytes = module.to_vec();
+    bytes.push(0);
+    bytes.extend(leb128(body.len()));
+    bytes.extend(body);
+    bytes
 }
