@@ -18,6 +18,7 @@ use crate::hastctl_poller::{HastMessage, HastctlOptions, HastctlPoller};
 use crate::inbox::{Inbox, Report};
 use crate::journal::{Entry, Journal, JournalError};
 use crate::keepalived_fifo::{FifoMessage, KeepalivedFifo};
+use crate::queue::Pushed;
 use crate::reconcile::Reconciler;
 use crate::reload::{ReloadOutcome, Reloader};
 use crate::status::{Identity, StatusBoard};
@@ -424,6 +425,11 @@ fn hastctl_message(inbox: &Inbox, message: HastMessage, known: &mut Option<Vec<H
             reason,
         } => inbox.report(bad_input(HASTCTL, reason, text_excerpt)),
         HastMessage::CommandFailed { reason } => inbox.report(source_state(HASTCTL, false, reason)),
+        HastMessage::Recovered { failures } => inbox.report(source_state(
+            HASTCTL,
+            true,
+            format!("hastctl list works again after {failures} failed run(s)"),
+        )),
     }
 }
 
@@ -450,8 +456,10 @@ fn fifo_message(inbox: &Inbox, message: FifoMessage) {
 
 // ------------------------------------------------------------------------------ control socket
 
-/// How long `havenctl reload` waits for the outcome (a cold compile takes a fraction of it).
-const RELOAD_WAIT: Duration = Duration::from_secs(8);
+/// How long `havenctl reload` waits for the outcome. The control socket serves one request at
+/// a time, so this stays well under the hooks' own timeout (5 s): a reload that waits for a
+/// long plan to finish answers "still in progress" rather than hold hastd's hooks.
+const RELOAD_WAIT: Duration = Duration::from_secs(2);
 
 /// Answers control requests: reads status, turns hooks into events, asks for reloads.
 #[derive(Debug)]
@@ -508,7 +516,8 @@ impl Handler {
                         }
                     },
                     Err(_) => Response::error(format!(
-                        "the reload did not finish within {RELOAD_WAIT:?}; see havenctl status"
+                        "the reload is still in progress after {RELOAD_WAIT:?} (a plan may be \
+                         running); see havenctl status for its outcome"
                     )),
                 }
             }
@@ -518,10 +527,13 @@ impl Handler {
     /// Queue a hook's event, or report its bad arguments (to the journal and the caller).
     fn queue(&self, source: &str, event: Result<Event, String>, args: &[String]) -> Response {
         match event {
-            Ok(event) => {
-                let pushed = self.inbox.push(event, source);
-                Response::ok(serde_json::json!({ "event-id": pushed.id() }))
-            }
+            Ok(event) => match self.inbox.push(event, source) {
+                Pushed::Dropped(dropped) => Response::error(format!(
+                    "havend's event queue is full: event {} ({}) dropped",
+                    dropped.id, dropped.kind
+                )),
+                pushed => Response::ok(serde_json::json!({ "event-id": pushed.id() })),
+            },
             Err(reason) => {
                 let text = format!("{args:?}");
                 self.inbox.report(bad_input(source, reason.clone(), text));

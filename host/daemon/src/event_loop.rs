@@ -64,6 +64,15 @@ impl<E: Executor> EventLoop<E> {
             let interrupted = interrupted.as_ref().map(|(p, s)| (p.as_str(), s));
             runner.startup(interrupted, ids, observer)
         });
+        // The policy has been told; close the interrupted plan in the journal, so that the next
+        // start does not report the same step again.
+        if let Some((policy, step)) = interrupted {
+            self.append(&Entry::PlanEnd {
+                plan_id: step.plan_id,
+                policy,
+                completed: false,
+            });
+        }
         let syncer = Syncer::start();
         loop {
             if self.inbox.is_empty() {
@@ -144,6 +153,7 @@ impl<E: Executor> EventLoop<E> {
             acts,
             event_names: Vec::new(),
             plans_ended: 0,
+            acted: false,
         };
         let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let machine = self.runner.pipeline.machine_mut();
@@ -153,7 +163,7 @@ impl<E: Executor> EventLoop<E> {
         // system again, so the next decision sees facts (a service that died at start, a
         // mount someone else made) and not only what the plan meant to do.
         let plans_ran = observer.plans_ended > 0;
-        if acts && plans_ran {
+        if acts && observer.acted {
             let fresh = (self.read_machine)(self.runner.pipeline.machine());
             *self.runner.pipeline.machine_mut() = fresh;
         }
@@ -441,6 +451,8 @@ struct Journaling<'a> {
     event_names: Vec<(u64, &'static str)>,
     /// Plans that ended (completed or not) during this delivery.
     plans_ended: u32,
+    /// Whether a step that acts on the system (not a timer or alert) started.
+    acted: bool,
 }
 
 impl Journaling<'_> {
@@ -522,7 +534,10 @@ impl Observer for Journaling<'_> {
             index,
             step: step.clone(),
         });
+        let host_side = haven_executor::executor::is_host_side(step);
+        self.acted |= self.acts && !host_side;
         if self.acts
+            && !host_side
             && let Err(error) = self.journal.sync()
         {
             tracing::error!(%error, "cannot sync the journal before a step");

@@ -92,6 +92,8 @@ pub enum HastMessage {
         /// Why it was refused.
         reason: String,
     },
+    /// A successful run after `failures` failed ones (sent before that run's own messages).
+    Recovered { failures: u64 },
     /// hastctl could not be run, exited non-zero (the reason has the exit status and the
     /// start of its stderr) or overran its deadline; polling goes on.
     CommandFailed { reason: String },
@@ -289,6 +291,9 @@ impl<F: FnMut(HastMessage)> Worker<F> {
                 Ok(current) => {
                     if failures_in_a_row > 0 {
                         tracing::info!(failures = failures_in_a_row, "hastctl list works again");
+                        (self.sink)(HastMessage::Recovered {
+                            failures: failures_in_a_row,
+                        });
                     }
                     failures_in_a_row = 0;
                     match &previous {

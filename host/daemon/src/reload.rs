@@ -27,7 +27,8 @@
 //! chmod) are one reload: a request waits [`SETTLE`] for more before it starts.
 //!
 //! Sections other than the policies (`[daemon]`, `[sources.*]`, `[executor]`, `[[carp]]`)
-//! are read but not applied: those need a restart, and the reload says so.
+//! are read but not applied: those need a restart, and a reload that sees them changed logs a
+//! warning.
 
 use crate::inbox::{Inbox, Report};
 use haven_core::{Config, PolicyConfig};

@@ -60,7 +60,21 @@ const fn default_config() -> &'static str {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    // `--daemon` changes the working folder to `/`: every path given relative to where havend
+    // was started must be made absolute first (module paths follow the config's).
+    for path in [
+        Some(&mut args.config),
+        args.pid_file.as_mut(),
+        args.log_file.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Ok(absolute) = std::path::absolute(&*path) {
+            *path = absolute;
+        }
+    }
     // Before anything else, and before detaching: a bad config is reported where the operator
     // is looking.
     let config = match Config::from_file(&args.config) {
@@ -95,23 +109,41 @@ fn run(args: Args, config: Config) -> anyhow::Result<()> {
     }
     init_logging(&args)?;
     let _pid_file = args.pid_file.as_deref().map(PidFile::create).transpose()?;
-    let config_path = std::path::absolute(&args.config).unwrap_or(args.config.clone());
-    let daemon = Daemon::start(config, &config_path)?;
 
-    let signals = tokio::runtime::Builder::new_current_thread()
+    // Take the signals before starting (compiling policies can take a while): a SIGTERM or
+    // SIGHUP that comes meanwhile waits instead of killing the process.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the signal runtime")?;
-    signals.block_on(wait_for_stop(&daemon))?;
+    let signals = {
+        let _context = runtime.enter();
+        Signals {
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+        }
+    };
+    let daemon = Daemon::start(config, &args.config)?;
+    runtime.block_on(wait_for_stop(&daemon, signals))?;
     daemon.stop();
     Ok(())
 }
 
+/// The signals havend acts on.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
 /// Wait for SIGTERM or SIGINT (or the event loop ending on its own, which only a panic does).
-async fn wait_for_stop(daemon: &Daemon) -> anyhow::Result<()> {
-    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+async fn wait_for_stop(daemon: &Daemon, signals: Signals) -> anyhow::Result<()> {
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     let mut watchdog = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
