@@ -39,6 +39,10 @@ pub trait Host {
     /// Remove a key.
     fn kv_remove(&self, key: &str);
 
+    /// Every key in the store, in lexical order, this event's writes included. Since contract
+    /// 1.1.
+    fn kv_keys(&self) -> Vec<String>;
+
     /// Log a message into the daemon's log.
     fn log(&self, level: LogLevel, message: &str);
 }
@@ -86,6 +90,10 @@ impl Host for WasmHost {
 
     fn kv_remove(&self, key: &str) {
         wit::kv::remove(key)
+    }
+
+    fn kv_keys(&self) -> Vec<String> {
+        wit::kv::keys()
     }
 
     fn log(&self, level: LogLevel, message: &str) {

@@ -13,6 +13,7 @@
 //! assert_eq!(host.kv_get("synced").as_deref(), Some("yes"));
 //! host.kv_set("synced", "no").unwrap();
 //! assert_eq!(host.kv_snapshot()["synced"], "no");
+//! assert_eq!(host.kv_keys(), ["synced"]);
 //! let _ = events::carp(1, "em0", CarpState::Master);
 //! ```
 //!
@@ -212,6 +213,10 @@ impl Host for ScriptedHost {
 
     fn kv_remove(&self, key: &str) {
         self.kv.borrow_mut().remove(key);
+    }
+
+    fn kv_keys(&self) -> Vec<String> {
+        self.kv.borrow().keys().cloned().collect()
     }
 
     fn log(&self, level: LogLevel, message: &str) {

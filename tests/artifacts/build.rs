@@ -1,4 +1,5 @@
-//! Builds every policy the tests load: the shipped seed policy and the misbehaving ones.
+//! Builds every policy the tests load: the shipped seed policy, the misbehaving ones and one
+//! built against an older minor version of the contract.
 
 use haven_guest_build::{Guest, build};
 use std::fmt::Write;
@@ -19,6 +20,10 @@ const GUESTS: &[Guest] = &[
     Guest {
         package: "unknown-import-policy",
         dir: "tests/policies/unknown-import",
+    },
+    Guest {
+        package: "contract-1-0-policy",
+        dir: "tests/policies/contract-1-0",
     },
 ];
 

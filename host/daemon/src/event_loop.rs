@@ -528,6 +528,7 @@ impl Observer for Journaling<'_> {
     }
 
     fn step_start(&mut self, policy: &str, plan_id: u64, index: u32, step: &Step) {
+        tracing::info!(%step, "step started");
         self.append(&Entry::StepStart {
             plan_id,
             policy: policy.to_owned(),

@@ -489,6 +489,88 @@ fn a_command_that_hangs_past_its_timeout_is_killed_with_its_group() {
     }
 }
 
+/// A stand-in service(8) whose `start` is like Debian's `/etc/init.d/mariadb start`:
+/// `mysqld_safe "${@:2}" 2>&1 >/dev/null | $ERR_LOGGER &`. The "daemon" (a `sleep`) writes to
+/// /dev/null and its stderr goes to the "logger" (a `cat`), which keeps the script's stdout and
+/// stderr open for as long as the daemon runs. Both write their pids; `status` says whether
+/// the daemon's pid file is there.
+const MARIADB_LIKE_SERVICE: &str = r#"#!/bin/sh
+dir=${0%/*}
+case "$2" in
+status)
+    [ -e "$dir/daemon.pid" ] && exit 0
+    exit 3 ;;
+start)
+    sh -c 'echo $$ >"$1/daemon.pid.tmp" && mv "$1/daemon.pid.tmp" "$1/daemon.pid"; exec sleep 600' sh "$dir" 2>&1 >/dev/null |
+        sh -c 'echo $$ >"$1/logger.pid.tmp" && mv "$1/logger.pid.tmp" "$1/logger.pid"; exec cat' sh "$dir" &
+    echo "Starting $1 database server"
+    exit 0 ;;
+esac
+exit 1
+"#;
+
+/// Kills the processes in these pid files (those written) when dropped.
+struct KillsPidFiles(Vec<PathBuf>);
+
+impl Drop for KillsPidFiles {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            if let Ok(text) = fs::read_to_string(path)
+                && let Ok(pid) = text.trim().parse()
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_service_start_whose_logger_keeps_the_output_open_returns_and_leaves_it_running() {
+    let (dir, mut executor) = linux_with_standin(
+        "service",
+        MARIADB_LIKE_SERVICE,
+        "service-manager = \"sysv\"",
+    );
+    let pid_files = ["daemon.pid", "logger.pid"].map(|name| dir.path().join(name));
+    let kill = KillsPidFiles(pid_files.to_vec());
+
+    let step: Step = "service start db timeout=300000".parse().unwrap();
+    let (took, outcome) = timed(|| executor.run_step("db", &step, &Machine::default()));
+    assert!(outcome.ok() && !outcome.skipped_as_done, "{outcome:#?}");
+    // Not held until the 5-minute timeout by the logger.
+    assert!(took < DEADLINE, "{took:?}");
+    let detail = outcome.detail.unwrap();
+    assert!(
+        detail.contains("db start`: exited with status 0"),
+        "{detail}"
+    );
+
+    // The daemon and its logger were left running.
+    for path in &pid_files {
+        wait_until(&format!("{} is written", path.display()), || path.exists());
+        let pid = read_pid(path);
+        assert!(!process_gone(pid), "{} {pid} was killed", path.display());
+    }
+    let logger = read_pid(&pid_files[1]);
+    let stdout = fs::read_link(format!("/proc/{logger}/fd/1")).unwrap();
+    assert!(
+        stdout.to_string_lossy().contains("memfd:haven-stdout"),
+        "the logger does not hold the run's stdout: {}",
+        stdout.display()
+    );
+
+    drop(kill);
+    for path in &pid_files {
+        let pid = read_pid(path);
+        wait_until(&format!("{} {pid} is gone", path.display()), || {
+            process_gone(pid)
+        });
+    }
+}
+
 #[test]
 fn wait_worker_gone_reads_process_titles_from_proc() {
     let resource = format!("test{}", std::process::id());

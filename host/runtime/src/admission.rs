@@ -6,6 +6,26 @@
 //! Haven's own interfaces: no WASI, so it has no files, network, clock, environment or
 //! randomness except through the contract; and it must export the contract's `handler` in a
 //! version this host speaks.
+//!
+//! ## Contract versions
+//!
+//! Policies outlive hosts: an operator upgrades `havend` and keeps the policy modules they
+//! built and tested. So the rule (also in the header of `wit/haven-policy.wit`) is semver on
+//! the contract package, with minor releases only *adding* what the host provides. A host
+//! speaking `haven:policy@M.N` runs a policy built against `M.0` up to `M.N` (any patch), and
+//! refuses, naming both versions:
+//!
+//! - another major: the types or the exports differ, so calls would not line up (this
+//!   includes `0.x`, the contract before it was declared stable);
+//! - a newer minor: the policy may import what this host lacks;
+//! - no version at all, or one that is not `MAJOR.MINOR.PATCH`.
+//!
+//! Running an older minor needs nothing more from us: wasmtime's linker resolves an import of
+//! `haven:policy/kv@1.0.0` to our definition `@1.1.0`, and the generated bindings find the
+//! policy's `haven:policy/handler@1.0.0` export when looking for `@1.1.0` (both treat versions
+//! of the same major as one name). That same leniency is why the check here must come first:
+//! wasmtime would also link a newer minor, or fail with a type error instead of saying which
+//! versions disagree.
 
 use crate::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION};
 use wasmparser::{Parser, Payload};
@@ -25,9 +45,17 @@ pub enum AdmissionError {
     #[error("imports `{0}`, which is not part of Haven's contract ({CONTRACT_PACKAGE}/*)")]
     ImportsUnknown(String),
     #[error(
-        "was built against {CONTRACT_PACKAGE}@{found}; this host speaks {CONTRACT_PACKAGE}@{CONTRACT_VERSION}"
+        "was built against {CONTRACT_PACKAGE}@{found}; this host speaks \
+         {CONTRACT_PACKAGE}@{CONTRACT_VERSION} and runs policies built against {range}",
+        range = compatible_range()
     )]
     IncompatibleContract { found: String },
+    #[error(
+        "uses `{0}`, which carries no version; this host speaks {CONTRACT_PACKAGE}@{CONTRACT_VERSION} \
+         and runs policies built against {range}",
+        range = compatible_range()
+    )]
+    UnversionedContract(String),
     #[error(
         "does not export `{CONTRACT_PACKAGE}/handler`: is `haven_sdk::export_policy!` missing?"
     )]
@@ -87,49 +115,92 @@ pub(crate) fn check_import_name(module: &str, field: Option<&str>) -> Result<(),
         .and_then(|rest| rest.strip_prefix('/'))
     {
         Some(rest) => {
-            let (_interface, version) = rest.split_once('@').unwrap_or((rest, ""));
-            if version.is_empty() || compatible(version) {
-                Ok(())
-            } else {
-                Err(AdmissionError::IncompatibleContract {
-                    found: version.to_owned(),
-                })
-            }
+            check_version(interface, rest.split_once('@').map(|(_, version)| version)).map(drop)
         }
         None => Err(AdmissionError::ImportsUnknown(full())),
     }
 }
 
 /// Check the exports of a component: the contract's handler in a version this host speaks.
+/// Returns that version: the contract the policy was built against.
 pub(crate) fn check_export_names<'a>(
     names: impl IntoIterator<Item = &'a str>,
-) -> Result<(), AdmissionError> {
-    let handler = format!("{CONTRACT_PACKAGE}/handler@");
-    let mut incompatible = None;
+) -> Result<String, AdmissionError> {
+    let handler = format!("{CONTRACT_PACKAGE}/handler");
+    let mut refused = None;
     for name in names {
-        if let Some(version) = name.strip_prefix(&handler) {
-            if compatible(version) {
-                return Ok(());
-            }
-            incompatible = Some(version.to_owned());
+        let version = match name.strip_prefix(&handler) {
+            Some("") => None,
+            Some(rest) => match rest.strip_prefix('@') {
+                Some(version) => Some(version),
+                // Another export that only starts like the handler's name.
+                None => continue,
+            },
+            None => continue,
+        };
+        match check_version(name, version) {
+            Ok(version) => return Ok(version.to_owned()),
+            Err(error) => refused = Some(error),
         }
     }
-    Err(match incompatible {
-        Some(found) => AdmissionError::IncompatibleContract { found },
-        None => AdmissionError::NoHandler,
-    })
+    Err(refused.unwrap_or(AdmissionError::NoHandler))
 }
 
-/// Semver compatibility with [`CONTRACT_VERSION`]: same major, and for 0.x the same minor.
-fn compatible(version: &str) -> bool {
-    let parts = |v: &str| -> Option<(u64, u64)> {
-        let mut numbers = v.split('.').map(|n| n.parse::<u64>().ok());
-        Some((numbers.next()??, numbers.next()??))
+/// Check the contract version an import or export `name` carries, if any; returns it.
+fn check_version<'a>(name: &str, version: Option<&'a str>) -> Result<&'a str, AdmissionError> {
+    let Some(version) = version else {
+        return Err(AdmissionError::UnversionedContract(name.to_owned()));
     };
-    match (parts(version), parts(CONTRACT_VERSION)) {
-        (Some((0, minor)), Some((0, ours))) => minor == ours,
-        (Some((major, _)), Some((ours, _))) => major == ours,
-        _ => false,
+    let host = Version::parse(CONTRACT_VERSION).expect("CONTRACT_VERSION is MAJOR.MINOR.PATCH");
+    match Version::parse(version) {
+        Some(module) if host.runs(module) => Ok(version),
+        _ => Err(AdmissionError::IncompatibleContract {
+            found: version.to_owned(),
+        }),
+    }
+}
+
+/// What the host runs, for messages: `1.0 to 1.1`.
+fn compatible_range() -> String {
+    match Version::parse(CONTRACT_VERSION) {
+        Some(Version { major: 0, minor }) => format!("0.{minor}"),
+        Some(Version { major, minor }) => format!("{major}.0 to {major}.{minor}"),
+        None => CONTRACT_VERSION.to_owned(),
+    }
+}
+
+/// A contract version, `MAJOR.MINOR.PATCH`. The patch is not kept: patch releases change
+/// documentation only, so they never decide compatibility.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Version {
+    major: u64,
+    minor: u64,
+}
+
+impl Version {
+    /// Parse `MAJOR.MINOR.PATCH`; anything else (a pre-release, build metadata, missing parts)
+    /// is not a version this host could promise anything about.
+    fn parse(text: &str) -> Option<Version> {
+        let mut parts = text.split('.').map(|part| {
+            let plain = !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_digit());
+            plain.then(|| part.parse::<u64>().ok()).flatten()
+        });
+        let version = Version {
+            major: parts.next()??,
+            minor: parts.next()??,
+        };
+        parts.next()??;
+        parts.next().is_none().then_some(version)
+    }
+
+    /// Whether a host speaking `self` runs a policy built against `module`: the same major,
+    /// and a minor no newer than ours (see the module documentation). Before 1.0 any minor may
+    /// break, so there only the same minor.
+    fn runs(self, module: Version) -> bool {
+        match self.major {
+            0 => module == self,
+            _ => module.major == self.major && module.minor <= self.minor,
+        }
     }
 }
 
@@ -137,10 +208,20 @@ fn compatible(version: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// The host's message for a module built against `found`.
+    fn incompatible(found: &str) -> String {
+        format!(
+            "was built against haven:policy@{found}; this host speaks haven:policy@1.1.0 and \
+             runs policies built against 1.0 to 1.1"
+        )
+    }
+
     #[test]
     fn import_names() {
-        assert!(check_import_name("haven:policy/carp@0.1.0", Some("state")).is_ok());
-        assert!(check_import_name("haven:policy/kv@0.1.2", None).is_ok());
+        assert!(check_import_name("haven:policy/carp@1.1.0", Some("state")).is_ok());
+        assert!(check_import_name("haven:policy/kv@1.0.0", None).is_ok());
+        assert!(check_import_name("haven:policy/kv@1.1.7", None).is_ok());
+        assert!(check_import_name("[export]haven:policy/handler@1.0.0", Some("f")).is_ok());
         assert!(check_import_name("$root", Some("f")).is_ok());
         let wasi = check_import_name("wasi_snapshot_preview1", Some("fd_write")).unwrap_err();
         assert!(
@@ -156,24 +237,68 @@ mod tests {
             unknown.to_string(),
             "imports `evil:net/socket@1.0.0`, which is not part of Haven's contract (haven:policy/*)"
         );
-        let future = check_import_name("haven:policy/carp@0.2.0", None).unwrap_err();
+        let newer = check_import_name("haven:policy/carp@1.2.0", None).unwrap_err();
+        assert_eq!(newer.to_string(), incompatible("1.2.0"));
+        let unversioned = check_import_name("haven:policy/carp", Some("state")).unwrap_err();
         assert_eq!(
-            future.to_string(),
-            "was built against haven:policy@0.2.0; this host speaks haven:policy@0.1.0"
+            unversioned.to_string(),
+            "uses `haven:policy/carp`, which carries no version; this host speaks \
+             haven:policy@1.1.0 and runs policies built against 1.0 to 1.1"
         );
     }
 
     #[test]
     fn export_names() {
-        assert!(check_export_names(["haven:policy/handler@0.1.0"]).is_ok());
         assert_eq!(
-            check_export_names(["other"]),
+            check_export_names(["haven:policy/handler@1.1.0"]),
+            Ok("1.1.0".into())
+        );
+        assert_eq!(
+            check_export_names(["other", "haven:policy/handler@1.0.0"]),
+            Ok("1.0.0".into())
+        );
+        assert_eq!(
+            check_export_names(["other", "haven:policy/handler-extra@1.0.0"]),
             Err(AdmissionError::NoHandler)
         );
-        assert!(matches!(
-            check_export_names(["haven:policy/handler@1.0.0"]),
-            Err(AdmissionError::IncompatibleContract { .. })
-        ));
+        let future = check_export_names(["haven:policy/handler@2.0.0"]).unwrap_err();
+        assert_eq!(future.to_string(), incompatible("2.0.0"));
+        assert_eq!(
+            check_export_names(["haven:policy/handler"]),
+            Err(AdmissionError::UnversionedContract(
+                "haven:policy/handler".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn versions_a_host_runs() {
+        let host = Version::parse(CONTRACT_VERSION).unwrap();
+        assert!(host.runs(host), "a host runs its own version");
+        let runs = |module: &str| Version::parse(module).is_some_and(|module| host.runs(module));
+        // Older minors and any patch of a minor we know.
+        for module in ["1.0.0", "1.0.3", "1.1.0", "1.1.12"] {
+            assert!(runs(module), "{module}");
+        }
+        // Another major, a newer minor, the pre-stable 0.x, and what is not MAJOR.MINOR.PATCH.
+        for module in [
+            "2.0.0",
+            "0.1.0",
+            "1.2.0",
+            "1.1",
+            "1.1.0.0",
+            "1.1.0-rc1",
+            "1.1.+0",
+            "",
+            "x.y.z",
+        ] {
+            assert!(!runs(module), "{module}");
+        }
+        // Before 1.0, every minor is its own major.
+        let zero_one = Version { major: 0, minor: 1 };
+        assert!(zero_one.runs(zero_one));
+        assert!(!zero_one.runs(Version { major: 0, minor: 0 }));
+        assert!(!zero_one.runs(Version { major: 1, minor: 1 }));
     }
 
     #[test]

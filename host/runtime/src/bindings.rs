@@ -14,10 +14,11 @@ wasmtime::component::bindgen!({
 
 use haven::policy::types as wit;
 
-/// The contract version this host speaks.
+/// The contract's WIT package.
 pub const CONTRACT_PACKAGE: &str = "haven:policy";
-/// The contract version this host speaks, as in the WIT package line.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The contract version this host speaks, as in the WIT package line. Which versions of policies
+/// it runs is decided in [`crate::admission`].
+pub const CONTRACT_VERSION: &str = "1.1.0";
 
 /// A lossless conversion between a generated type and its `haven-core` twin.
 pub(crate) trait Convert<T> {
@@ -129,4 +130,19 @@ cases! {
 /// Into the sandbox.
 pub(crate) fn to_wit<A: Convert<B>, B>(value: A) -> B {
     value.convert()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_version_is_the_wit_package_version() {
+        let wit = include_str!("../../../wit/haven-policy.wit");
+        let package = format!("\npackage {CONTRACT_PACKAGE}@{CONTRACT_VERSION};\n");
+        assert!(
+            wit.contains(&package),
+            "wit/haven-policy.wit lacks `{package}`"
+        );
+    }
 }

@@ -78,8 +78,8 @@ impl CallContext {
         wit::types::QueryError::NotGranted(message)
     }
 
-    /// How many keys the store would hold with this call's writes and `key` set.
-    fn kv_len_after_write(&self, key: &str) -> usize {
+    /// The store's keys as this call sees them: the stored ones with this call's writes applied.
+    fn kv_keys(&self) -> BTreeSet<&str> {
         let mut keys: BTreeSet<&str> = self.kv.keys().map(String::as_str).collect();
         for (written, value) in &self.kv_writes {
             match value {
@@ -87,6 +87,12 @@ impl CallContext {
                 None => keys.remove(written.as_str()),
             };
         }
+        keys
+    }
+
+    /// How many keys the store would hold with this call's writes and `key` set.
+    fn kv_len_after_write(&self, key: &str) -> usize {
+        let mut keys = self.kv_keys();
         keys.insert(key);
         keys.len()
     }
@@ -191,6 +197,10 @@ impl wit::kv::Host for CallContext {
     fn remove(&mut self, key: String) {
         self.kv_writes.insert(key, None);
     }
+
+    fn keys(&mut self) -> Vec<String> {
+        self.kv_keys().into_iter().map(str::to_owned).collect()
+    }
 }
 
 impl wit::log::Host for CallContext {
@@ -220,5 +230,28 @@ pub fn commit_kv(store: &mut Arc<KvStore>, writes: BTreeMap<String, Option<Strin
             Some(value) => store.insert(key, value),
             None => store.remove(&key),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wit::kv::Host as _;
+
+    #[test]
+    fn kv_keys_include_this_calls_writes() {
+        let stored: KvStore = [("a", "1"), ("b", "2")]
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value.to_owned()))
+            .collect();
+        let mut context = CallContext::new(
+            Arc::default(),
+            Arc::default(),
+            Arc::default(),
+            Arc::new(stored),
+        );
+        context.set("c".into(), "3".into()).unwrap();
+        context.remove("a".into());
+        assert_eq!(context.keys(), ["b", "c"]);
     }
 }

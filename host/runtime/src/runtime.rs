@@ -111,6 +111,9 @@ pub struct CompiledPolicy {
     pub compile_time: Duration,
     /// The interfaces the component imports.
     pub imports: Vec<String>,
+    /// The contract version the policy was built against, from its `handler` export: the
+    /// host's own or an older minor (see [`crate::admission`]).
+    pub contract: String,
     pre: PolicyPre<CallContext>,
 }
 
@@ -120,6 +123,7 @@ impl std::fmt::Debug for CompiledPolicy {
             .field("module_hash", &self.module_hash)
             .field("info", &self.info)
             .field("from_cache", &self.from_cache)
+            .field("contract", &self.contract)
             .finish_non_exhaustive()
     }
 }
@@ -291,7 +295,7 @@ impl Runtime {
                 component
             }
         };
-        let imports = self.check_interface(&component)?;
+        let (imports, contract) = self.check_interface(&component)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -307,14 +311,19 @@ impl Runtime {
             from_cache,
             compile_time,
             imports,
+            contract,
             pre,
         };
         compiled.info = self.describe(&compiled).map_err(LoadError::Describe)?;
         Ok(compiled)
     }
 
-    /// A component's imports and exports, against the contract; returns the imports.
-    fn check_interface(&self, component: &Component) -> Result<Vec<String>, AdmissionError> {
+    /// A component's imports and exports, against the contract; returns the imports and the
+    /// contract version the component was built against.
+    fn check_interface(
+        &self,
+        component: &Component,
+    ) -> Result<(Vec<String>, String), AdmissionError> {
         let ty = component.component_type();
         let imports: Vec<String> = ty
             .imports(&self.engine)
@@ -323,8 +332,9 @@ impl Runtime {
         for name in &imports {
             admission::check_import_name(name, None)?;
         }
-        admission::check_export_names(ty.exports(&self.engine).map(|(name, _)| name))?;
-        Ok(imports)
+        let contract =
+            admission::check_export_names(ty.exports(&self.engine).map(|(name, _)| name))?;
+        Ok((imports, contract))
     }
 
     /// Read, compile and configure a policy from its config entry.

@@ -44,11 +44,21 @@ impl Hang {
     }
 
     fn run(&self, timeout: Duration, should_stop: &dyn Fn() -> bool) -> CommandError {
+        self.run_script(HANG, timeout, should_stop)
+    }
+
+    /// Run `script` instead of [`HANG`]; it gets the same two paths as `$1` and `$2`.
+    fn run_script(
+        &self,
+        script: &str,
+        timeout: Duration,
+        should_stop: &dyn Fn() -> bool,
+    ) -> CommandError {
         let shell_pid = self.shell_pid.to_str().unwrap();
         let sleep_pid = self.sleep_pid.to_str().unwrap();
         run(
             Path::new(SH),
-            &["-c", HANG, "sh", shell_pid, sleep_pid],
+            &["-c", script, "sh", shell_pid, sleep_pid],
             timeout,
             should_stop,
         )
@@ -143,13 +153,25 @@ fn the_child_leads_its_own_process_group() {
 
 #[test]
 fn timeout_kills_the_whole_process_group() {
+    timeout_kills(HANG);
+}
+
+/// A child that closed its stdout and stderr has not exited: it is still waited for, and
+/// killed with its group at the deadline.
+#[test]
+fn timeout_kills_a_child_that_closed_its_output() {
+    timeout_kills(&format!("exec >&- 2>&-; {HANG}"));
+}
+
+/// `script` (like [`HANG`]) runs past its timeout and is killed with its whole group.
+fn timeout_kills(script: &str) {
     // Long enough for the shell to start and write its pid files on a loaded machine; a run
     // that timed out before the shell got that far is retried with a longer timeout.
     let mut timeout = Duration::from_millis(1000);
     let hang = loop {
         let hang = Hang::new();
         let started = Instant::now();
-        let error = hang.run(timeout, &never);
+        let error = hang.run_script(script, timeout, &never);
         let elapsed = started.elapsed();
         match &error {
             CommandError::Timeout {
@@ -233,6 +255,112 @@ fn output_up_to_the_cap_is_kept_and_more_is_refused() {
         matches!(error, CommandError::TooMuchOutput { .. }),
         "{error:?}"
     );
+}
+
+/// Too much output is refused and the whole group killed, also when the shell prints it and
+/// exits at once, leaving its background sleep behind (the exit is seen before the child is
+/// reaped, so the group can still be killed).
+#[test]
+fn too_much_output_kills_the_whole_process_group() {
+    let flood = format!("head -c {} /dev/zero", MAX_OUTPUT + 1);
+    let waits = format!(r#"{HANG_START}; {flood} >&2; wait"#);
+    let exits = format!(r#"{HANG_START}; {flood}; exit 0"#);
+    for script in [waits, exits] {
+        let hang = Hang::new();
+        let error = hang.run_script(&script, DEADLINE * 3, &never);
+        assert!(
+            matches!(error, CommandError::TooMuchOutput { .. }),
+            "{script}: {error:?}"
+        );
+        hang.assert_all_gone();
+    }
+}
+
+/// Test code only: [`HANG`] without its `wait`: the shell's pid in `$1`, a background
+/// `sleep 60` in the same group, its pid in `$2`.
+const HANG_START: &str =
+    r#"echo $$ >"$1.tmp" && mv "$1.tmp" "$1"; sleep 60 & echo $! >"$2.tmp" && mv "$2.tmp" "$2""#;
+
+/// Kills a process when dropped (a test's background process, also when the test fails).
+struct KillOnDrop(Pid);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, Signal::SIGKILL);
+    }
+}
+
+/// Like Debian's `/etc/init.d/mariadb start` (its `mysqld_safe … | logger &` keeps the
+/// script's stdout and stderr): the run ends when the shell exits, with its status and its
+/// output, although a background process still holds both streams, and that process is
+/// neither waited for nor killed.
+#[test]
+fn a_background_process_holding_the_output_neither_holds_the_run_nor_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("sleep.pid");
+    let script =
+        r#"echo started; echo note >&2; sleep 600 & echo $! >"$1.tmp" && mv "$1.tmp" "$1"; exit 0"#;
+    let output = run(
+        Path::new(SH),
+        &["-c", script, "sh", pid_file.to_str().unwrap()],
+        Duration::from_secs(600),
+        &never,
+    )
+    .unwrap();
+    let sleep = read_pid(&pid_file).expect("the shell wrote the sleep's pid before exiting");
+    let _kill = KillOnDrop(sleep);
+    assert!(output.success(), "{output:?}");
+    assert_eq!(output.stdout, b"started\n");
+    assert_eq!(output.stderr, b"note\n");
+    // It did not wait for the deadline (nor for the sleep).
+    assert!(output.elapsed < DEADLINE, "{:?}", output.elapsed);
+    assert!(!process_gone(sleep), "the background sleep was killed");
+    #[cfg(target_os = "linux")]
+    for (fd, name) in [(1, "haven-stdout"), (2, "haven-stderr")] {
+        // The premise: the sleep does hold the run's output files.
+        let target = std::fs::read_link(format!("/proc/{sleep}/fd/{fd}")).unwrap();
+        let target = target.to_string_lossy();
+        assert!(target.contains(&format!("memfd:{name}")), "{target}");
+    }
+    nix::sys::signal::kill(sleep, Signal::SIGKILL).unwrap();
+    wait_until("the background sleep is dead", || process_gone(sleep));
+}
+
+/// What a run leaves behind holding its output cannot write into it any more once the run has
+/// ended (the file is sealed against growing and emptied): the write fails, so the memory it
+/// costs stays bounded however long it runs and whatever it prints.
+#[test]
+fn what_is_left_behind_cannot_write_into_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let result = dir.path().join("result");
+    // Test code only: the background subshell waits (bounded, 20 s) for `$1` to exist, then
+    // tries to print and reports whether `/bin/echo` succeeded in `$2`.
+    let script = r#"(
+        i=0; while [ ! -e "$1" ] && [ $i -lt 2000 ]; do sleep 0.01; i=$((i+1)); done
+        if /bin/echo late; then r=written; else r=refused; fi
+        echo $r >"$2.tmp" && mv "$2.tmp" "$2"
+    ) &
+    echo own"#;
+    let output = run(
+        Path::new(SH),
+        &[
+            "-c",
+            script,
+            "sh",
+            go.to_str().unwrap(),
+            result.to_str().unwrap(),
+        ],
+        Duration::from_secs(600),
+        &never,
+    )
+    .unwrap();
+    assert!(output.success(), "{output:?}");
+    assert_eq!(output.stdout, b"own\n");
+    assert!(output.elapsed < DEADLINE, "{:?}", output.elapsed);
+    std::fs::write(&go, "").unwrap();
+    wait_until("the background subshell reported", || result.exists());
+    assert_eq!(std::fs::read_to_string(&result).unwrap(), "refused\n");
 }
 
 #[test]

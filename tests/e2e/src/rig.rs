@@ -1,0 +1,573 @@
+//! The two-host HA pair of the seed recipe, built for real on one Linux machine.
+//!
+//! ```text
+//!   hasta 10.73.0.1 ──┐                      ┌── hastb 10.73.0.2
+//!   (ucarp skew 0,    │   lan: bridge br0    │   (ucarp skew 100,
+//!    hastd, havend)   ├──────────────────────┤    hastd, havend)
+//!                     │  client 10.73.0.100  │
+//!        shared address 10.73.0.50 (CARP vhid 1), MariaDB listens on it
+//!        shared disk: ext4 on a loop device, /dev/hast/test when primary
+//! ```
+//!
+//! Each host is a [`Machine`]; the `lan` machine holds the bridge and the `client` machine the
+//! scenarios' database client. On each host, in this order (as at boot):
+//! private `/run`, `/mnt` and `/dev/hast`, and its own `/etc/mysql`; the HAST stand-in
+//! (`hastd`, then `hastctl role secondary test`); the failover logic (`havend` with the seed
+//! policy, or the seed's shell script for comparison); and `ucarp` with Haven's shipped
+//! `vip-up`/`vip-down` scripts. A [`MountWatch`] samples both hosts' mount tables for the
+//! rig's whole life, so a double mount, however short, is seen.
+
+use crate::disk::{DATADIR_IN_FS, SharedDisk};
+use crate::log::Log;
+use crate::mariadb::{self, Prober};
+use crate::ns::Machine;
+use crate::{RigError, bins, hast_standin};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The shared address (CARP vhid 1) and its prefix.
+pub const VIP: &str = "10.73.0.50";
+const PREFIX: u8 = 24;
+const CLIENT_IP: &str = "10.73.0.100";
+/// The HAST resource and where it is mounted.
+pub const RESOURCE: &str = "test";
+pub const MOUNTPOINT: &str = "/mnt/hast/test";
+/// The CARP password (the seed's).
+const CARP_PASSWORD: &str = "testpass";
+/// hastd's control socket as the rig reaches it: `/var/run/hastctl` is `/run/hastctl` on
+/// Debian, and a symbolic link cannot be followed through `/proc/<pid>/root` (an absolute
+/// target resolves against the rig's own root).
+const HASTD_SOCKET: &str = "/run/hastctl";
+/// How long the rig waits for a host to be ready, a daemon to answer, and so on.
+const READY: Duration = Duration::from_secs(30);
+
+/// One of the pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// `hasta`: the preferred master (advskew 0).
+    A,
+    /// `hastb`: the backup (advskew 100).
+    B,
+}
+
+impl Side {
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::A => "hasta",
+            Side::B => "hastb",
+        }
+    }
+    pub fn ip(self) -> &'static str {
+        match self {
+            Side::A => "10.73.0.1",
+            Side::B => "10.73.0.2",
+        }
+    }
+    fn advskew(self) -> u8 {
+        match self {
+            Side::A => 0,
+            Side::B => 100,
+        }
+    }
+    pub fn peer(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+    fn index(self) -> usize {
+        self as usize
+    }
+    /// Its port on the bridge, in the lan machine.
+    fn lan_port(self) -> &'static str {
+        match self {
+            Side::A => "port-a",
+            Side::B => "port-b",
+        }
+    }
+}
+
+/// What moves the service when CARP changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failover {
+    /// `havend` with the seed policy.
+    Haven,
+    /// The seed recipe's `carp-hast-switch` shell script, adapted to Linux.
+    SeedScript,
+}
+
+/// The rig's settings.
+#[derive(Debug, Clone)]
+pub struct RigOptions {
+    pub failover: Failover,
+    /// The seed policy's hold-down (`hold-down-ms`).
+    pub hold_down_ms: u32,
+}
+
+impl Default for RigOptions {
+    fn default() -> Self {
+        RigOptions {
+            failover: Failover::Haven,
+            hold_down_ms: 5000,
+        }
+    }
+}
+
+/// The pair, the lan and the client; everything is torn down when it is dropped.
+#[derive(Debug)]
+pub struct Rig {
+    options: RigOptions,
+    // Dropped in field order: hosts first (their mounts go), then the disk, then the folder.
+    hosts: [Option<Machine>; 2],
+    client: Machine,
+    lan: Machine,
+    watch: MountWatch,
+    disk: SharedDisk,
+    pub log: Arc<Log>,
+    dir: tempfile::TempDir,
+}
+
+impl Rig {
+    /// The lan, the client machine and the shared disk; no host yet ([`Rig::boot`]).
+    pub fn new(options: RigOptions) -> Result<Rig, RigError> {
+        let dir = tempfile::Builder::new()
+            .prefix("haven-rig.")
+            .tempdir()
+            .map_err(|error| RigError::new(format!("cannot create the rig's folder: {error}")))?;
+        let log = Log::new(&dir.path().join("rig.log"));
+        let disk = SharedDisk::create(dir.path())?;
+        log.note(format!(
+            "shared disk {} on {}",
+            disk.image().display(),
+            disk.device()
+        ));
+        let lan = Machine::start("lan")?;
+        lan.run("ip", &["link", "add", "br0", "type", "bridge"])?;
+        lan.run("ip", &["link", "set", "br0", "up"])?;
+        let client = Machine::start("client")?;
+        plug(&lan, &client, "port-client", CLIENT_IP)?;
+        std::fs::create_dir_all(dir.path().join("hast"))
+            .map_err(|error| RigError::new(format!("cannot create hast/: {error}")))?;
+        // /dev/hast: where each host's private tmpfs for /dev/hast/<resource> goes.
+        std::fs::create_dir_all("/dev/hast")
+            .map_err(|error| RigError::new(format!("cannot create /dev/hast: {error}")))?;
+        let watch = MountWatch::start(disk.device().to_owned());
+        Ok(Rig {
+            options,
+            hosts: [None, None],
+            client,
+            lan,
+            watch,
+            disk,
+            log,
+            dir,
+        })
+    }
+
+    /// What moves the service on this rig.
+    pub fn failover(&self) -> Failover {
+        self.options.failover
+    }
+
+    /// The rig's folder (logs, state, configuration).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A host's own folder in the rig's (its havend's state, its `/etc/mysql`).
+    pub fn host_dir(&self, side: Side) -> PathBuf {
+        self.dir.path().join(side.name())
+    }
+
+    /// The host, if it is up.
+    pub fn host(&self, side: Side) -> Option<&Machine> {
+        self.hosts[side.index()].as_ref()
+    }
+
+    fn up(&self, side: Side) -> Result<&Machine, RigError> {
+        self.host(side)
+            .ok_or_else(|| RigError::new(format!("{} is down", side.name())))
+    }
+
+    /// The client machine.
+    pub fn client(&self) -> &Machine {
+        &self.client
+    }
+
+    /// Boot a host: its mounts, the HAST stand-in, the failover logic, then ucarp.
+    pub fn boot(&mut self, side: Side) -> Result<(), RigError> {
+        let name = side.name();
+        self.log.note(format!("booting {name}"));
+        let mut machine = Machine::start(name)?;
+        self.watch.set_pid(side, machine.pid());
+        plug(&self.lan, &machine, side.lan_port(), side.ip())?;
+        let host_dir = self.host_dir(side);
+        let etc_mysql = host_dir.join("etc-mysql");
+        mariadb::write_config(&etc_mysql, &format!("{MOUNTPOINT}/{DATADIR_IN_FS}"), VIP)?;
+        for (what, args) in [
+            (
+                "/run",
+                vec!["-t", "tmpfs", "-o", "mode=755", "tmpfs", "/run"],
+            ),
+            (
+                "/mnt",
+                vec!["-t", "tmpfs", "-o", "mode=755", "tmpfs", "/mnt"],
+            ),
+            (
+                "/dev/hast",
+                vec!["-t", "tmpfs", "-o", "mode=755", "tmpfs", "/dev/hast"],
+            ),
+        ] {
+            machine
+                .run("mount", &args)
+                .map_err(|error| error.context(&format!("mounting {what}")))?;
+        }
+        machine.run("mkdir", &["-p", MOUNTPOINT, "/run/lock"])?;
+        let etc_mysql = path_str(&etc_mysql)?;
+        machine.run("mount", &["--bind", &etc_mysql, "/etc/mysql"])?;
+
+        // The HAST stand-in, then the role every host gets at boot.
+        let mut hastd = machine.command(bins::rig_binary("hastd")?);
+        hastd
+            .args(["--host", name, "--peer", side.peer().name()])
+            .args(["--peer-address", side.peer().ip(), "--resource", RESOURCE])
+            .args(["--local", self.disk.device()])
+            .arg("--shared-dir")
+            .arg(self.dir.path().join("hast"))
+            .arg("--exec")
+            .arg(bins::contrib("hast/hast-hook"))
+            .env("HAVENCTL", bins::rig_binary("havenctl")?);
+        machine.spawn(hastd, "hastd", &self.log)?;
+        let socket = machine.path(HASTD_SOCKET);
+        if !wait_until(READY, || socket.exists()) {
+            return Err(RigError::new(format!(
+                "{name}: hastd did not open its socket"
+            )));
+        }
+        machine.run(
+            path_str(&bins::rig_binary("hastctl")?)?.as_str(),
+            &["role", "secondary", RESOURCE],
+        )?;
+
+        match self.options.failover {
+            Failover::Haven => self.start_havend(&mut machine, side)?,
+            Failover::SeedScript => {}
+        }
+        self.start_ucarp(&mut machine, side)?;
+        self.hosts[side.index()] = Some(machine);
+        Ok(())
+    }
+
+    fn start_havend(&self, machine: &mut Machine, side: Side) -> Result<(), RigError> {
+        let config = self.host_dir(side).join("haven.toml");
+        std::fs::write(&config, self.havend_config(side, false)?)
+            .map_err(|error| RigError::new(format!("cannot write haven.toml: {error}")))?;
+        let mut havend = machine.command(bins::rig_binary("havend")?);
+        havend.arg("--config").arg(&config);
+        machine.spawn(havend, "havend", &self.log)?;
+        let socket = machine.path("/run/haven/havend.sock");
+        if wait_until(READY, || socket.exists()) {
+            Ok(())
+        } else {
+            Err(RigError::new(format!(
+                "{}: havend did not open its control socket",
+                side.name()
+            )))
+        }
+    }
+
+    /// A host's `haven.toml`: the seed's two-host example, on Linux's tools.
+    /// `allow_unsynchronised` is the operator's override.
+    pub fn havend_config(
+        &self,
+        side: Side,
+        allow_unsynchronised: bool,
+    ) -> Result<String, RigError> {
+        let module = path_str(&bins::seed_policy())?;
+        let state = path_str(&self.host_dir(side).join("state"))?;
+        let hastctl = path_str(&bins::rig_binary("hastctl")?)?;
+        let hold_down = self.options.hold_down_ms;
+        Ok(format!(
+            r#"# {name}: the seed's two-host example on the rig's Linux hosts.
+[limits]
+deadline-ms = 50
+memory-mib = 16
+
+[[policy]]
+name = "mysql"
+module = "{module}"
+on-failure = "alert"
+
+[policy.grants]
+hast-resources = ["{RESOURCE}"]
+services = ["mariadb"]
+timers = 1
+mounts = [{{ device = "/dev/hast/{RESOURCE}", mountpoint = "{MOUNTPOINT}", fstype = "ext4" }}]
+
+[policy.settings]
+vhid = 1
+services = ["mariadb"]
+hold-down-ms = {hold_down}
+allow-unsynchronised-promotion = {allow_unsynchronised}
+
+[[policy.settings.resources]]
+name = "{RESOURCE}"
+mountpoint = "{MOUNTPOINT}"
+fstype = "ext4"
+
+[daemon]
+state-dir = "{state}"
+control-dir = "/run/haven"
+executor = "linux"
+
+[sources.hastctl]
+program = "{hastctl}"
+interval-ms = 1000
+timeout-ms = 5000
+
+[[carp]]
+vhid = 1
+interface = "eth0"
+address = "{VIP}"
+
+[executor]
+storage = "hast"
+service-manager = "sysv"
+
+[executor.tools]
+hastctl = "{hastctl}"
+"#,
+            name = side.name(),
+        ))
+    }
+
+    fn start_ucarp(&self, machine: &mut Machine, side: Side) -> Result<(), RigError> {
+        let (up, down) = match self.options.failover {
+            Failover::Haven => (
+                bins::contrib("ucarp/vip-up"),
+                bins::contrib("ucarp/vip-down"),
+            ),
+            Failover::SeedScript => (
+                crate::seed_script::up_script(),
+                crate::seed_script::down_script(),
+            ),
+        };
+        let mut ucarp = machine.command("ucarp");
+        ucarp
+            .args(["--interface=eth0", &format!("--srcip={}", side.ip())])
+            .args(["--vhid=1", &format!("--pass={CARP_PASSWORD}")])
+            .arg(format!("--addr={VIP}"))
+            .args(["--advbase=1", &format!("--advskew={}", side.advskew())])
+            .arg(format!("--upscript={}", path_str(&up)?))
+            .arg(format!("--downscript={}", path_str(&down)?))
+            .arg("--shutdown")
+            .env("HAVENCTL", bins::rig_binary("havenctl")?)
+            .env("HAVEN_VIP_PREFIX", PREFIX.to_string())
+            .env("HAVEN_CONTROL_DIR", "/run/haven")
+            .env("HASTCTL", bins::rig_binary("hastctl")?);
+        machine.spawn(ucarp, "ucarp", &self.log)
+    }
+
+    /// Cut a host's power: every process of it killed at once, its mounts and interfaces
+    /// gone.
+    pub fn power_off(&mut self, side: Side) {
+        self.watch.set_pid(side, 0);
+        if let Some(mut machine) = self.hosts[side.index()].take() {
+            self.log.note(format!("power off {}", side.name()));
+            machine.power_off();
+            self.log.note(format!("{} is off", side.name()));
+        }
+    }
+
+    /// Take a host's link to the lan down or up (its bridge port).
+    pub fn set_link(&self, side: Side, up: bool) -> Result<(), RigError> {
+        let state = if up { "up" } else { "down" };
+        self.log.note(format!("link of {} {state}", side.name()));
+        self.lan
+            .run("ip", &["link", "set", side.lan_port(), state])
+            .map(drop)
+    }
+
+    /// Stop a host's ucarp cleanly (SIGTERM: it runs its down script, `--shutdown`).
+    pub fn stop_ucarp(&self, side: Side) -> Result<(), RigError> {
+        self.log.note(format!("stopping ucarp on {}", side.name()));
+        self.up(side)?
+            .run("pkill", &["-TERM", "-x", "ucarp"])
+            .map(drop)
+    }
+
+    /// `havenctl args…` on a host.
+    pub fn havenctl(&self, side: Side, args: &[&str]) -> Result<String, RigError> {
+        let havenctl = path_str(&bins::rig_binary("havenctl")?)?;
+        let mut all = vec!["--control-dir", "/run/haven"];
+        all.extend_from_slice(args);
+        self.up(side)?.run(&havenctl, &all)
+    }
+
+    /// A rig-only request to a host's HAST stand-in (e.g. `sync-interrupted test`).
+    pub fn hast_request(&self, side: Side, line: &str) -> Result<String, RigError> {
+        let socket = self.up(side)?.path(HASTD_SOCKET);
+        self.log.note(format!("hastd on {}: {line}", side.name()));
+        hast_standin::request(&socket, line).map_err(RigError::new)
+    }
+
+    /// A host's havend journal, one JSON value per line (it outlives the host: the state
+    /// folder is the rig's).
+    pub fn journal(&self, side: Side) -> Vec<serde_json::Value> {
+        let path = self.host_dir(side).join("state/journal.jsonl");
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// Whether the shared disk is mounted on the host now.
+    pub fn mounted(&self, side: Side) -> bool {
+        self.host(side)
+            .is_some_and(|host| host.has_mounted(MOUNTPOINT))
+    }
+
+    /// How many times the watch saw the disk mounted on both hosts at once (it should be 0).
+    pub fn double_mounts(&self) -> u64 {
+        self.watch.both.load(Ordering::Relaxed)
+    }
+
+    /// A prober of the database on the shared address, from the client machine.
+    pub fn prober(&self) -> Result<Prober, RigError> {
+        Prober::new(&self.client, VIP)
+    }
+
+    /// Create the scenarios' schema on the host that serves.
+    pub fn create_schema(&self, side: Side) -> Result<(), RigError> {
+        mariadb::create_schema(self.up(side)?)
+    }
+
+    /// Whether MariaDB runs on the host (`mariadbd` among its processes).
+    pub fn database_runs(&self, side: Side) -> bool {
+        self.host(side)
+            .is_some_and(|host| host.run("pgrep", &["-x", "mariadbd"]).is_ok())
+    }
+}
+
+/// Connect `machine` to the lan's bridge with a veth pair (`eth0` inside, `port` on the
+/// bridge) and give it `address`.
+fn plug(lan: &Machine, machine: &Machine, port: &str, address: &str) -> Result<(), RigError> {
+    // In the lan's network only: `netns <pid>` names the machine by the rig's own pids.
+    crate::command_output(lan.net_command("ip").args([
+        "link",
+        "add",
+        port,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &machine.pid().to_string(),
+    ]))
+    .map_err(|error| error.context("lan"))?;
+    lan.run("ip", &["link", "set", port, "master", "br0"])?;
+    lan.run("ip", &["link", "set", port, "up"])?;
+    machine.run(
+        "ip",
+        &[
+            "address",
+            "add",
+            &format!("{address}/{PREFIX}"),
+            "dev",
+            "eth0",
+        ],
+    )?;
+    machine.run("ip", &["link", "set", "eth0", "up"])?;
+    Ok(())
+}
+
+fn path_str(path: &Path) -> Result<String, RigError> {
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    path.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| RigError::new(format!("{} is not UTF-8", path.display())))
+}
+
+/// Wait until `condition` holds, looking every 2 ms, for at most `timeout`; whether it did.
+pub fn wait_until(timeout: Duration, condition: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while !condition() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    true
+}
+
+/// Samples both hosts' mount tables every millisecond or so, for the rig's whole life, and
+/// counts the samples in which the shared disk was mounted on both.
+#[derive(Debug)]
+struct MountWatch {
+    pids: Arc<[AtomicI32; 2]>,
+    both: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MountWatch {
+    fn start(device: String) -> MountWatch {
+        let pids = Arc::new([AtomicI32::new(0), AtomicI32::new(0)]);
+        let both = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (pids, both, stop) = (Arc::clone(&pids), Arc::clone(&both), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                // The device as mountinfo shows it: /dev/hast/<res> (the stand-in's node) or
+                // the loop device itself.
+                let shows = |line: &str| {
+                    let source = line
+                        .split(" - ")
+                        .nth(1)
+                        .and_then(|rest| rest.split(' ').nth(1));
+                    source == Some(device.as_str())
+                        || source == Some(&format!("/dev/hast/{RESOURCE}"))
+                };
+                let mounted = |pid: i32| {
+                    pid != 0
+                        && std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+                            .is_ok_and(|table| table.lines().any(shows))
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    let (a, b) = (
+                        pids[0].load(Ordering::Relaxed),
+                        pids[1].load(Ordering::Relaxed),
+                    );
+                    if mounted(a) && mounted(b) {
+                        both.fetch_add(1, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+        };
+        MountWatch {
+            pids,
+            both,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn set_pid(&self, side: Side, pid: i32) {
+        self.pids[side.index()].store(pid, Ordering::Relaxed);
+    }
+}
+
+impl Drop for MountWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

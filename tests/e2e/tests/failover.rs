@@ -1,0 +1,412 @@
+//! The failover scenarios of the live rig (see `haven_e2e::rig`), each a test. They need root
+//! and Linux (they skip, and say so, otherwise) and run one at a time: each builds its own
+//! pair, and CARP's timing wants the machine's attention.
+//!
+//! Every scenario also asserts what must hold throughout: the rig's mount watch never saw the
+//! shared disk mounted on both hosts at once.
+
+use haven_e2e::crash::{self, FAILOVER_LIMIT};
+use haven_e2e::mariadb::{self, Prober, Writer};
+use haven_e2e::rig::{Rig, RigOptions, Side, VIP, wait_until};
+use serde_json::Value;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// One scenario at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> Option<MutexGuard<'static, ()>> {
+    if let Err(why) = haven_e2e::can_run() {
+        eprintln!("skipped: {why}");
+        return None;
+    }
+    Some(SERIAL.lock().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// Unwrap `result`, or fail with the rig's recent timeline.
+fn must<T>(rig: &Rig, result: Result<T, haven_e2e::RigError>, what: &str) -> T {
+    result.unwrap_or_else(|error| panic!("{what}: {error}\n{}", rig.log.tail(120)))
+}
+
+/// Both hosts booted, hasta serving and the scenarios' schema created: scenario 1's end, and
+/// every other scenario's start.
+fn serving_pair(options: RigOptions) -> (Rig, Prober) {
+    let mut rig = Rig::new(options).expect("rig");
+    let booted = rig.boot(Side::A);
+    must(&rig, booted, "boot hasta");
+    let prober = must(&rig, rig.prober(), "prober");
+    assert!(
+        prober.wait_answering(FAILOVER_LIMIT),
+        "hasta never served:\n{}",
+        rig.log.tail(120)
+    );
+    let booted = rig.boot(Side::B);
+    must(&rig, booted, "boot hastb");
+    must(&rig, rig.create_schema(Side::A), "schema");
+    (rig, prober)
+}
+
+/// The journal entries of `side` of `kind`.
+fn entries(rig: &Rig, side: Side, kind: &str) -> Vec<Value> {
+    rig.journal(side)
+        .into_iter()
+        .filter(|entry| entry["kind"] == kind)
+        .collect()
+}
+
+/// The steps `side`'s havend started, as their journal text, in order.
+fn steps_started(rig: &Rig, side: Side) -> Vec<String> {
+    entries(rig, side, "step-start")
+        .iter()
+        .map(|entry| entry["step"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The serving host is the only one with the disk mounted and MariaDB running, and the
+/// disk was never mounted on both.
+fn assert_serves_alone(rig: &Rig, side: Side) {
+    let other = side.peer();
+    assert!(
+        rig.mounted(side),
+        "{} has nothing mounted\n{}",
+        side.name(),
+        rig.log.tail(120)
+    );
+    assert!(rig.database_runs(side), "no mariadbd on {}", side.name());
+    assert!(
+        !rig.mounted(other),
+        "{} has the disk mounted too",
+        other.name()
+    );
+    assert!(
+        !rig.database_runs(other),
+        "mariadbd runs on {} too",
+        other.name()
+    );
+    assert_eq!(
+        rig.double_mounts(),
+        0,
+        "the disk was mounted on both hosts at once"
+    );
+}
+
+/// 1. Cold start: hasta becomes master, mounts, starts MariaDB on the shared address; hastb
+///    stays backup with nothing mounted.
+#[test]
+fn cold_start_hasta_serves_and_hastb_stays_backup() {
+    let Some(_serial) = serial() else { return };
+    let (rig, prober) = serving_pair(RigOptions::default());
+    assert_serves_alone(&rig, Side::A);
+    assert!(prober.answers(Duration::from_secs(5)));
+    // hastb decided its startup and CARP's BACKUP, and did nothing.
+    assert!(
+        steps_started(&rig, Side::B).is_empty(),
+        "{:?}",
+        steps_started(&rig, Side::B)
+    );
+    let started = steps_started(&rig, Side::A);
+    for wanted in [
+        "hast-role test primary",
+        "fsck ext4 /dev/hast/test",
+        "mount ext4",
+        "service start mariadb",
+    ] {
+        assert!(
+            started.iter().any(|step| step.starts_with(wanted)),
+            "no `{wanted}` in {started:?}"
+        );
+    }
+}
+
+/// 2. Master crash: a client writes with autocommit; hasta loses power (ucarp, havend,
+///    mariadbd killed at once, its namespaces gone). hastb promotes and every acknowledged
+///    row is there.
+#[test]
+fn master_crash_loses_no_acknowledged_row() {
+    let Some(_serial) = serial() else { return };
+    let (mut rig, prober) = serving_pair(RigOptions::default());
+    let report = crash::crash(&mut rig, Side::A, &prober);
+    let report = must(&rig, report, "crash");
+    eprintln!(
+        "crash: {} rows acknowledged of {} tried, {} lost\n{}",
+        report.acked,
+        report.tried,
+        report.lost.len(),
+        report.times.render()
+    );
+    assert!(
+        report.lost.is_empty(),
+        "acknowledged rows lost: {:?}",
+        report.lost
+    );
+    assert!(report.acked > 20);
+    assert_serves_alone(&rig, Side::B);
+    let started = steps_started(&rig, Side::B);
+    for wanted in [
+        "hast-role test primary",
+        "fsck ext4 /dev/hast/test",
+        "mount ext4",
+        "service start mariadb",
+    ] {
+        assert!(
+            started.iter().any(|step| step.starts_with(wanted)),
+            "no `{wanted}` in {started:?}"
+        );
+    }
+    assert!(!report.times.steps.is_empty());
+    assert!(report.times.decision.is_some());
+}
+
+/// 3. Controlled switchover: hasta's ucarp is stopped cleanly, so hasta demotes (MariaDB
+///    stopped, unmounted, role secondary) before hastb promotes onto a clean filesystem;
+///    nothing is lost.
+#[test]
+fn controlled_switchover_demotes_before_the_peer_promotes() {
+    let Some(_serial) = serial() else { return };
+    let (rig, prober) = serving_pair(RigOptions::default());
+    let writer = Writer::start(rig.client(), VIP);
+    assert!(wait_until(FAILOVER_LIMIT, || writer.acked_count() >= 20));
+    must(&rig, rig.stop_ucarp(Side::A), "stop hasta's ucarp");
+    let moved = wait_until(FAILOVER_LIMIT, || rig.mounted(Side::B))
+        && prober.wait_answering(FAILOVER_LIMIT);
+    assert!(moved, "hastb never served\n{}", rig.log.tail(120));
+    let before = writer.acked_count();
+    assert!(wait_until(FAILOVER_LIMIT, || writer.acked_count() >= before + 5));
+    let (acked, _) = writer.finish();
+    let stored = must(&rig, mariadb::stored_ids(rig.client(), VIP), "read rows");
+    let lost: Vec<_> = acked
+        .iter()
+        .filter(|id| stored.binary_search(id).is_err())
+        .collect();
+    assert!(lost.is_empty(), "acknowledged rows lost: {lost:?}");
+    assert_serves_alone(&rig, Side::B);
+
+    // hasta's demotion, in order, completed before hastb took the primary role.
+    let demotion = steps_started(&rig, Side::A);
+    let tail: Vec<&str> = demotion
+        .iter()
+        .rev()
+        .take(3)
+        .rev()
+        .map(String::as_str)
+        .collect();
+    assert!(
+        tail.len() == 3
+            && tail[0].starts_with("service stop mariadb")
+            && tail[1].starts_with("unmount")
+            && tail[2].starts_with("hast-role test secondary"),
+        "hasta's last steps: {demotion:?}"
+    );
+    let demoted_at = entries(&rig, Side::A, "plan-end")
+        .last()
+        .expect("hasta's plan ended")["at"]
+        .as_u64()
+        .unwrap();
+    let promoted_at = entries(&rig, Side::B, "step-start")
+        .iter()
+        .find(|entry| {
+            entry["step"]
+                .as_str()
+                .is_some_and(|step| step.starts_with("hast-role test primary"))
+        })
+        .expect("hastb took the primary role")["at"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        demoted_at <= promoted_at,
+        "hastb promoted at {promoted_at} before hasta was done at {demoted_at}"
+    );
+    // The filesystem was left clean: fsck found nothing to do.
+    let fsck = entries(&rig, Side::B, "step-end")
+        .into_iter()
+        .find(|entry| {
+            entry["detail"]
+                .as_str()
+                .is_some_and(|detail| detail.contains("fsck"))
+        })
+        .expect("hastb ran fsck");
+    assert_eq!(fsck["ok"], true, "{fsck}");
+}
+
+/// 4. Return of the old master: after the crash hasta boots again and stays backup (no
+///    automatic failback); the disk is never mounted on both.
+#[test]
+fn the_old_master_returns_as_backup() {
+    let Some(_serial) = serial() else { return };
+    let (mut rig, prober) = serving_pair(RigOptions::default());
+    let report = crash::crash(&mut rig, Side::A, &prober);
+    must(&rig, report, "crash");
+    let since = rig.log.now();
+    let booted = rig.boot(Side::A);
+    must(&rig, booted, "boot hasta again");
+    // hasta hears hastb's adverts and settles as BACKUP; without preemption it must not take
+    // the address back, however long it listens: give it many advertisement intervals.
+    assert!(
+        rig.log
+            .wait_for(
+                since,
+                "hasta/ucarp",
+                "Switching to state: BACKUP",
+                FAILOVER_LIMIT
+            )
+            .is_some(),
+        "{}",
+        rig.log.tail(80)
+    );
+    let failback = rig.log.wait_for(
+        since,
+        "hasta/ucarp",
+        "Switching to state: MASTER",
+        Duration::from_secs(8),
+    );
+    assert!(
+        failback.is_none(),
+        "hasta took the address back\n{}",
+        rig.log.tail(80)
+    );
+    assert!(prober.answers(Duration::from_secs(5)));
+    assert_serves_alone(&rig, Side::B);
+    // hasta's havend started, decided, and did nothing.
+    let started_on_a = rig
+        .journal(Side::A)
+        .iter()
+        .rev()
+        .take_while(|entry| entry["kind"] != "event" || entry["event"]["kind"] != "startup")
+        .filter(|entry| entry["kind"] == "step-start")
+        .count();
+    assert_eq!(started_on_a, 0, "hasta acted after its return");
+}
+
+/// 5. Flapping: hasta's link goes down and up several times, each outage long enough for
+///    hastb's CARP to become master, all within the hold-down. The database ends up on
+///    exactly one host and the disk was never mounted on two.
+#[test]
+fn flapping_link_never_mounts_twice() {
+    let Some(_serial) = serial() else { return };
+    let (rig, prober) = serving_pair(RigOptions {
+        hold_down_ms: 30_000,
+        ..RigOptions::default()
+    });
+    for _ in 0..3 {
+        let since = rig.log.now();
+        must(&rig, rig.set_link(Side::A, false), "link down");
+        // hastb stops hearing hasta and becomes master (about 3.4 s).
+        let master = rig.log.wait_for(
+            since,
+            "hastb/ucarp",
+            "Switching to state: MASTER",
+            FAILOVER_LIMIT,
+        );
+        must(&rig, rig.set_link(Side::A, true), "link up");
+        assert!(
+            master.is_some(),
+            "hastb never became master\n{}",
+            rig.log.tail(80)
+        );
+        let backup = rig.log.wait_for(
+            since,
+            "hastb/ucarp",
+            "Switching to state: BACKUP",
+            FAILOVER_LIMIT,
+        );
+        assert!(
+            backup.is_some(),
+            "hastb stayed master\n{}",
+            rig.log.tail(80)
+        );
+        assert_eq!(rig.double_mounts(), 0);
+    }
+    // Let hastb's havend finish whatever the flaps made it do: its last plan ends, and the
+    // database answers (on hasta, which kept the address throughout).
+    assert!(wait_until(FAILOVER_LIMIT, || {
+        let journal = rig.journal(Side::B);
+        let started = journal
+            .iter()
+            .filter(|entry| entry["kind"] == "step-start")
+            .count();
+        let ended = journal
+            .iter()
+            .filter(|entry| entry["kind"] == "step-end")
+            .count();
+        started == ended
+    }));
+    assert!(
+        prober.wait_answering(FAILOVER_LIMIT),
+        "{}",
+        rig.log.tail(120)
+    );
+    assert_serves_alone(&rig, Side::A);
+}
+
+/// 6. Refusal: hastb is told its copy is not synchronised (the stand-in reports an
+///    interrupted sync) and then hasta dies: hastb does not promote and raises a critical
+///    alert. The operator's override, set in the config and reloaded, then promotes it.
+#[test]
+fn an_unsynchronised_copy_is_not_promoted_until_the_operator_says_so() {
+    let Some(_serial) = serial() else { return };
+    let (mut rig, prober) = serving_pair(RigOptions::default());
+    let writer = Writer::start(rig.client(), VIP);
+    assert!(wait_until(FAILOVER_LIMIT, || writer.acked_count() >= 20));
+    must(
+        &rig,
+        rig.hast_request(Side::B, "sync-interrupted test"),
+        "interrupt the sync",
+    );
+    let recorded = wait_until(FAILOVER_LIMIT, || {
+        entries(&rig, Side::B, "event")
+            .iter()
+            .any(|entry| entry.to_string().contains("syncintr"))
+    });
+    assert!(
+        recorded,
+        "hastb's havend never heard of the interrupted sync\n{}",
+        rig.log.tail(80)
+    );
+
+    let since = rig.log.now();
+    rig.power_off(Side::A);
+    assert!(
+        rig.log
+            .wait_for(
+                since,
+                "hastb/ucarp",
+                "Switching to state: MASTER",
+                FAILOVER_LIMIT
+            )
+            .is_some()
+    );
+    let alerted = wait_until(FAILOVER_LIMIT, || {
+        entries(&rig, Side::B, "alert").iter().any(|alert| {
+            alert["severity"] == "critical"
+                && alert["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("interrupted"))
+        })
+    });
+    assert!(alerted, "no critical alert on hastb\n{}", rig.log.tail(120));
+    assert!(
+        !rig.mounted(Side::B),
+        "hastb mounted an unsynchronised copy"
+    );
+    assert!(!prober.answers(Duration::from_millis(500)));
+    let (acked, _) = writer.finish();
+
+    // The operator decides: the override, then a reload.
+    let config = rig.host_dir(Side::B).join("haven.toml");
+    let text = must(&rig, rig.havend_config(Side::B, true), "config");
+    std::fs::write(&config, text).expect("write the override");
+    let reloaded = rig.havenctl(Side::B, &["reload"]);
+    must(&rig, reloaded, "havenctl reload");
+    assert!(
+        prober.wait_answering(FAILOVER_LIMIT),
+        "hastb never served\n{}",
+        rig.log.tail(120)
+    );
+    let stored = must(&rig, mariadb::stored_ids(rig.client(), VIP), "read rows");
+    let lost: Vec<_> = acked
+        .iter()
+        .filter(|id| stored.binary_search(id).is_err())
+        .collect();
+    assert!(lost.is_empty(), "acknowledged rows lost: {lost:?}");
+    assert_serves_alone(&rig, Side::B);
+}
