@@ -97,11 +97,14 @@ pub enum Decision {
 }
 
 /// Record that CARP asked for `target` and decide whether to act now: only when no settle
-/// timer is pending and the last action is at least `hold_down_ms` ago.
+/// timer is pending and the last action is at least `hold_down_ms` ago. Acting starts a new
+/// hold-down only if it changes something: the caller calls [`acted`] for a plan that is not
+/// empty. An edge that finds the host already converged (ucarp runs its down script when it
+/// starts, on a host that is backup already) is no action, so a real failover right after it
+/// is not held down.
 pub fn on_edge(target: Target, hold_down_ms: u32, host: &dyn Host) -> Result<Decision> {
     host.kv_set(DESIRED, target.as_str())?;
     if host.kv_get(SETTLE_PENDING).is_none() && hold_down_over(host, hold_down_ms) {
-        record_action(host)?;
         Ok(Decision::Act)
     } else {
         host.kv_set(SETTLE_PENDING, "1")?;
@@ -132,6 +135,11 @@ pub fn restart(target: Option<Target>, host: &dyn Host) -> Result<()> {
         host.kv_set(DESIRED, target.as_str())?;
     }
     Ok(())
+}
+
+/// An edge's convergence (see [`on_edge`]) changes something: the hold-down starts.
+pub fn acted(host: &dyn Host) -> Result<()> {
+    record_action(host)
 }
 
 /// This policy acts now: no settle timer is pending any more, and the hold-down starts.

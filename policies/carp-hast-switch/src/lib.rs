@@ -74,7 +74,13 @@ impl CarpHastSwitch {
         };
         failure::forget_promotion_failure(host);
         match carp::on_edge(target, self.settings.hold_down_ms, host)? {
-            Decision::Act => self.converge(target, host),
+            Decision::Act => {
+                let plan = self.converge(target, host)?;
+                if !plan.is_none() {
+                    carp::acted(host)?;
+                }
+                Ok(plan)
+            }
             Decision::Settle => Ok(carp::settle_timer(self.settings.hold_down_ms)),
         }
     }

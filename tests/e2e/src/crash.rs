@@ -183,10 +183,9 @@ fn promotion_steps(rig: &Rig, side: Side) -> Vec<(String, Duration)> {
     steps
 }
 
-/// A journal step as one short line.
-fn step_text(step: &serde_json::Value) -> String {
-    match step {
-        serde_json::Value::String(text) => text.clone(),
-        other => other.to_string(),
-    }
+/// A journal step as one line, the way havend logs it (`fsck ext4 /dev/hast/test preen …`).
+pub fn step_text(step: &serde_json::Value) -> String {
+    serde_json::from_value::<haven_core::Step>(step.clone())
+        .map(|step| step.to_string())
+        .unwrap_or_else(|_| step.to_string())
 }

@@ -127,6 +127,8 @@ pub struct Rig {
     watch: MountWatch,
     disk: SharedDisk,
     pub log: Arc<Log>,
+    /// The lock that tells [`sweep_stale_rigs`] this rig is alive.
+    _held: nix::fcntl::Flock<std::fs::File>,
     dir: tempfile::TempDir,
 }
 
@@ -137,6 +139,8 @@ impl Rig {
             .prefix("haven-rig.")
             .tempdir()
             .map_err(|error| RigError::new(format!("cannot create the rig's folder: {error}")))?;
+        sweep_stale_rigs();
+        let held = hold(dir.path())?;
         let log = Log::new(&dir.path().join("rig.log"));
         let disk = SharedDisk::create(dir.path())?;
         log.note(format!(
@@ -163,6 +167,7 @@ impl Rig {
             watch,
             disk,
             log,
+            _held: held,
             dir,
         })
     }
@@ -450,6 +455,64 @@ hastctl = "{hastctl}"
     pub fn database_runs(&self, side: Side) -> bool {
         self.host(side)
             .is_some_and(|host| host.run("pgrep", &["-x", "mariadbd"]).is_ok())
+    }
+}
+
+/// The file a live rig holds locked in its folder.
+const ALIVE: &str = "rig.alive";
+
+/// Lock `dir`'s [`ALIVE`] file for the rig's life.
+fn hold(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, RigError> {
+    let file = std::fs::File::create(dir.join(ALIVE))
+        .map_err(|error| RigError::new(format!("cannot create {ALIVE}: {error}")))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, error)| RigError::new(format!("cannot lock {ALIVE}: {error}")))
+}
+
+/// Remove what rigs whose program died without cleaning up left behind (a kill -9, or
+/// Ctrl-C on the demo): their machines died with them, but not their loop devices and
+/// folders. A rig is stale when nobody holds its [`ALIVE`] lock.
+fn sweep_stale_rigs() {
+    let stale = |dir: &Path| {
+        std::fs::File::open(dir.join(ALIVE)).is_ok_and(|file| {
+            nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok()
+        })
+    };
+    let loops = crate::command_output(std::process::Command::new("losetup").args([
+        "--list",
+        "--noheadings",
+        "--output",
+        "NAME,BACK-FILE",
+    ]))
+    .unwrap_or_default();
+    for line in loops.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(device), Some(file)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let dir = Path::new(file).parent().unwrap_or(Path::new("/"));
+        let ours = dir
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with("haven-rig."));
+        if ours && stale(dir) {
+            let _ = crate::command_output(
+                std::process::Command::new("losetup").args(["--detach", device]),
+            );
+        }
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let ours = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.starts_with("haven-rig."));
+        if ours && stale(&path) {
+            let _ = std::fs::remove_dir_all(&path);
+        }
     }
 }
 

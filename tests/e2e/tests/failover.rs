@@ -58,7 +58,7 @@ fn entries(rig: &Rig, side: Side, kind: &str) -> Vec<Value> {
 fn steps_started(rig: &Rig, side: Side) -> Vec<String> {
     entries(rig, side, "step-start")
         .iter()
-        .map(|entry| entry["step"].as_str().unwrap_or_default().to_owned())
+        .map(|entry| crash::step_text(&entry["step"]))
         .collect()
 }
 
@@ -90,6 +90,23 @@ fn assert_serves_alone(rig: &Rig, side: Side) {
     );
 }
 
+/// `side`'s havend ran a whole promotion: role, fsck, mount, MariaDB.
+fn assert_promoted(rig: &Rig, side: Side) {
+    let started = steps_started(rig, side);
+    for wanted in [
+        "hast-role test primary",
+        "fsck ext4 /dev/hast/test",
+        "mount ext4",
+        "service start mariadb",
+    ] {
+        assert!(
+            started.iter().any(|step| step.starts_with(wanted)),
+            "no `{wanted}` in {}'s steps {started:?}",
+            side.name()
+        );
+    }
+}
+
 /// 1. Cold start: hasta becomes master, mounts, starts MariaDB on the shared address; hastb
 ///    stays backup with nothing mounted.
 #[test]
@@ -104,18 +121,7 @@ fn cold_start_hasta_serves_and_hastb_stays_backup() {
         "{:?}",
         steps_started(&rig, Side::B)
     );
-    let started = steps_started(&rig, Side::A);
-    for wanted in [
-        "hast-role test primary",
-        "fsck ext4 /dev/hast/test",
-        "mount ext4",
-        "service start mariadb",
-    ] {
-        assert!(
-            started.iter().any(|step| step.starts_with(wanted)),
-            "no `{wanted}` in {started:?}"
-        );
-    }
+    assert_promoted(&rig, Side::A);
 }
 
 /// 2. Master crash: a client writes with autocommit; hasta loses power (ucarp, havend,
@@ -134,6 +140,7 @@ fn master_crash_loses_no_acknowledged_row() {
         report.lost.len(),
         report.times.render()
     );
+    eprintln!("{}", rig.log.tail(60));
     assert!(
         report.lost.is_empty(),
         "acknowledged rows lost: {:?}",
@@ -141,18 +148,7 @@ fn master_crash_loses_no_acknowledged_row() {
     );
     assert!(report.acked > 20);
     assert_serves_alone(&rig, Side::B);
-    let started = steps_started(&rig, Side::B);
-    for wanted in [
-        "hast-role test primary",
-        "fsck ext4 /dev/hast/test",
-        "mount ext4",
-        "service start mariadb",
-    ] {
-        assert!(
-            started.iter().any(|step| step.starts_with(wanted)),
-            "no `{wanted}` in {started:?}"
-        );
-    }
+    assert_promoted(&rig, Side::B);
     assert!(!report.times.steps.is_empty());
     assert!(report.times.decision.is_some());
 }
@@ -204,11 +200,7 @@ fn controlled_switchover_demotes_before_the_peer_promotes() {
         .unwrap();
     let promoted_at = entries(&rig, Side::B, "step-start")
         .iter()
-        .find(|entry| {
-            entry["step"]
-                .as_str()
-                .is_some_and(|step| step.starts_with("hast-role test primary"))
-        })
+        .find(|entry| crash::step_text(&entry["step"]).starts_with("hast-role test primary"))
         .expect("hastb took the primary role")["at"]
         .as_u64()
         .unwrap();
@@ -266,20 +258,24 @@ fn the_old_master_returns_as_backup() {
     );
     assert!(prober.answers(Duration::from_secs(5)));
     assert_serves_alone(&rig, Side::B);
-    // hasta's havend started, decided, and did nothing.
-    let started_on_a = rig
-        .journal(Side::A)
+    // hasta's havend started again, decided, and did nothing.
+    let journal = rig.journal(Side::A);
+    let restarted = journal
         .iter()
-        .rev()
-        .take_while(|entry| entry["kind"] != "event" || entry["event"]["kind"] != "startup")
+        .rposition(|entry| entry["kind"] == "event" && entry["event"].get("startup").is_some())
+        .expect("hasta's havend journaled its startup");
+    let acted: Vec<String> = journal[restarted..]
+        .iter()
         .filter(|entry| entry["kind"] == "step-start")
-        .count();
-    assert_eq!(started_on_a, 0, "hasta acted after its return");
+        .map(|entry| crash::step_text(&entry["step"]))
+        .collect();
+    assert!(acted.is_empty(), "hasta acted after its return: {acted:?}");
 }
 
-/// 5. Flapping: hasta's link goes down and up several times, each outage long enough for
-///    hastb's CARP to become master, all within the hold-down. The database ends up on
-///    exactly one host and the disk was never mounted on two.
+/// 5. Flapping: the link between the hosts goes down and up several times, each outage long
+///    enough for CARP to act (about 4 s) and all of them within the hold-down. Both hosts'
+///    CARP flip (hasta's on losing its carrier, hastb's on hearing no adverts). The database
+///    ends up running on exactly one host, and the disk was never mounted on two.
 #[test]
 fn flapping_link_never_mounts_twice() {
     let Some(_serial) = serial() else { return };
@@ -287,55 +283,44 @@ fn flapping_link_never_mounts_twice() {
         hold_down_ms: 30_000,
         ..RigOptions::default()
     });
+    let flaps_began = rig.log.now();
     for _ in 0..3 {
-        let since = rig.log.now();
+        // The flap itself is the stimulus, so its timing is set, not waited for.
         must(&rig, rig.set_link(Side::A, false), "link down");
-        // hastb stops hearing hasta and becomes master (about 3.4 s).
-        let master = rig.log.wait_for(
-            since,
-            "hastb/ucarp",
-            "Switching to state: MASTER",
-            FAILOVER_LIMIT,
-        );
+        std::thread::sleep(Duration::from_millis(4500));
         must(&rig, rig.set_link(Side::A, true), "link up");
-        assert!(
-            master.is_some(),
-            "hastb never became master\n{}",
-            rig.log.tail(80)
-        );
-        let backup = rig.log.wait_for(
-            since,
-            "hastb/ucarp",
-            "Switching to state: BACKUP",
-            FAILOVER_LIMIT,
-        );
-        assert!(
-            backup.is_some(),
-            "hastb stayed master\n{}",
-            rig.log.tail(80)
-        );
-        assert_eq!(rig.double_mounts(), 0);
+        std::thread::sleep(Duration::from_millis(1000));
+        assert_eq!(rig.double_mounts(), 0, "{}", rig.log.tail(120));
     }
-    // Let hastb's havend finish whatever the flaps made it do: its last plan ends, and the
-    // database answers (on hasta, which kept the address throughout).
-    assert!(wait_until(FAILOVER_LIMIT, || {
-        let journal = rig.journal(Side::B);
-        let started = journal
-            .iter()
-            .filter(|entry| entry["kind"] == "step-start")
-            .count();
-        let ended = journal
-            .iter()
-            .filter(|entry| entry["kind"] == "step-end")
-            .count();
-        started == ended
-    }));
+    assert!(
+        rig.log
+            .find(flaps_began, "hastb/ucarp", "Switching to state: MASTER")
+            .is_some(),
+        "the flaps never moved CARP\n{}",
+        rig.log.tail(120)
+    );
+    // Both havends settle (every step they started has ended, the hold-down's timers
+    // included), with the database on exactly one host.
+    let settled = wait_until(FAILOVER_LIMIT * 2, || {
+        let idle = [Side::A, Side::B].into_iter().all(|side| {
+            let journal = rig.journal(side);
+            let count = |kind: &str| journal.iter().filter(|entry| entry["kind"] == kind).count();
+            count("step-start") == count("step-end")
+        });
+        idle && rig.mounted(Side::A) != rig.mounted(Side::B)
+    });
+    assert!(settled, "the pair never settled\n{}", rig.log.tail(120));
     assert!(
         prober.wait_answering(FAILOVER_LIMIT),
         "{}",
         rig.log.tail(120)
     );
-    assert_serves_alone(&rig, Side::A);
+    let serving = if rig.mounted(Side::A) {
+        Side::A
+    } else {
+        Side::B
+    };
+    assert_serves_alone(&rig, serving);
 }
 
 /// 6. Refusal: hastb is told its copy is not synchronised (the stand-in reports an
@@ -355,7 +340,7 @@ fn an_unsynchronised_copy_is_not_promoted_until_the_operator_says_so() {
     let recorded = wait_until(FAILOVER_LIMIT, || {
         entries(&rig, Side::B, "event")
             .iter()
-            .any(|entry| entry.to_string().contains("syncintr"))
+            .any(|entry| entry.to_string().contains("interrupted"))
     });
     assert!(
         recorded,

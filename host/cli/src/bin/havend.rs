@@ -176,8 +176,11 @@ fn init_logging(args: &Args) -> anyhow::Result<()> {
         }
         None => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
     };
+    // Colours only for a person at a terminal: log files and pipes get plain text.
+    let ansi = args.log_file.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(writer);
     match args.log_format {
         LogFormat::Text => builder.init(),
