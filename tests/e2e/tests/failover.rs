@@ -140,7 +140,6 @@ fn master_crash_loses_no_acknowledged_row() {
         report.lost.len(),
         report.times.render()
     );
-    eprintln!("{}", rig.log.tail(60));
     assert!(
         report.lost.is_empty(),
         "acknowledged rows lost: {:?}",
