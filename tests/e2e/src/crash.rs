@@ -98,12 +98,7 @@ pub fn crash(rig: &mut Rig, victim: Side, prober: &Prober) -> Result<CrashReport
         ));
     }
     let (acked, tried) = writer.finish();
-    let stored = mariadb::stored_ids(rig.client(), VIP)?;
-    let lost = acked
-        .iter()
-        .filter(|id| stored.binary_search(id).is_err())
-        .copied()
-        .collect();
+    let lost = mariadb::missing(rig.client(), VIP, &acked)?;
     let times = timeline(rig, survivor, cut, serving)?;
     Ok(CrashReport {
         acked: acked.len(),

@@ -55,11 +55,16 @@ pub fn command_output(command: &mut Command) -> Result<String, RigError> {
     let output = command
         .output()
         .map_err(|error| RigError::new(format!("cannot run {line}: {error}")))?;
+    stdout_of(&line, output)
+}
+
+/// The stdout of a finished program, or an error naming `what`, its status and its stderr.
+fn stdout_of(what: &str, output: std::process::Output) -> Result<String, RigError> {
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
         Err(RigError::new(format!(
-            "{line}: {}: {}",
+            "{what}: {}: {}",
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
         )))

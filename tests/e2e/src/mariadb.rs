@@ -150,15 +150,7 @@ fn run_bounded(mut command: Command, timeout: Duration) -> Result<String, RigErr
     let output = child
         .wait_with_output()
         .map_err(|error| RigError::new(format!("cannot read the client's output: {error}")))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(RigError::new(format!(
-            "client: {}: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        )))
-    }
+    crate::stdout_of("client", output)
 }
 
 /// Whether a MariaDB server greets a TCP connection on `address` within `timeout`. Runs on a
@@ -310,7 +302,17 @@ impl Drop for Writer {
     }
 }
 
-/// The ids in the table, read from the client machine.
+/// Which of the `acked` ids the table lacks, read from the client machine.
+pub fn missing(machine: &Machine, address: &str, acked: &[u64]) -> Result<Vec<u64>, RigError> {
+    let stored = stored_ids(machine, address)?;
+    Ok(acked
+        .iter()
+        .filter(|id| stored.binary_search(id).is_err())
+        .copied()
+        .collect())
+}
+
+/// The ids in the table (sorted), read from the client machine.
 pub fn stored_ids(machine: &Machine, address: &str) -> Result<Vec<u64>, RigError> {
     let text = query(machine, address, "SELECT id FROM acked ORDER BY id")?;
     Ok(text
