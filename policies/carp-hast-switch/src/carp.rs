@@ -104,12 +104,17 @@ pub enum Decision {
 /// is not held down.
 pub fn on_edge(target: Target, hold_down_ms: u32, host: &dyn Host) -> Result<Decision> {
     host.kv_set(DESIRED, target.as_str())?;
-    if host.kv_get(SETTLE_PENDING).is_none() && hold_down_over(host, hold_down_ms) {
+    if !settle_pending(host) && hold_down_over(host, hold_down_ms) {
         Ok(Decision::Act)
     } else {
         host.kv_set(SETTLE_PENDING, "1")?;
         Ok(Decision::Settle)
     }
+}
+
+/// Whether a settle timer is armed (CARP is still flapping).
+pub fn settle_pending(host: &dyn Host) -> bool {
+    host.kv_get(SETTLE_PENDING).is_some()
 }
 
 /// The plan that arms (or re-arms) the settle timer.

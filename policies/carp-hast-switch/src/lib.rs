@@ -21,8 +21,8 @@ mod tests;
 use carp::{Decision, SETTLE_TIMER, Target};
 use failure::Phase;
 use haven_sdk::{
-    Action, AlertSeverity, Event, Host, LogLevel, Plan, Policy, PolicyInfo, Result, StartupState,
-    StepFailure,
+    Action, AlertSeverity, Event, HastHook, Host, LogLevel, Plan, Policy, PolicyInfo, Result,
+    StartupState, StepFailure,
 };
 
 pub use settings::{Resource, Settings, Timeouts};
@@ -55,7 +55,7 @@ impl Policy for CarpHastSwitch {
         match event {
             Event::Startup(state) => self.on_startup(state, host),
             Event::CarpChanged(_) | Event::CarpLink(_) => self.on_carp(event, host),
-            Event::HastHook(hook) => sync::on_hook(&self.settings, hook, host),
+            Event::HastHook(hook) => self.on_hook(hook, host),
             Event::TimerFired(name) => self.on_timer(name, host),
             Event::StepFailed(failure) => self.on_step_failed(failure, host),
             // Polling only confirms what the hooks and CARP already said; devd events other
@@ -83,6 +83,35 @@ impl CarpHastSwitch {
             }
             Decision::Settle => Ok(carp::settle_timer(self.settings.hold_down_ms)),
         }
+    }
+
+    /// A hastd hook: the sync tracking records it. A `disconnect` of one of our resources
+    /// (the peer's primary went away, and with it the secondary worker that held a promotion
+    /// back) also retries a promotion that failed, when CARP still wants this host master and
+    /// no settle timer is pending: otherwise a pair whose CARP settled while the old primary
+    /// was still demoting (a flapping link) ends with nobody serving until the next CARP event.
+    fn on_hook(&self, hook: &HastHook, host: &dyn Host) -> Result<Plan> {
+        let plan = sync::on_hook(&self.settings, hook, host)?;
+        let HastHook::Disconnect(resource) = hook else {
+            return Ok(plan);
+        };
+        let retry = plan.is_none()
+            && self.settings.resource(resource).is_some()
+            && failure::earlier_promotion_failure(host).is_some()
+            && !carp::settle_pending(host)
+            && carp::current_target(&self.settings, host) == Some(Target::Master);
+        if !retry {
+            return Ok(plan);
+        }
+        host.log(
+            LogLevel::Info,
+            &format!(
+                "HAST resource `{resource}`: the peer went away while CARP wants this host \
+                 master after a failed promotion; trying again"
+            ),
+        );
+        failure::forget_promotion_failure(host);
+        self.converge(Target::Master, host)
     }
 
     /// Only the settle timer is ours to act on.
