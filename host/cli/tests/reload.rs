@@ -1004,10 +1004,21 @@ fn a_broken_module_or_config_leaves_the_old_version_serving() {
 fn a_config_reload_that_changes_grants_takes_effect_for_the_next_event() {
     let setup = Setup::new();
     fs::write(setup.module(), Version::A.bytes()).unwrap();
+    // service(8) as [executor.tools] names it: sshd runs. The daemon reads the services of
+    // the grants in force with it, so a reload that grants sshd has it read as running.
+    let service = setup.state_dir().with_file_name("service");
+    haven_test_artifacts::support::write_script(
+        &service,
+        "#!/bin/sh\n[ \"$1\" = sshd ] && [ \"$2\" = status ] && exit 0\nexit 3\n",
+    );
     // The policy always asks for an alert and a start of sshd.
     let config = |grants: &str| {
         let policy = misbehaving("guarded", &setup.module(), "outside-grants", grants, "");
         setup.config_text(&[policy], false)
+            + &format!(
+                "\n[executor]\nservice-manager = \"sysv\"\n[executor.tools]\nservice = {}\n",
+                toml_path(&service)
+            )
     };
     fs::write(setup.config(), config("")).unwrap();
     let daemon = Havend::start(&setup);
@@ -1047,6 +1058,11 @@ fn a_config_reload_that_changes_grants_takes_effect_for_the_next_event() {
             (!found.is_empty()).then_some((event, found))
         });
         assert_eq!(next.0.source, "startup", "{next:?}");
+        let Event::Startup(state) = &next.0.event else {
+            panic!("not a startup: {next:?}");
+        };
+        let sshd_running = state.services.iter().any(|s| s.name == "sshd" && s.running);
+        assert_eq!(sshd_running, outcome == DecisionOutcome::Plan, "{state:?}");
         assert_eq!(next.1.len(), 1);
         assert_eq!(next.1[0].outcome, outcome, "{next:?}");
         // And the same probe event as before.

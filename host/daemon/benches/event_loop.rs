@@ -974,8 +974,11 @@ mod bench {
         let policy = runtime
             .load(&config.policies[0])
             .expect("the seed policy loads");
-        let machine = Reconciler::new(config).read(&Machine::default()).0;
-        let mut runner = Runner::new(Pipeline::new(runtime, vec![policy], machine), DryRun::new());
+        let policies = vec![policy];
+        let machine = Reconciler::new(config)
+            .read(&Machine::default(), &policies)
+            .0;
+        let mut runner = Runner::new(Pipeline::new(runtime, policies, machine), DryRun::new());
         let mut next_id = 0u64;
         let mut ids = move || {
             next_id += 1;

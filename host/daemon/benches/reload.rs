@@ -24,7 +24,8 @@
 //! payload: valid WebAssembly that admission accepts, the same code, another module hash):
 //!
 //! - **cold**: a module never seen (a fresh payload each time): admission, componentization,
-//!   compilation by Cranelift, the artifact cache written, then `init`;
+//!   compilation (by `haven_runtime::COMPILER`: Winch on x86-64), the artifact cache
+//!   written, then `init`;
 //! - **cached**: alternating between two modules already compiled once: the artifact cache
 //!   read back (`Component::deserialize_file`), then `init`.
 //!

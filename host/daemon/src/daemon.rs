@@ -148,7 +148,7 @@ impl Daemon {
         }
 
         let reconciler = Reconciler::new(&config);
-        let (machine, problems) = reconciler.read(&Machine::default());
+        let (machine, problems) = reconciler.read(&Machine::default(), &policies);
         for problem in problems {
             journal.append(&Entry::Note {
                 message: format!("startup: cannot read {problem}"),
@@ -213,7 +213,7 @@ impl Daemon {
             journal,
             inbox: inbox.clone(),
             board: board.clone(),
-            read_machine: Box::new(move |previous| reconciler.read(previous).0),
+            read_machine: Box::new(move |previous, policies| reconciler.read(previous, policies).0),
             interrupted: interrupted.map(|i| (i.policy.clone(), i.into())),
             started: Instant::now(),
         };

@@ -30,11 +30,12 @@ use haven_core::{Action, AlertSeverity, Event, InterruptedStep, Machine, Step};
 use haven_executor::runner::{Delivery, Observer, StepReport};
 use haven_executor::{Executor, Runner};
 use haven_runtime::pipeline::short_hash;
-use haven_runtime::{Decision, Outcome};
+use haven_runtime::{Decision, LoadedPolicy, Outcome};
 use std::time::{Duration, Instant};
 
 /// Re-reads the machine's state from the system (startup, and after missed events).
-pub type ReadMachine = Box<dyn FnMut(&Machine) -> Machine + Send>;
+/// What it reads of HAST and services follows the grants of the policies in force.
+pub type ReadMachine = Box<dyn FnMut(&Machine, &[LoadedPolicy]) -> Machine + Send>;
 
 /// The loop and everything it owns.
 pub struct EventLoop<E> {
@@ -164,8 +165,7 @@ impl<E: Executor> EventLoop<E> {
         // mount someone else made) and not only what the plan meant to do.
         let plans_ran = observer.plans_ended > 0;
         if acts && observer.acted {
-            let fresh = (self.read_machine)(self.runner.pipeline.machine());
-            *self.runner.pipeline.machine_mut() = fresh;
+            self.reread_machine();
         }
         if plans_ran {
             self.publish();
@@ -227,8 +227,7 @@ impl<E: Executor> EventLoop<E> {
             Report::Resync { source, why } => {
                 tracing::info!(%source, %why, "re-reading the machine: events may have been missed");
                 self.note(format!("{source}: {why}; re-reading the machine's state"));
-                let fresh = (self.read_machine)(self.runner.pipeline.machine());
-                *self.runner.pipeline.machine_mut() = fresh;
+                self.reread_machine();
                 self.with_observer(|runner, observer, ids| runner.startup(None, ids, observer));
             }
         }
@@ -237,7 +236,7 @@ impl<E: Executor> EventLoop<E> {
     /// Swap in a reload's policies, between two events; tell the policies that are new or
     /// changed the machine's state, as at startup.
     fn swap_in(&mut self, mut prepared: Prepared) {
-        let fresh: std::collections::BTreeSet<String> = {
+        let changed: std::collections::BTreeSet<String> = {
             let old = self.runner.pipeline.policies();
             prepared
                 .policies
@@ -284,11 +283,23 @@ impl<E: Executor> EventLoop<E> {
         );
         self.publish();
         prepared.answer();
-        if !fresh.is_empty() {
+        if !changed.is_empty() {
+            // As at startup, they decide from facts, read for the grants now in force (a
+            // service granted only by this reload has never been read).
+            self.reread_machine();
             self.with_observer(|runner, observer, ids| {
-                runner.startup_of(|name| fresh.contains(name), None, ids, observer)
+                runner.startup_of(|name| changed.contains(name), None, ids, observer)
             });
         }
+    }
+
+    /// Read the machine from the system again, for the policies in force.
+    fn reread_machine(&mut self) {
+        let fresh = (self.read_machine)(
+            self.runner.pipeline.machine(),
+            self.runner.pipeline.policies(),
+        );
+        *self.runner.pipeline.machine_mut() = fresh;
     }
 
     fn note(&mut self, message: String) {

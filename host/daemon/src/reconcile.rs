@@ -11,11 +11,17 @@
 //! - **Mounts**: `/proc/self/mountinfo` on Linux, `mount -p` on FreeBSD.
 //! - **Services**: each granted service's status command (rc.d, systemd or SysV).
 //!
+//! It runs the same programs as the executor's steps (`[executor.tools]` and
+//! `service-manager`), and reads the resources and services granted to the policies in force
+//! at each reading, so a reload that grants a new service has it read from then on.
+//!
 //! What cannot be read is kept from the model as it was, and reported: a reading that fails
 //! must not make the daemon believe, say, that nothing is mounted.
 
 use haven_core::{CarpAddress, Config, Machine};
 use haven_executor::probe::{self, ServiceManager};
+use haven_executor::{Platform, tools::Tools};
+use haven_runtime::LoadedPolicy;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,13 +40,13 @@ enum CarpReading {
     Nothing,
 }
 
-/// Reads the machine for one config.
+/// Reads the machine for one config's restart-only sections (`[[carp]]`, `[sources]`,
+/// `[executor]`); what to read of HAST and services comes from the policies' grants.
 #[derive(Debug, Clone)]
 pub struct Reconciler {
     carp: CarpReading,
     hastctl: Option<(PathBuf, Duration)>,
-    hast_resources: BTreeSet<String>,
-    services: BTreeSet<String>,
+    tools: Tools,
     service_manager: Result<ServiceManager, String>,
 }
 
@@ -54,12 +60,14 @@ impl Reconciler {
         } else {
             CarpReading::Addresses(config.carp.clone())
         };
-        let granted = |f: fn(&haven_core::Grants) -> Vec<String>| {
-            config
-                .policies
-                .iter()
-                .flat_map(|policy| f(&policy.grants))
-                .collect::<BTreeSet<String>>()
+        let platform = Platform::current();
+        let service_manager = match platform {
+            Some(platform) => ServiceManager::resolve(platform, config.executor.service_manager)
+                .map_err(|error| error.to_string()),
+            None => Err(format!(
+                "no service manager is known on {}",
+                std::env::consts::OS
+            )),
         };
         Reconciler {
             carp,
@@ -69,15 +77,23 @@ impl Reconciler {
                     Duration::from_millis(hastctl.timeout_ms),
                 )
             }),
-            hast_resources: granted(|grants| grants.hast_resources.iter().cloned().collect()),
-            services: granted(|grants| grants.services.iter().cloned().collect()),
-            service_manager: ServiceManager::detect().map_err(|error| error.to_string()),
+            tools: Tools::resolve(platform.unwrap_or(Platform::Linux), &config.executor.tools),
+            service_manager,
         }
     }
 
     /// The machine as the system shows it now, starting from `previous` for what cannot be
-    /// read; and a message for each reading that failed.
-    pub fn read(&self, previous: &Machine) -> (Machine, Vec<String>) {
+    /// read; and a message for each reading that failed. HAST devices and services are read
+    /// for what `policies` are granted.
+    pub fn read(&self, previous: &Machine, policies: &[LoadedPolicy]) -> (Machine, Vec<String>) {
+        let granted = |f: fn(&haven_core::Grants) -> Vec<String>| {
+            policies
+                .iter()
+                .flat_map(|policy| f(&policy.config.grants))
+                .collect::<BTreeSet<String>>()
+        };
+        let hast_resources = granted(|grants| grants.hast_resources.iter().cloned().collect());
+        let services = granted(|grants| grants.services.iter().cloned().collect());
         let mut machine = previous.clone();
         let mut problems = Vec::new();
 
@@ -110,7 +126,7 @@ impl Reconciler {
             }
         }
 
-        for resource in &self.hast_resources {
+        for resource in &hast_resources {
             let device = format!("/dev/hast/{resource}");
             if Path::new(&device).exists() {
                 machine.devices.insert(device);
@@ -119,7 +135,7 @@ impl Reconciler {
             }
         }
 
-        match probe::read_mounts() {
+        match probe::read_mounts(&self.tools) {
             Ok(mounts) => {
                 machine.mounts = mounts
                     .into_iter()
@@ -129,10 +145,12 @@ impl Reconciler {
             Err(error) => problems.push(format!("mounts: {error}")),
         }
 
-        for service in &self.services {
+        for service in &services {
             let running = match &self.service_manager {
-                Ok(manager) => probe::service_running(*manager, service, SERVICE_TIMEOUT)
-                    .map_err(|error| error.to_string()),
+                Ok(manager) => {
+                    probe::service_running(*manager, &self.tools, service, SERVICE_TIMEOUT)
+                        .map_err(|error| error.to_string())
+                }
                 Err(error) => Err(error.clone()),
             };
             match running {

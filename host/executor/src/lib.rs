@@ -15,6 +15,7 @@
 //! - [`system`]: the executors that act on the machine, FreeBSD's and Linux's
 //!   ([`SystemExecutor`]): idempotent steps, timeouts, bounded retries, arguments checked
 //!   again before anything runs.
+//! - [`tools`]: where the programs the executors and probes run are (`[executor.tools]`).
 //! - [`runner`]: hands an event to the pipeline and carries out the plans that come back, one
 //!   at a time, feeding step failures back to the policy that made the plan; the daemon and
 //!   `havenctl simulate`/`test` share it.
@@ -24,6 +25,7 @@ pub mod executor;
 pub mod probe;
 pub mod runner;
 pub mod system;
+pub mod tools;
 
 pub use executor::{DryRun, Executor, StepOutcome};
 pub use runner::{Delivery, Observer, Runner};

@@ -6,7 +6,7 @@
 //! the daemon asks the system directly:
 //!
 //! - **Mounts**: [`read_mounts`] reads `/proc/self/mountinfo` on Linux ([`parse_mountinfo`])
-//!   and runs `/sbin/mount -p` on FreeBSD ([`parse_mount_p`]).
+//!   and runs `mount -p` on FreeBSD ([`parse_mount_p`]).
 //! - **CARP on FreeBSD**: [`read_carp_ifconfig`] runs `/sbin/ifconfig` and reads its
 //!   `carp: MASTER vhid 1 advbase 1 advskew 0` lines ([`parse_ifconfig_carp`]).
 //! - **Shared addresses on Linux** (ucarp, keepalived): [`local_addresses`] lists the
@@ -20,6 +20,7 @@
 //! rather than a mount or a vhid silently missing from the picture.
 
 use crate::command::{self, CommandError, excerpt};
+use crate::tools::Tools;
 use haven_core::names::check_name;
 use haven_core::{CarpAddress, CarpState, CarpStatus, MountStatus};
 use std::collections::BTreeSet;
@@ -34,18 +35,8 @@ mod tests;
 /// Linux's list of the calling process's mounts.
 pub const MOUNTINFO: &str = "/proc/self/mountinfo";
 
-/// FreeBSD's mount(8), run as `mount -p`.
-pub const MOUNT: &str = "/sbin/mount";
-
 /// FreeBSD's ifconfig(8), run without arguments.
 pub const IFCONFIG: &str = "/sbin/ifconfig";
-
-/// service(8), on FreeBSD and on Debian (init-system-helpers) and its derivatives alike.
-pub const SERVICE: &str = "/usr/sbin/service";
-
-/// systemctl(1) (Debian since usrmerge, Fedora, RHEL, Arch, SUSE; `/bin/systemctl` is often
-/// the same file through `/bin -> usr/bin`).
-pub const SYSTEMCTL: &str = "/usr/bin/systemctl";
 
 /// The deadline for `mount -p` and `ifconfig`.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -293,10 +284,12 @@ pub fn parse_mount_p(text: &str) -> Result<Vec<MountStatus>, ProbeError> {
 }
 
 /// The mounted filesystems: on Linux from `/proc/self/mountinfo`, on FreeBSD from
-/// `/sbin/mount -p` (deadline [`READ_TIMEOUT`]); [`ProbeError::Unsupported`] elsewhere.
-pub fn read_mounts() -> Result<Vec<MountStatus>, ProbeError> {
+/// `mount -p` (`tools.mount`, deadline [`READ_TIMEOUT`]); [`ProbeError::Unsupported`]
+/// elsewhere.
+pub fn read_mounts(tools: &Tools) -> Result<Vec<MountStatus>, ProbeError> {
     #[cfg(target_os = "linux")]
     {
+        let _no_program_needed = tools;
         let bytes = std::fs::read(MOUNTINFO).map_err(|source| ProbeError::Read {
             path: PathBuf::from(MOUNTINFO),
             source,
@@ -308,7 +301,7 @@ pub fn read_mounts() -> Result<Vec<MountStatus>, ProbeError> {
     }
     #[cfg(target_os = "freebsd")]
     {
-        let text = run_for_text(Path::new(MOUNT), &["-p"], READ_TIMEOUT)?;
+        let text = run_for_text(&tools.mount, &["-p"], READ_TIMEOUT)?;
         parse_mount_p(&text)
     }
     #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
@@ -506,18 +499,15 @@ impl ServiceManager {
         }
     }
 
-    /// The program (an absolute path) and arguments that ask whether `name` runs: exit status
-    /// 0 means it does. `name` is not checked here; [`service_running`] checks it.
-    pub fn status_command(self, name: &str) -> (PathBuf, Vec<String>) {
-        let (program, args): (&str, &[&str]) = match self {
-            ServiceManager::Rc => (SERVICE, &[name, "onestatus"]),
-            ServiceManager::Systemd => (SYSTEMCTL, &["is-active", "--quiet", name]),
-            ServiceManager::SysV => (SERVICE, &[name, "status"]),
-        };
-        (
-            PathBuf::from(program),
-            args.iter().map(|arg| (*arg).to_owned()).collect(),
-        )
+    /// The program (from `tools`) and arguments that ask whether `name` runs: exit status 0
+    /// means it does. `name` is not checked here; [`service_running`] and the executor's
+    /// service steps check it.
+    pub fn status_command<'t>(self, tools: &'t Tools, name: &'t str) -> (&'t Path, Vec<&'t str>) {
+        match self {
+            ServiceManager::Rc => (&tools.service, vec![name, "onestatus"]),
+            ServiceManager::Systemd => (&tools.systemctl, vec!["is-active", "--quiet", name]),
+            ServiceManager::SysV => (&tools.service, vec![name, "status"]),
+        }
     }
 }
 
@@ -526,6 +516,7 @@ impl ServiceManager {
 /// program that cannot be run, overruns `timeout` or is killed by a signal is an error.
 pub fn service_running(
     manager: ServiceManager,
+    tools: &Tools,
     name: &str,
     timeout: Duration,
 ) -> Result<bool, ProbeError> {
@@ -533,9 +524,8 @@ pub fn service_running(
         name: name.to_owned(),
         message,
     })?;
-    let (program, args) = manager.status_command(name);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let output = command::run(&program, &args, timeout, &|| false)?;
+    let (program, args) = manager.status_command(tools, name);
+    let output = command::run(program, &args, timeout, &|| false)?;
     if output.success() {
         return Ok(true);
     }
@@ -543,7 +533,7 @@ pub fn service_running(
         return Ok(false);
     }
     Err(ProbeError::Exit {
-        command: command::command_line(&program, &args),
+        command: command::command_line(program, &args),
         status: output.status,
         stderr_excerpt: output.stderr_excerpt(),
     })

@@ -52,8 +52,9 @@ mod tests;
 use crate::command::{self, CommandError, Output};
 use crate::executor::{Executor, StepOutcome, is_host_side};
 use crate::probe::ServiceManager;
+pub use crate::tools::Tools;
 use haven_core::names::{check_fstype, check_name, check_path};
-use haven_core::{Action, ExecutorConfig, ExecutorTools, Machine, ServiceManagerKind, Step};
+use haven_core::{Action, ExecutorConfig, Machine, ServiceManagerKind, Step};
 use haven_core::{ServiceOp, StorageKind};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -112,61 +113,40 @@ pub enum SetupError {
     },
 }
 
-/// The programs an executor runs, as absolute paths: `[executor.tools]` over the platform's
-/// defaults (see [`ExecutorTools`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tools {
-    pub hastctl: PathBuf,
-    pub drbdadm: PathBuf,
-    pub mount: PathBuf,
-    pub umount: PathBuf,
-    pub fsck: PathBuf,
-    pub service: PathBuf,
-    pub systemctl: PathBuf,
-    pub ps: PathBuf,
-}
-
-impl Tools {
-    /// The platform's default paths.
-    pub fn defaults(platform: Platform) -> Tools {
-        let path = PathBuf::from;
-        match platform {
-            Platform::FreeBsd => Tools {
-                hastctl: path("/sbin/hastctl"),
-                drbdadm: path("/usr/local/sbin/drbdadm"),
-                mount: path("/sbin/mount"),
-                umount: path("/sbin/umount"),
-                fsck: path("/sbin/fsck"),
-                service: path("/usr/sbin/service"),
-                systemctl: path("/usr/bin/systemctl"),
-                ps: path("/bin/ps"),
-            },
-            Platform::Linux => Tools {
-                hastctl: path("/usr/local/sbin/hastctl"),
-                drbdadm: path("/usr/sbin/drbdadm"),
-                mount: path("/usr/bin/mount"),
-                umount: path("/usr/bin/umount"),
-                fsck: path("/usr/sbin/fsck"),
-                service: path("/usr/sbin/service"),
-                systemctl: path("/usr/bin/systemctl"),
-                ps: path("/usr/bin/ps"),
-            },
-        }
-    }
-
-    /// The platform's defaults with the configured paths put in.
-    pub fn resolve(platform: Platform, configured: &ExecutorTools) -> Tools {
-        let defaults = Tools::defaults(platform);
-        let pick = |set: &Option<PathBuf>, default: PathBuf| set.clone().unwrap_or(default);
-        Tools {
-            hastctl: pick(&configured.hastctl, defaults.hastctl),
-            drbdadm: pick(&configured.drbdadm, defaults.drbdadm),
-            mount: pick(&configured.mount, defaults.mount),
-            umount: pick(&configured.umount, defaults.umount),
-            fsck: pick(&configured.fsck, defaults.fsck),
-            service: pick(&configured.service, defaults.service),
-            systemctl: pick(&configured.systemctl, defaults.systemctl),
-            ps: pick(&configured.ps, defaults.ps),
+impl ServiceManager {
+    /// The service manager `kind` (`[executor] service-manager`) means on `platform`: `auto`
+    /// is rc(8) on FreeBSD and, on Linux, systemd when it runs, else SysV init
+    /// ([`ServiceManager::detect`]). Refused: systemd or SysV on FreeBSD, rc(8) on Linux.
+    pub fn resolve(
+        platform: Platform,
+        kind: ServiceManagerKind,
+    ) -> Result<ServiceManager, SetupError> {
+        let unsupported = |what: String, why| SetupError::Unsupported {
+            platform: platform.name(),
+            what,
+            why,
+        };
+        match (platform, kind) {
+            (Platform::FreeBsd, ServiceManagerKind::Auto | ServiceManagerKind::Rc) => {
+                Ok(ServiceManager::Rc)
+            }
+            (Platform::FreeBsd, other) => Err(unsupported(
+                format!("service-manager = \"{}\"", manager_name(other)),
+                "FreeBSD's services are rc(8) scripts (service-manager = \"rc\" or \"auto\")",
+            )),
+            (Platform::Linux, ServiceManagerKind::Auto) => {
+                if Path::new("/run/systemd/system").is_dir() {
+                    Ok(ServiceManager::Systemd)
+                } else {
+                    Ok(ServiceManager::SysV)
+                }
+            }
+            (Platform::Linux, ServiceManagerKind::Systemd) => Ok(ServiceManager::Systemd),
+            (Platform::Linux, ServiceManagerKind::Sysv) => Ok(ServiceManager::SysV),
+            (Platform::Linux, ServiceManagerKind::Rc) => Err(unsupported(
+                "service-manager = \"rc\"".to_owned(),
+                "rc(8)'s one* commands are FreeBSD's (use \"systemd\", \"sysv\" or \"auto\")",
+            )),
         }
     }
 }
@@ -208,32 +188,7 @@ impl SystemExecutor {
                 "DRBD is Linux's; FreeBSD replicates with HAST (storage = \"hast\")",
             ));
         }
-        let services = match (platform, config.service_manager) {
-            (Platform::FreeBsd, ServiceManagerKind::Auto | ServiceManagerKind::Rc) => {
-                ServiceManager::Rc
-            }
-            (Platform::FreeBsd, other) => {
-                return Err(unsupported(
-                    &format!("service-manager = \"{}\"", manager_name(other)),
-                    "FreeBSD's services are rc(8) scripts (service-manager = \"rc\" or \"auto\")",
-                ));
-            }
-            (Platform::Linux, ServiceManagerKind::Auto) => {
-                if Path::new("/run/systemd/system").is_dir() {
-                    ServiceManager::Systemd
-                } else {
-                    ServiceManager::SysV
-                }
-            }
-            (Platform::Linux, ServiceManagerKind::Systemd) => ServiceManager::Systemd,
-            (Platform::Linux, ServiceManagerKind::Sysv) => ServiceManager::SysV,
-            (Platform::Linux, ServiceManagerKind::Rc) => {
-                return Err(unsupported(
-                    "service-manager = \"rc\"",
-                    "rc(8)'s one* commands are FreeBSD's (use \"systemd\", \"sysv\" or \"auto\")",
-                ));
-            }
-        };
+        let services = ServiceManager::resolve(platform, config.service_manager)?;
         Ok(SystemExecutor {
             setup: Setup {
                 platform,

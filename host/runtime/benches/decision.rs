@@ -260,7 +260,7 @@ fn main() {
     );
     println!(
         "{:<44} {:>8} {:>10} {:>20}",
-        "cold: componentize + Cranelift, no cache",
+        format!("cold: componentize + {}, no cache", haven_runtime::COMPILER),
         counts.cold_compile,
         millis(cold_wall),
         millis(cold_compile)

@@ -1,5 +1,5 @@
 //! The on-disk cache of compiled policies, so a restart or reload of a known module skips
-//! Cranelift: a component is compiled once per (module bytes, engine settings) and afterwards
+//! the compiler: a component is compiled once per (module bytes, engine settings) and afterwards
 //! loaded by mapping the artifact (about 50 µs).
 //!
 //! Entries are named `<sha256 of the module>-<engine hash>.cwasm`. The engine hash covers
@@ -169,5 +169,31 @@ mod tests {
         let error = ArtifactCache::new(&cache, &engine).unwrap_err();
         assert_eq!(error.kind(), std::io::ErrorKind::PermissionDenied);
         assert!(error.to_string().contains("mode 777"), "{error}");
+    }
+
+    /// Artifacts are machine code of one compiler: a cache filled by a Cranelift build (Haven
+    /// before it compiled with Winch) misses under Winch, and `clean` removes those entries.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn entries_of_another_compiler_are_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = |strategy| {
+            let mut config = wasmtime::Config::new();
+            config.strategy(strategy);
+            Engine::new(&config).unwrap()
+        };
+        let cranelift = engine(wasmtime::Strategy::Cranelift);
+        let winch = engine(wasmtime::Strategy::Winch);
+        let old = ArtifactCache::new(dir.path(), &cranelift).unwrap();
+        let new = ArtifactCache::new(dir.path(), &winch).unwrap();
+        assert_ne!(old.engine_hash, new.engine_hash);
+
+        // An empty component: the preamble, component-model version 0xd, layer 1.
+        let empty = b"\0asm\x0d\0\x01\0";
+        let component = Component::new(&cranelift, empty).unwrap();
+        old.store("00", &component);
+        assert!(old.load(&cranelift, "00").is_some());
+        assert!(new.load(&winch, "00").is_none());
+        assert_eq!(new.clean(&["00".to_owned()].into(), 8), 1);
     }
 }

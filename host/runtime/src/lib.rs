@@ -18,6 +18,6 @@ pub use bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION};
 pub use call_context::{KvStore, PolicyLog};
 pub use pipeline::{Decision, Outcome, Pipeline};
 pub use runtime::{
-    Call, CallFailure, CompiledPolicy, LoadError, LoadedPolicy, Runtime, RuntimeError,
+    COMPILER, Call, CallFailure, CompiledPolicy, LoadError, LoadedPolicy, Runtime, RuntimeError,
     RuntimeOptions,
 };

@@ -5,6 +5,16 @@
 //! Every call is bounded: a wall-clock deadline (epoch interruption, a 1 ms ticker), a memory
 //! cap (this module's `ResourceLimiter`), a plan length and a log budget. Whatever a policy
 //! does, the call returns a [`Call`] to the caller, never a panic or a hang.
+//!
+//! Policies are compiled by [`COMPILER`]: Winch, wasmtime's single-pass baseline compiler, on
+//! x86-64, Cranelift elsewhere. Winch compiles the seed policy 4-5 times faster than Cranelift
+//! (40-50 ms against 150-270 ms on two vCPUs), which is what brings a cold hot reload under its
+//! 100 ms target, and its code costs 1-2 µs more per event (5-10 % of a decision); see
+//! `BENCHMARKS.md`, "Hot reload". Both honour the same epoch deadline, memory cap and stack
+//! limit (`tests/containment.rs` runs under whichever is in use). Winch does not implement a
+//! few WebAssembly proposals (tail calls, relaxed SIMD, GC, exceptions), which policies built
+//! with the SDK for `wasm32-unknown-unknown` do not use; a module that needs them is refused
+//! at load with a compile error.
 
 use crate::admission::{self, AdmissionError};
 use crate::bindings::{Convert, PolicyPre, to_wit};
@@ -20,7 +30,16 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
-    Trap,
+    Strategy, Trap,
+};
+
+/// The compiler that turns policies into machine code: Winch on x86-64 (fast to compile,
+/// see the module's documentation), Cranelift on other architectures, where Winch is
+/// incomplete.
+pub const COMPILER: &str = if cfg!(target_arch = "x86_64") {
+    "Winch"
+} else {
+    "Cranelift"
 };
 
 /// The largest memory cap a policy may be given; the pooling allocator reserves this much
@@ -236,7 +255,12 @@ impl Runtime {
         config
             .wasm_component_model(true)
             .epoch_interruption(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .strategy(if cfg!(target_arch = "x86_64") {
+                Strategy::Winch
+            } else {
+                Strategy::Cranelift
+            });
         let engine = Engine::new(&config).map_err(engine_error)?;
         let mut linker = Linker::new(&engine);
         crate::bindings::Policy::add_to_linker::<_, wasmtime::component::HasSelf<_>>(

@@ -123,7 +123,7 @@ fn mountinfo_empty_is_no_mounts() {
 #[cfg(target_os = "linux")]
 #[test]
 fn read_mounts_finds_the_root() {
-    let mounts = read_mounts().unwrap();
+    let mounts = read_mounts(&linux_tools()).unwrap();
     assert!(
         mounts.iter().any(|m| m.mountpoint == "/"),
         "no / in {mounts:?}"
@@ -353,32 +353,40 @@ fn carp_from_addresses_master_only_with_every_address() {
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Linux's default tools.
+fn linux_tools() -> Tools {
+    Tools::defaults(crate::system::Platform::Linux)
+}
+
 #[test]
 fn status_commands() {
+    let tools = linux_tools();
     assert_eq!(
-        ServiceManager::Rc.status_command("mysql-server"),
+        ServiceManager::Rc.status_command(&tools, "mysql-server"),
         (
-            PathBuf::from("/usr/sbin/service"),
-            vec!["mysql-server".to_owned(), "onestatus".to_owned()]
+            Path::new("/usr/sbin/service"),
+            vec!["mysql-server", "onestatus"]
         )
     );
     assert_eq!(
-        ServiceManager::Systemd.status_command("mariadb@main"),
+        ServiceManager::Systemd.status_command(&tools, "mariadb@main"),
         (
-            PathBuf::from("/usr/bin/systemctl"),
-            vec![
-                "is-active".to_owned(),
-                "--quiet".to_owned(),
-                "mariadb@main".to_owned()
-            ]
+            Path::new("/usr/bin/systemctl"),
+            vec!["is-active", "--quiet", "mariadb@main"]
         )
     );
     assert_eq!(
-        ServiceManager::SysV.status_command("mysql"),
-        (
-            PathBuf::from("/usr/sbin/service"),
-            vec!["mysql".to_owned(), "status".to_owned()]
-        )
+        ServiceManager::SysV.status_command(&tools, "mysql"),
+        (Path::new("/usr/sbin/service"), vec!["mysql", "status"])
+    );
+    // [executor.tools] is what runs.
+    let configured = Tools {
+        service: PathBuf::from("/opt/bin/service"),
+        ..linux_tools()
+    };
+    assert_eq!(
+        ServiceManager::SysV.status_command(&configured, "mysql").0,
+        Path::new("/opt/bin/service")
     );
 }
 
@@ -410,7 +418,7 @@ fn bad_service_names_are_refused_before_anything_runs() {
         for bad in ["", "-h", "a b", "x;reboot", "$(id)", "../etc", ".hidden"] {
             // A zero timeout: had anything been run, this would be a timeout (or, with the
             // program missing, a spawn failure), not a refused name.
-            match service_running(manager, bad, Duration::ZERO) {
+            match service_running(manager, &linux_tools(), bad, Duration::ZERO) {
                 Err(ProbeError::BadName { name, message }) => {
                     assert_eq!(name, bad);
                     assert!(message.contains(&format!("`{bad}`")), "{message}");
@@ -432,25 +440,41 @@ fn installed(program: &Path) -> bool {
 
 #[test]
 fn sysv_service_that_does_not_exist_is_not_running() {
-    let (program, _) = ServiceManager::SysV.status_command("x");
-    if !installed(&program) {
+    let tools = linux_tools();
+    let (program, _) = ServiceManager::SysV.status_command(&tools, "x");
+    if !installed(program) {
         return;
     }
-    assert!(!service_running(ServiceManager::SysV, "haven-no-such-service", TIMEOUT).unwrap());
+    let running = service_running(
+        ServiceManager::SysV,
+        &tools,
+        "haven-no-such-service",
+        TIMEOUT,
+    );
+    assert!(!running.unwrap());
 }
 
 #[test]
 fn systemd_service_that_does_not_exist_is_not_running() {
-    let (program, _) = ServiceManager::Systemd.status_command("x");
-    if !installed(&program) {
+    let tools = linux_tools();
+    let (program, _) = ServiceManager::Systemd.status_command(&tools, "x");
+    if !installed(program) {
         return;
     }
     // With or without systemd running, an unknown unit is not active (exit 3 or 1).
-    assert!(!service_running(ServiceManager::Systemd, "haven-no-such-service", TIMEOUT).unwrap());
+    let running = service_running(
+        ServiceManager::Systemd,
+        &tools,
+        "haven-no-such-service",
+        TIMEOUT,
+    );
+    assert!(!running.unwrap());
 }
 
 #[cfg(target_os = "freebsd")]
 #[test]
 fn rc_service_that_does_not_exist_is_not_running() {
-    assert!(!service_running(ServiceManager::Rc, "haven-no-such-service", TIMEOUT).unwrap());
+    let tools = Tools::defaults(crate::system::Platform::FreeBsd);
+    let running = service_running(ServiceManager::Rc, &tools, "haven-no-such-service", TIMEOUT);
+    assert!(!running.unwrap());
 }

@@ -34,23 +34,10 @@ fn verb(op: ServiceOp) -> &'static str {
     }
 }
 
-/// The program and arguments that ask whether `name` runs: exit status 0 means it does.
-pub(super) fn status_command<'t>(
-    manager: ServiceManager,
-    tools: &'t super::Tools,
-    name: &'t str,
-) -> (&'t Path, Vec<&'t str>) {
-    match manager {
-        ServiceManager::Rc => (&tools.service, vec![name, "onestatus"]),
-        ServiceManager::Systemd => (&tools.systemctl, vec!["is-active", "--quiet", name]),
-        ServiceManager::SysV => (&tools.service, vec![name, "status"]),
-    }
-}
-
 /// Whether `name` runs: the status command's exit status 0 means yes, any other status no;
 /// `None` when it could not tell (not started, timed out, killed by a signal).
 fn running(run: &mut StepRun<'_>, name: &str) -> Option<bool> {
-    let (program, args) = status_command(run.setup.services, run.tools(), name);
+    let (program, args) = run.setup.services.status_command(run.tools(), name);
     let output = run.probe(program, &args).ok()?;
     output.status.code().map(|code| code == 0)
 }

@@ -1,7 +1,7 @@
 use super::mounts::{FsckVerdict, fsck_verdict};
 use super::storage::{parse_drbd_role, ps_line_is, worker_title};
 use super::*;
-use haven_core::HastRole;
+use haven_core::{ExecutorTools, HastRole};
 
 #[test]
 fn drbd_roles_of_both_generations() {
