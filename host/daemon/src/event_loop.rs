@@ -24,6 +24,7 @@
 
 use crate::inbox::{Inbox, Next, Report};
 use crate::journal::{Entry, Journal};
+use crate::reconcile::Granted;
 use crate::reload::{Prepared, ReloadOutcome};
 use crate::status::{PolicyStatus, RecentAlert, RecentDecision, RunningStep, StatusBoard};
 use haven_core::{Action, AlertSeverity, Event, InterruptedStep, Machine, Step};
@@ -262,6 +263,7 @@ impl<E: Executor> EventLoop<E> {
                 )
             })
             .collect();
+        let granted_before = Granted::of(self.runner.pipeline.policies());
         self.board.set_grants(&prepared.policies);
         let removed = self
             .runner
@@ -284,9 +286,12 @@ impl<E: Executor> EventLoop<E> {
         self.publish();
         prepared.answer();
         if !changed.is_empty() {
-            // As at startup, they decide from facts, read for the grants now in force (a
-            // service granted only by this reload has never been read).
-            self.reread_machine();
+            // As at startup, they decide from facts: a service or resource granted only by
+            // this reload has never been read, so read the machine for the grants now in force
+            // (only then: a new module under the same grants needs no reading).
+            if granted_before != Granted::of(self.runner.pipeline.policies()) {
+                self.reread_machine();
+            }
             self.with_observer(|runner, observer, ids| {
                 runner.startup_of(|name| changed.contains(name), None, ids, observer)
             });

@@ -40,6 +40,29 @@ enum CarpReading {
     Nothing,
 }
 
+/// What a reading covers beyond CARP and mounts: the HAST resources and services granted to
+/// the policies in force.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Granted {
+    pub hast_resources: BTreeSet<String>,
+    pub services: BTreeSet<String>,
+}
+
+impl Granted {
+    /// What `policies` are granted, together.
+    pub fn of(policies: &[LoadedPolicy]) -> Granted {
+        let mut granted = Granted::default();
+        for policy in policies {
+            let grants = &policy.config.grants;
+            granted
+                .hast_resources
+                .extend(grants.hast_resources.iter().cloned());
+            granted.services.extend(grants.services.iter().cloned());
+        }
+        granted
+    }
+}
+
 /// Reads the machine for one config's restart-only sections (`[[carp]]`, `[sources]`,
 /// `[executor]`); what to read of HAST and services comes from the policies' grants.
 #[derive(Debug, Clone)]
@@ -86,14 +109,7 @@ impl Reconciler {
     /// read; and a message for each reading that failed. HAST devices and services are read
     /// for what `policies` are granted.
     pub fn read(&self, previous: &Machine, policies: &[LoadedPolicy]) -> (Machine, Vec<String>) {
-        let granted = |f: fn(&haven_core::Grants) -> Vec<String>| {
-            policies
-                .iter()
-                .flat_map(|policy| f(&policy.config.grants))
-                .collect::<BTreeSet<String>>()
-        };
-        let hast_resources = granted(|grants| grants.hast_resources.iter().cloned().collect());
-        let services = granted(|grants| grants.services.iter().cloned().collect());
+        let granted = Granted::of(policies);
         let mut machine = previous.clone();
         let mut problems = Vec::new();
 
@@ -126,7 +142,7 @@ impl Reconciler {
             }
         }
 
-        for resource in &hast_resources {
+        for resource in &granted.hast_resources {
             let device = format!("/dev/hast/{resource}");
             if Path::new(&device).exists() {
                 machine.devices.insert(device);
@@ -145,7 +161,7 @@ impl Reconciler {
             Err(error) => problems.push(format!("mounts: {error}")),
         }
 
-        for service in &services {
+        for service in &granted.services {
             let running = match &self.service_manager {
                 Ok(manager) => {
                     probe::service_running(*manager, &self.tools, service, SERVICE_TIMEOUT)
