@@ -312,7 +312,7 @@ fn steady(rig: &Rig) -> Result<(), RigError> {
         .find(Duration::ZERO, "rig", "booting hastb")
         .ok_or_else(|| RigError::new("hastb never booted"))?
         .at;
-    let hold_down = Duration::from_millis(u64::from(RigOptions::default().hold_down_ms));
+    let hold_down = Duration::from_millis(u64::from(rig.options().hold_down_ms));
     let quiet = booted + hold_down + Duration::from_millis(500);
     if wait_until(hold_down * 2, || rig.log.now() >= quiet) {
         Ok(())
@@ -321,54 +321,13 @@ fn steady(rig: &Rig) -> Result<(), RigError> {
     }
 }
 
-/// The steps of the last plan `side`'s havend ran, with their durations (the journal's).
-fn promotion_steps(rig: &Rig, side: Side) -> Vec<(String, Duration)> {
-    let journal = rig.journal(side);
-    let Some(plan) = journal
-        .iter()
-        .rev()
-        .find(|entry| entry["kind"] == "step-start")
-        .and_then(|entry| entry["plan-id"].as_u64())
-    else {
-        return Vec::new();
-    };
-    let mut steps = Vec::new();
-    let mut started = None;
-    for entry in journal
-        .iter()
-        .filter(|e| e["plan-id"].as_u64() == Some(plan))
-    {
-        match entry["kind"].as_str() {
-            Some("step-start") => {
-                started = Some(
-                    serde_json::from_value::<haven_core::Step>(entry["step"].clone())
-                        .map_or_else(|_| entry["step"].to_string(), |step| step.to_string()),
-                );
-            }
-            Some("step-end") => {
-                let took = Duration::from_micros(entry["duration-us"].as_u64().unwrap_or(0));
-                steps.push((started.take().unwrap_or_default(), took));
-            }
-            _ => {}
-        }
-    }
-    steps
-}
-
 /// The per-phase times of a crash, from the rig's timeline.
-fn sample(rig: &Rig, mode: Failover, mut report: CrashReport) -> Result<Sample, RigError> {
-    if mode == Failover::Haven {
-        // The report read the journal when the database answered, before the last step ended.
-        report.times.steps = promotion_steps(rig, Side::B);
-    }
+fn sample(rig: &Rig, mode: Failover, report: CrashReport) -> Result<Sample, RigError> {
     let log: &Log = &rig.log;
     let times = &report.times;
-    let cut = log
-        .find(Duration::ZERO, "rig", "power off hasta")
-        .ok_or_else(|| RigError::new("no power cut in the timeline"))?
-        .at;
+    let cut = report.cut;
     let master = cut + times.carp_detection;
-    let serving = cut + times.total;
+    let serving = report.serving;
     let survivor = "hastb/ucarp";
     let find = |source: &str, needle: &str| {
         log.find(master, source, needle)

@@ -24,6 +24,9 @@ pub struct CrashReport {
     pub lost: Vec<u64>,
     /// Inserts tried (acknowledged or not).
     pub tried: u64,
+    /// When the power was cut, and when the database answered again (the rig's clock).
+    pub cut: Duration,
+    pub serving: Duration,
     pub times: FailoverTimes,
 }
 
@@ -99,11 +102,28 @@ pub fn crash(rig: &mut Rig, victim: Side, prober: &Prober) -> Result<CrashReport
     }
     let (acked, tried) = writer.finish();
     let lost = mariadb::missing(rig.client(), VIP, &acked)?;
+    if rig.failover() == Failover::Haven {
+        // The database answers before `service start` returns: let the plan end, so that
+        // every step's time is in the journal.
+        let ended = |rig: &Rig| {
+            let journal = rig.journal(survivor);
+            let count = |kind: &str| journal.iter().filter(|e| e["kind"] == kind).count();
+            count("step-start") == count("step-end")
+        };
+        if !wait_until(FAILOVER_LIMIT, || ended(rig)) {
+            return Err(RigError::new(format!(
+                "{}'s plan never ended",
+                survivor.name()
+            )));
+        }
+    }
     let times = timeline(rig, survivor, cut, serving)?;
     Ok(CrashReport {
         acked: acked.len(),
         lost,
         tried,
+        cut,
+        serving,
         times,
     })
 }

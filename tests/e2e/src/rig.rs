@@ -177,6 +177,11 @@ impl Rig {
         self.options.failover
     }
 
+    /// The settings it was built with.
+    pub fn options(&self) -> &RigOptions {
+        &self.options
+    }
+
     /// The rig's folder (logs, state, configuration).
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -387,12 +392,21 @@ hastctl = "{hastctl}"
         }
     }
 
-    /// Take a host's link to the lan down or up (its bridge port).
+    /// Cut a host off the lan or join it again: its bridge port stops or resumes forwarding.
+    /// The host's own interface keeps its carrier (as when a switch between the hosts fails),
+    /// so its CARP goes on advertising into the void instead of going down with the link.
     pub fn set_link(&self, side: Side, up: bool) -> Result<(), RigError> {
-        let state = if up { "up" } else { "down" };
-        self.log.note(format!("link of {} {state}", side.name()));
+        let (state, said) = if up {
+            ("3", "joined")
+        } else {
+            ("0", "cut off")
+        };
+        self.log.note(format!("{} {said}", side.name()));
         self.lan
-            .run("ip", &["link", "set", side.lan_port(), state])
+            .run(
+                "bridge",
+                &["link", "set", "dev", side.lan_port(), "state", state],
+            )
             .map(drop)
     }
 
