@@ -62,6 +62,12 @@ fn steps_started(rig: &Rig, side: Side) -> Vec<String> {
         .collect()
 }
 
+/// Every acknowledged row (`acked`) is in the table, read through the shared address.
+fn assert_nothing_lost(rig: &Rig, acked: &[u64]) {
+    let lost = must(rig, mariadb::missing(rig.client(), VIP, acked), "read rows");
+    assert!(lost.is_empty(), "acknowledged rows lost: {lost:?}");
+}
+
 /// The serving host is the only one with the disk mounted and MariaDB running, and the
 /// disk was never mounted on both.
 fn assert_serves_alone(rig: &Rig, side: Side) {
@@ -168,12 +174,7 @@ fn controlled_switchover_demotes_before_the_peer_promotes() {
     let before = writer.acked_count();
     assert!(wait_until(FAILOVER_LIMIT, || writer.acked_count() >= before + 5));
     let (acked, _) = writer.finish();
-    let lost = must(
-        &rig,
-        mariadb::missing(rig.client(), VIP, &acked),
-        "read rows",
-    );
-    assert!(lost.is_empty(), "acknowledged rows lost: {lost:?}");
+    assert_nothing_lost(&rig, &acked);
     assert_serves_alone(&rig, Side::B);
 
     // hasta's demotion, in order, completed before hastb took the primary role.
@@ -386,11 +387,6 @@ fn an_unsynchronised_copy_is_not_promoted_until_the_operator_says_so() {
         "hastb never served\n{}",
         rig.log.tail(120)
     );
-    let lost = must(
-        &rig,
-        mariadb::missing(rig.client(), VIP, &acked),
-        "read rows",
-    );
-    assert!(lost.is_empty(), "acknowledged rows lost: {lost:?}");
+    assert_nothing_lost(&rig, &acked);
     assert_serves_alone(&rig, Side::B);
 }
