@@ -9,8 +9,8 @@
 mod common;
 
 use common::{
-    DEADLINE, DevdServer, HAVENCTL, HAVEND, Havend, Setup, poll_until, send_line, stderr_text,
-    toml_path, wait_exit,
+    DEADLINE, DevdServer, HAVENCTL, HAVEND, Havend, Setup, poll_until, seed, send_line,
+    stderr_text, toml_path, wait_exit,
 };
 use haven_core::{
     CarpChange, CarpState, Event, HastHook, HastReplication, HastRole, HastRoleChange, HastStatus,
@@ -79,28 +79,7 @@ impl Setup {
     fn config_text(&self, options: &Options) -> String {
         let mut text = format!(
             r#"# The seed recipe (examples/seed/haven.toml), in monitor mode.
-[[policy]]
-name = "mysql"
-module = {module}
-on-failure = "alert"
-
-[policy.grants]
-hast-resources = ["test"]
-services = ["mysql-server"]
-timers = 1
-mounts = [{{ device = "/dev/hast/test", mountpoint = "/hast/test", fstype = "ufs" }}]
-
-[policy.settings]
-vhid = 1
-services = ["mysql-server"]
-hold-down-ms = {hold_down}
-
-[[policy.settings.resources]]
-name = "test"
-mountpoint = "/hast/test"
-fstype = "ufs"
-
-[daemon]
+{policy}[daemon]
 executor = "{executor}"
 state-dir = {state}
 control-dir = {control}
@@ -114,8 +93,11 @@ hastctl = {hastctl}
                 "dry-run"
             },
             hastctl = toml_path(&self.hastctl()),
-            module = toml_path(Path::new(haven_test_artifacts::CARP_HAST_SWITCH)),
-            hold_down = options.hold_down_ms,
+            policy = seed(
+                "mysql",
+                Path::new(haven_test_artifacts::CARP_HAST_SWITCH),
+                options.hold_down_ms,
+            ),
             state = toml_path(&self.state_dir()),
             control = toml_path(&self.control_dir()),
         );

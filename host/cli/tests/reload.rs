@@ -16,7 +16,8 @@
 mod common;
 
 use common::{
-    DEADLINE, DevdServer, Havend, Setup, poll_until, send_line, stderr_text, stdout_text, toml_path,
+    DEADLINE, DevdServer, Havend, Setup, poll_until, seed, send_line, stderr_text, stdout_text,
+    toml_path,
 };
 use haven_core::{Action, CarpChange, CarpState, DevdAttribute, DevdEvent, DevdKind, Event, Plan};
 use haven_daemon::control::{self, Request, Response};
@@ -112,36 +113,6 @@ fn misbehaving(name: &str, module: &Path, behaviour: &str, grants: &str, limits:
         "[[policy]]\nname = \"{name}\"\nmodule = {module}\non-failure = \"alert\"\n\n\
          [policy.grants]\n{grants}\n\n[policy.settings]\nbehaviour = \"{behaviour}\"\n\n\
          [policy.limits]\n{limits}\n\n",
-        module = toml_path(module),
-    )
-}
-
-/// The seed recipe's `[[policy]]` (as in examples/seed/haven.toml) on `module`, with
-/// `hold_down_ms`.
-fn seed(name: &str, module: &Path, hold_down_ms: u64) -> String {
-    format!(
-        r#"[[policy]]
-name = "{name}"
-module = {module}
-on-failure = "alert"
-
-[policy.grants]
-hast-resources = ["test"]
-services = ["mysql-server"]
-timers = 1
-mounts = [{{ device = "/dev/hast/test", mountpoint = "/hast/test", fstype = "ufs" }}]
-
-[policy.settings]
-vhid = 1
-services = ["mysql-server"]
-hold-down-ms = {hold_down_ms}
-
-[[policy.settings.resources]]
-name = "test"
-mountpoint = "/hast/test"
-fstype = "ufs"
-
-"#,
         module = toml_path(module),
     )
 }

@@ -374,3 +374,33 @@ impl Drop for Havend {
         }
     }
 }
+
+/// The seed recipe's `[[policy]]` (as in examples/seed/haven.toml) on `module`, with
+/// `hold_down_ms`.
+pub fn seed(name: &str, module: &Path, hold_down_ms: u64) -> String {
+    format!(
+        r#"[[policy]]
+name = "{name}"
+module = {module}
+on-failure = "alert"
+
+[policy.grants]
+hast-resources = ["test"]
+services = ["mysql-server"]
+timers = 1
+mounts = [{{ device = "/dev/hast/test", mountpoint = "/hast/test", fstype = "ufs" }}]
+
+[policy.settings]
+vhid = 1
+services = ["mysql-server"]
+hold-down-ms = {hold_down_ms}
+
+[[policy.settings.resources]]
+name = "test"
+mountpoint = "/hast/test"
+fstype = "ufs"
+
+"#,
+        module = toml_path(module),
+    )
+}
