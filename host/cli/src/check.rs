@@ -2,7 +2,8 @@
 //! it load? Admission, compilation, contract version, exports, and with a config, the grants
 //! and `init` with the configured settings.
 
-use haven_core::Config;
+use haven_core::text::Escaped;
+use haven_core::{Config, PolicyConfig};
 use haven_runtime::{CONTRACT_PACKAGE, CONTRACT_VERSION, Runtime};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -29,7 +30,36 @@ pub fn check(
             return CheckReport { text, ok: false };
         }
     };
-    let compiled = match runtime.compile(&bytes) {
+    // With a config, the module is checked under the limits of the entries that use it (the
+    // first one's for the describe call; each entry's own again when it is configured), as
+    // the daemon loads it.
+    let config = match config.map(|path| (path, Config::from_file(path))) {
+        None => None,
+        Some((path, Ok(config))) => Some((path, config)),
+        Some((_, Err(error))) => {
+            let _ = writeln!(text, "{error}");
+            return CheckReport { text, ok: false };
+        }
+    };
+    let entries: Vec<&PolicyConfig> = match &config {
+        None => Vec::new(),
+        Some((_, config)) => {
+            let file_name = module.file_name();
+            config
+                .policies
+                .iter()
+                .filter(|entry| match policy {
+                    Some(name) => entry.name == name,
+                    None => config.policies.len() == 1 || entry.module.file_name() == file_name,
+                })
+                .collect()
+        }
+    };
+    let limits = entries
+        .first()
+        .map(|entry| entry.limits.clone())
+        .unwrap_or_default();
+    let compiled = match runtime.compile(&bytes, &limits) {
         Ok(compiled) => compiled,
         Err(error) => {
             let _ = writeln!(text, "{}: REJECTED: {error}", module.display());
@@ -40,7 +70,8 @@ pub fn check(
     let _ = writeln!(
         text,
         "  policy    {} {}",
-        compiled.info.name, compiled.info.version
+        Escaped(&compiled.info.name),
+        Escaped(&compiled.info.version)
     );
     let _ = writeln!(
         text,
@@ -66,25 +97,9 @@ pub fn check(
             ""
         }
     );
-    let Some(config_path) = config else {
+    let Some((config_path, _)) = config else {
         return CheckReport { text, ok: true };
     };
-    let config = match Config::from_file(config_path) {
-        Ok(config) => config,
-        Err(error) => {
-            let _ = writeln!(text, "{error}");
-            return CheckReport { text, ok: false };
-        }
-    };
-    let file_name = module.file_name();
-    let entries: Vec<_> = config
-        .policies
-        .iter()
-        .filter(|entry| match policy {
-            Some(name) => entry.name == name,
-            None => config.policies.len() == 1 || entry.module.file_name() == file_name,
-        })
-        .collect();
     if entries.is_empty() {
         let _ = writeln!(
             text,

@@ -37,6 +37,8 @@ pub enum Record {
     },
     /// The runner stopped feeding step failures back.
     FollowUpsCut,
+    /// The runner stopped firing timers for this advance of the clock (a timer storm).
+    TimersCut { fired: usize },
 }
 
 /// Collects what the runner reports as [`Record`]s.
@@ -68,6 +70,10 @@ impl Observer for Recorder<'_> {
 
     fn follow_ups_cut(&mut self, _event_id: u64) {
         self.0.push(Record::FollowUpsCut);
+    }
+
+    fn timers_cut(&mut self, fired: usize) {
+        self.0.push(Record::TimersCut { fired });
     }
 }
 

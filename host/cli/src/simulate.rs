@@ -253,6 +253,11 @@ fn render(out: &mut String, host: &str, records: &[Record]) {
                 "{:13}{host:<6}   (too many follow-up failures; stopped)",
                 ""
             ),
+            Record::TimersCut { fired } => writeln!(
+                out,
+                "{:13}{host:<6}   (timers fired {fired} times in one step of the clock; the rest wait)",
+                ""
+            ),
         };
     }
 }

@@ -59,7 +59,7 @@
 //! Every error names the file, the line and what is wrong.
 
 use crate::grants::Grants;
-use crate::names::{check_fstype, check_name, check_path};
+use crate::names::{check_fstype, check_hast_argument, check_name, check_path};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -86,8 +86,15 @@ pub struct Limits {
     pub max_kv_keys: u32,
     /// Bytes of one key plus its value.
     pub max_kv_entry_bytes: u32,
-    /// Longest timeout a step may ask for.
+    /// Longest timeout a step may ask for; a plan with a longer one is refused.
     pub max_step_timeout_ms: u32,
+    /// Longest delay a timer may be armed for; a plan with a longer one is refused.
+    pub max_timer_ms: u32,
+    /// Bytes of text and lists the policy may hand the host in one transfer: one query or
+    /// log call's arguments, one key-value write, the plan or error it returns. More fails the
+    /// call. Enforced while wasmtime copies the data out of the sandbox, so an oversized (or
+    /// many times aliased) string never reaches the host's memory.
+    pub max_text_bytes: u32,
 }
 
 impl Default for Limits {
@@ -101,6 +108,8 @@ impl Default for Limits {
             max_kv_keys: 256,
             max_kv_entry_bytes: 4096,
             max_step_timeout_ms: 3_600_000,
+            max_timer_ms: 86_400_000,
+            max_text_bytes: 256 * 1024,
         }
     }
 }
@@ -744,7 +753,7 @@ fn split_spanned<T: Default>(
 fn check_grants(grants: &Grants, policy: &str, owners: &mut ResourceOwners) -> Result<(), String> {
     let in_policy = |message: String| format!("policy `{policy}`: grants: {message}");
     for resource in &grants.hast_resources {
-        check_name("HAST resource", resource).map_err(in_policy)?;
+        check_hast_argument("HAST resource", resource).map_err(in_policy)?;
         owners.claim(format!("HAST resource `{resource}`"), policy)?;
     }
     for service in &grants.services {

@@ -6,6 +6,9 @@
 //! grants are validated when the config is read ([`crate::names`]), nothing a policy invents
 //! ever reaches a command line.
 
+use crate::config::Limits;
+use crate::names::check_name;
+use crate::text::escape;
 use crate::types::{
     Action, FsckRequest, HastWorker, MountRequest, Plan, ServiceRequest, SetHastRole, Step,
     TimerRequest, UnmountRequest,
@@ -65,11 +68,24 @@ pub enum Missing {
         wanted: usize,
         limit: u32,
     },
+    #[error("{0}")]
+    TimerName(String),
+    #[error("{what} of {value} ms is over limits.{limit_key} = {limit}")]
+    OverLimit {
+        what: &'static str,
+        value: u32,
+        limit_key: &'static str,
+        limit: u32,
+    },
 }
 
 /// Why a plan was refused: the first step outside the grants.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("step {index} `{step}` refused: {missing}")]
+#[error(
+    "step {index} `{}` refused: {}",
+    escape(&step.to_string()),
+    escape(&missing.to_string())
+)]
 pub struct PlanRefusal {
     /// Position of the refused step, from 0.
     pub index: usize,
@@ -84,17 +100,53 @@ pub fn hast_device(resource: &str) -> String {
     format!("/dev/hast/{resource}")
 }
 
+/// A step's timeout and a timer's delay, against the policy's limits.
+fn check_step_limits(step: &Step, limits: &Limits) -> Result<(), Missing> {
+    let over = |what, value, limit_key, limit| {
+        Err(Missing::OverLimit {
+            what,
+            value,
+            limit_key,
+            limit,
+        })
+    };
+    if let Some(timeout) = step.timeout_ms
+        && timeout > limits.max_step_timeout_ms
+    {
+        return over(
+            "timeout",
+            timeout,
+            "max-step-timeout-ms",
+            limits.max_step_timeout_ms,
+        );
+    }
+    if let Action::SetTimer(TimerRequest { after_ms, .. }) = &step.action
+        && *after_ms > limits.max_timer_ms
+    {
+        return over(
+            "timer delay",
+            *after_ms,
+            "max-timer-ms",
+            limits.max_timer_ms,
+        );
+    }
+    Ok(())
+}
+
 impl Grants {
-    /// Check every step of a plan. `armed_timers` are the policy's timers armed now; timers the
+    /// Check every step of a plan against the grants and the policy's limits (a step's
+    /// timeout, a timer's delay). `armed_timers` are the policy's timers armed now; timers the
     /// plan arms and cancels are counted in step order.
     pub fn check_plan(
         &self,
         plan: &Plan,
         armed_timers: &BTreeSet<String>,
+        limits: &Limits,
     ) -> Result<(), PlanRefusal> {
         let mut timers = armed_timers.clone();
         for (index, step) in plan.steps.iter().enumerate() {
-            self.check_action(&step.action, &mut timers)
+            check_step_limits(step, limits)
+                .and_then(|()| self.check_action(&step.action, &mut timers))
                 .map_err(|missing| PlanRefusal {
                     index,
                     step: Box::new(step.clone()),
@@ -146,6 +198,7 @@ impl Grants {
             Action::Unmount(UnmountRequest { mountpoint, .. }) => self.mountpoint(mountpoint),
             Action::Service(ServiceRequest { name, .. }) => self.service(name),
             Action::SetTimer(TimerRequest { name, .. }) => {
+                check_name("timer", name).map_err(Missing::TimerName)?;
                 timers.insert(name.clone());
                 if timers.len() > self.timers as usize {
                     return Err(Missing::Timers {
@@ -157,6 +210,7 @@ impl Grants {
                 Ok(())
             }
             Action::CancelTimer(name) => {
+                check_name("timer", name).map_err(Missing::TimerName)?;
                 timers.remove(name);
                 Ok(())
             }
@@ -234,7 +288,7 @@ mod tests {
 
     fn refusal(lines: &[&str]) -> Option<String> {
         grants()
-            .check_plan(&plan(lines), &BTreeSet::new())
+            .check_plan(&plan(lines), &BTreeSet::new(), &Limits::default())
             .err()
             .map(|refusal| refusal.to_string())
     }
@@ -305,9 +359,66 @@ mod tests {
         let armed: BTreeSet<String> = ["a".to_owned()].into();
         assert!(
             grants()
-                .check_plan(&plan(&["set-timer b 1"]), &armed)
+                .check_plan(&plan(&["set-timer b 1"]), &armed, &Limits::default())
                 .is_err()
         );
+    }
+
+    #[test]
+    fn limits_refuse_long_step_timeouts_and_timer_delays() {
+        assert_eq!(
+            refusal(&["service start mysql-server timeout=4294967295"]).unwrap(),
+            "step 0 `service start mysql-server timeout=4294967295` refused: timeout of \
+             4294967295 ms is over limits.max-step-timeout-ms = 3600000"
+        );
+        assert_eq!(
+            refusal(&["set-timer settle 86400001"]).unwrap(),
+            "step 0 `set-timer settle 86400001` refused: timer delay of 86400001 ms is over \
+             limits.max-timer-ms = 86400000"
+        );
+        assert_eq!(
+            refusal(&[
+                "service start mysql-server timeout=3600000",
+                "set-timer settle 86400000"
+            ]),
+            None
+        );
+    }
+
+    #[test]
+    fn timer_names_are_checked_like_every_name() {
+        for name in ["a\nb", "-x", "\u{1b}[31m", &"t".repeat(65)] {
+            let step = Step {
+                action: Action::SetTimer(TimerRequest {
+                    name: name.to_owned(),
+                    after_ms: 1,
+                }),
+                timeout_ms: None,
+            };
+            let plan = Plan { steps: vec![step] };
+            let refused = grants().check_plan(&plan, &BTreeSet::new(), &Limits::default());
+            assert!(
+                matches!(
+                    refused,
+                    Err(PlanRefusal {
+                        missing: Missing::TimerName(_),
+                        ..
+                    })
+                ),
+                "{name:?}: {refused:?}"
+            );
+            let cancel = Plan {
+                steps: vec![Step {
+                    action: Action::CancelTimer(name.to_owned()),
+                    timeout_ms: None,
+                }],
+            };
+            assert!(
+                grants()
+                    .check_plan(&cancel, &BTreeSet::new(), &Limits::default())
+                    .is_err()
+            );
+        }
     }
 
     #[test]

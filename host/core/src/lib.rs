@@ -13,6 +13,7 @@ pub mod grants;
 pub mod model;
 pub mod names;
 pub mod step_syntax;
+pub mod text;
 pub mod types;
 
 pub use config::{

@@ -5,6 +5,11 @@
 //! executors (and a re-read of the system after each plan) keep it honest on a live machine;
 //! scenarios and `simulate` drive it alone.
 
+/// The shortest delay a timer gets: `set-timer <name> 0` (or anything shorter) fires this
+/// long after it was armed. A policy that re-arms its own timer on every firing therefore
+/// fires at most this often, and every other event is decided in between.
+pub const MIN_TIMER_MS: u32 = 100;
+
 use crate::grants::{Grants, hast_device};
 use crate::types::{
     Action, CarpState, CarpStatus, Event, HastHook, HastReplication, HastRole, HastStatus,
@@ -305,7 +310,7 @@ impl Machine {
                     .insert(service.name.clone(), service.op != ServiceOp::Stop);
             }
             Action::SetTimer(timer) => {
-                let due = self.now_ms + u64::from(timer.after_ms);
+                let due = self.now_ms + u64::from(timer.after_ms.max(MIN_TIMER_MS));
                 self.timers
                     .entry(policy.to_owned())
                     .or_default()
@@ -331,6 +336,27 @@ impl Machine {
             .get(policy)
             .map(|timers| timers.keys().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// When a policy's timer is due, if it is armed.
+    pub fn timer_due(&self, policy: &str, name: &str) -> Option<u64> {
+        self.timers.get(policy)?.get(name).copied()
+    }
+
+    /// Every timer due at or before `until_ms`, as (due, policy, name), in due order.
+    pub fn due_timers(&self, until_ms: u64) -> Vec<(u64, String, String)> {
+        let mut due: Vec<_> = self
+            .timers
+            .iter()
+            .flat_map(|(policy, timers)| {
+                timers
+                    .iter()
+                    .filter(|(_, due)| **due <= until_ms)
+                    .map(move |(name, due)| (*due, policy.clone(), name.clone()))
+            })
+            .collect();
+        due.sort();
+        due
     }
 
     /// The earliest timer due at or before `until_ms`, as (due, policy, name).

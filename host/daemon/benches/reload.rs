@@ -428,12 +428,16 @@ mod bench {
             admit.push(started.elapsed());
 
             let started = Instant::now();
-            let compiled = runtime.compile(&bytes).expect("the module compiles");
+            let compiled = runtime
+                .compile(&bytes, &Default::default())
+                .expect("the module compiles");
             cold.push(started.elapsed());
             assert!(!compiled.from_cache);
 
             let started = Instant::now();
-            let again = runtime.compile(&bytes).expect("the module compiles");
+            let again = runtime
+                .compile(&bytes, &Default::default())
+                .expect("the module compiles");
             cached.push(started.elapsed());
             assert!(again.from_cache);
 
@@ -548,7 +552,9 @@ mod bench {
                 let (swap, _) = measure(&harness, counts.cold, |n| {
                     let bytes = version(&seed, &format!("precompiled {n}"));
                     let started = Instant::now();
-                    let compiled = compiler.compile(&bytes).expect("the module compiles");
+                    let compiled = compiler
+                        .compile(&bytes, &Default::default())
+                        .expect("the module compiles");
                     assert!(!compiled.from_cache);
                     precompile.push(started.elapsed());
                     bytes

@@ -439,6 +439,8 @@ fn fifo_message(inbox: &Inbox, message: FifoMessage) {
             inbox.send(event, KEEPALIVED);
         }
         FifoMessage::BadInput { text, reason } => inbox.report(bad_input(KEEPALIVED, reason, text)),
+        // Counted by the reader; nothing for the policies or the journal.
+        FifoMessage::Skipped { .. } => {}
         FifoMessage::Opened { reopen } => {
             inbox.report(source_state(KEEPALIVED, true, "FIFO open".to_owned()));
             if reopen {

@@ -631,6 +631,12 @@ impl Observer for Journaling<'_> {
         });
     }
 
+    fn timers_cut(&mut self, fired: usize) {
+        self.append(&Entry::Note {
+            message: format!("{fired} timer firings in one pass; the rest wait for the next"),
+        });
+    }
+
     fn stop_requested(&self) -> bool {
         self.inbox.stopping()
     }

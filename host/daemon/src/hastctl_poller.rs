@@ -31,7 +31,8 @@
 use crate::source_thread::SourceThread;
 use haven_core::{Event, HastStatus};
 use haven_executor::command::{self, CommandError, excerpt};
-use haven_sources::parse_hastctl_list;
+use haven_sources::{HastctlList, read_hastctl_list};
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -154,14 +155,13 @@ pub enum HastctlError {
         #[source]
         source: std::str::Utf8Error,
     },
-    /// Its output is not what `hastctl list` prints.
-    #[error("{source}")]
-    BadOutput {
-        /// The start of the output (at most [`EXCERPT_LIMIT`] bytes).
-        text_excerpt: String,
-        #[source]
-        source: haven_sources::HastctlError,
-    },
+    /// It answered `list` with its usage: a hastctl from before `list` existed.
+    #[error(
+        "{} has no `list` command (it printed its usage): `hastctl list` exists from FreeBSD \
+         9.2 and 10.0, the oldest releases Haven supports",
+        program.display()
+    )]
+    NoListCommand { program: PathBuf },
 }
 
 impl HastctlError {
@@ -171,13 +171,6 @@ impl HastctlError {
             HastctlError::NotUtf8 { text_excerpt, .. } => HastMessage::BadOutput {
                 text_excerpt: text_excerpt.clone(),
                 reason: self.to_string(),
-            },
-            HastctlError::BadOutput {
-                text_excerpt,
-                source,
-            } => HastMessage::BadOutput {
-                text_excerpt: text_excerpt.clone(),
-                reason: source.to_string(),
             },
             _ => HastMessage::CommandFailed {
                 reason: self.to_string(),
@@ -190,7 +183,7 @@ impl HastctlError {
 /// it is killed and reaped) and parse its output.
 pub fn poll_once(program: &Path, timeout: Duration) -> Result<Vec<HastStatus>, HastctlError> {
     match run_and_parse(program, timeout, &|| false) {
-        Ok(statuses) => Ok(statuses),
+        Ok(list) => Ok(list.statuses),
         Err(Failure::Error(error)) => Err(error),
         // `should_stop` never says yes.
         Err(Failure::Stopped) => unreachable!("poll_once cannot be stopped"),
@@ -283,12 +276,16 @@ impl<F: FnMut(HastMessage)> Worker<F> {
         // The last successful poll; `None` until the first one (which is a snapshot).
         let mut previous: Option<Vec<HastStatus>> = None;
         let mut failures_in_a_row = 0u64;
+        // What was last reported as wrong, so that a problem that lasts is said once, when it
+        // appears, and not on every poll.
+        let mut last_failure: Option<String> = None;
+        let mut last_refusals: HashSet<String> = HashSet::new();
         loop {
             let stop = &self.stop;
             let outcome = run_and_parse(&self.program, self.timeout, &|| stop_requested(stop));
             match outcome {
                 Err(Failure::Stopped) => break,
-                Ok(current) => {
+                Ok(list) => {
                     if failures_in_a_row > 0 {
                         tracing::info!(failures = failures_in_a_row, "hastctl list works again");
                         (self.sink)(HastMessage::Recovered {
@@ -296,6 +293,10 @@ impl<F: FnMut(HastMessage)> Worker<F> {
                         });
                     }
                     failures_in_a_row = 0;
+                    last_failure = None;
+                    let refusals = self.report_refusals(&list, &last_refusals);
+                    last_refusals = refusals;
+                    let current = with_refused_kept(list, previous.as_deref());
                     match &previous {
                         None => {
                             tracing::info!(resources = current.len(), "first hastctl snapshot");
@@ -320,12 +321,14 @@ impl<F: FnMut(HastMessage)> Worker<F> {
                         }
                         _ => Counters::bump(&self.counters.failures),
                     }
-                    if failures_in_a_row == 1 {
+                    let reason = error.to_string();
+                    if last_failure.as_ref() != Some(&reason) {
                         tracing::warn!(%error, "hastctl list failed; polling goes on");
+                        (self.sink)(message);
+                        last_failure = Some(reason);
                     } else {
                         tracing::debug!(%error, attempt = failures_in_a_row, "hastctl list failed");
                     }
-                    (self.sink)(message);
                 }
             }
             Counters::bump(&self.counters.polls);
@@ -338,6 +341,43 @@ impl<F: FnMut(HastMessage)> Worker<F> {
         }
         tracing::debug!("hastctl poller stopped");
     }
+
+    /// Report each refused resource of `list` that `before` did not already report; returns
+    /// what this poll refused, for the next one.
+    fn report_refusals(&mut self, list: &HastctlList, before: &HashSet<String>) -> HashSet<String> {
+        let mut now = HashSet::new();
+        for refusal in &list.refused {
+            // The line and the problem, without the line number, which shifts when other
+            // resources come and go.
+            let key = format!("{:?}: {}", refusal.line, refusal.problem);
+            if !before.contains(&key) {
+                Counters::bump(&self.counters.bad_outputs);
+                tracing::warn!(%refusal, "hastctl list: resource refused; the others are read");
+                (self.sink)(HastMessage::BadOutput {
+                    text_excerpt: excerpt(&refusal.line),
+                    reason: refusal.to_string(),
+                });
+            }
+            now.insert(key);
+        }
+        now
+    }
+}
+
+/// The statuses of a poll, with each resource it refused (but could name) keeping its
+/// status from the poll before: its status is not known now, which does not make it gone.
+fn with_refused_kept(list: HastctlList, previous: Option<&[HastStatus]>) -> Vec<HastStatus> {
+    let mut current = list.statuses;
+    if let Some(previous) = previous {
+        let refused: HashSet<&str> = list.refused_names.iter().map(String::as_str).collect();
+        current.extend(
+            previous
+                .iter()
+                .filter(|status| refused.contains(status.resource.as_str()))
+                .cloned(),
+        );
+    }
+    current
 }
 
 fn stop_requested(stop: &Receiver<()>) -> bool {
@@ -347,21 +387,21 @@ fn stop_requested(stop: &Receiver<()>) -> bool {
 /// The messages for going from `previous` to `current` (both successful polls): a
 /// [`HastMessage::Changed`] for each resource of `current` that is new or differs, in
 /// `current`'s order, then a [`HastMessage::Vanished`] for each resource of `previous` that is
-/// gone, in `previous`'s order.
+/// gone, in `previous`'s order. Linear in the number of resources.
 fn diff(previous: &[HastStatus], current: &[HastStatus]) -> Vec<HastMessage> {
+    let before: HashMap<&str, &HastStatus> = previous
+        .iter()
+        .map(|status| (status.resource.as_str(), status))
+        .collect();
+    let now: HashSet<&str> = current.iter().map(|s| s.resource.as_str()).collect();
     let changed = current
         .iter()
-        .filter(|now| {
-            previous
-                .iter()
-                .find(|before| before.resource == now.resource)
-                .is_none_or(|before| before != *now)
-        })
-        .map(|now| HastMessage::Changed(Event::HastStatusChanged(now.clone())));
+        .filter(|status| before.get(status.resource.as_str()) != Some(status))
+        .map(|status| HastMessage::Changed(Event::HastStatusChanged(status.clone())));
     let vanished = previous
         .iter()
-        .filter(|before| !current.iter().any(|now| now.resource == before.resource))
-        .map(|before| HastMessage::Vanished(before.resource.clone()));
+        .filter(|status| !now.contains(status.resource.as_str()))
+        .map(|status| HastMessage::Vanished(status.resource.clone()));
     changed.chain(vanished).collect()
 }
 
@@ -397,9 +437,18 @@ fn run_and_parse(
     program: &Path,
     timeout: Duration,
     should_stop: &dyn Fn() -> bool,
-) -> Result<Vec<HastStatus>, Failure> {
+) -> Result<HastctlList, Failure> {
     let output = command::run(program, &["list"], timeout, should_stop)?;
     if !output.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // hastctl.c: an unknown command calls usage(), which prints `usage: hastctl ...` and
+        // exits with EX_USAGE.
+        if output.status.code() == Some(64) && stderr.trim_start().starts_with("usage:") {
+            return Err(HastctlError::NoListCommand {
+                program: program.to_owned(),
+            }
+            .into());
+        }
         return Err(HastctlError::Exit {
             program: program.to_owned(),
             status: output.status,
@@ -411,11 +460,5 @@ fn run_and_parse(
         text_excerpt: excerpt(&String::from_utf8_lossy(&output.stdout)),
         source,
     })?;
-    parse_hastctl_list(text).map_err(|source| {
-        HastctlError::BadOutput {
-            text_excerpt: excerpt(text),
-            source,
-        }
-        .into()
-    })
+    Ok(read_hastctl_list(text))
 }

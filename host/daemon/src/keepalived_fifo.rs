@@ -40,6 +40,7 @@
 
 use crate::source_thread::{Backoff, SourceThread};
 use haven_core::Event;
+use haven_sources::keepalived::KeepalivedError;
 use haven_sources::notify_fifo_line_to_event;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use rustix::fs::{FileType, Mode, OFlags, Stat, fstat, open, stat};
@@ -102,6 +103,9 @@ pub enum FifoMessage {
         /// Why it was refused.
         reason: String,
     },
+    /// A line keepalived writes that is not a transition (a priority change, a checker line):
+    /// counted and passed over.
+    Skipped { text: String, what: String },
     /// The FIFO was opened. `reopen: true` means transitions may have been missed since the
     /// reader was spawned; `false` only for a first attempt that succeeded.
     Opened { reopen: bool },
@@ -119,6 +123,8 @@ pub struct FifoStats {
     pub events: u64,
     /// Lines passed on as [`FifoMessage::BadInput`].
     pub bad_lines: u64,
+    /// Known lines that are not transitions ([`FifoMessage::Skipped`]).
+    pub skipped: u64,
     /// Successful opens after the first one (the FIFO was recreated, lost, or missing at
     /// first).
     pub reopens: u64,
@@ -137,6 +143,7 @@ struct Counters {
     lines: AtomicU64,
     events: AtomicU64,
     bad_lines: AtomicU64,
+    skipped: AtomicU64,
     open_failures: AtomicU64,
     bytes: AtomicU64,
     wakeups: AtomicU64,
@@ -152,6 +159,7 @@ impl Counters {
             lines: self.lines.load(Ordering::Relaxed),
             events: self.events.load(Ordering::Relaxed),
             bad_lines: self.bad_lines.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
             reopens: self.opens.load(Ordering::Relaxed).saturating_sub(1),
             open_failures: self.open_failures.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
@@ -292,6 +300,9 @@ fn line_message(line: &[u8], mapping: &BTreeMap<String, (u8, String)>) -> FifoMe
     };
     match notify_fifo_line_to_event(text, mapping) {
         Ok(event) => FifoMessage::Event(event),
+        Err(KeepalivedError::NotTransition { line, what }) => {
+            FifoMessage::Skipped { text: line, what }
+        }
         Err(error) => FifoMessage::BadInput {
             text: text.to_owned(),
             reason: error.to_string(),
@@ -470,6 +481,11 @@ impl<F: FnMut(FifoMessage)> Worker<F> {
                 Counters::add(&self.counters.lines, 1);
                 Counters::add(&self.counters.bad_lines, 1);
                 tracing::warn!(%text, %reason, "refused keepalived notify_fifo line");
+            }
+            FifoMessage::Skipped { text, what } => {
+                Counters::add(&self.counters.lines, 1);
+                Counters::add(&self.counters.skipped, 1);
+                tracing::debug!(%text, %what, "keepalived line passed over");
             }
             FifoMessage::Opened { .. } | FifoMessage::Unavailable { .. } => {}
         }

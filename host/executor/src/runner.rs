@@ -30,6 +30,9 @@ use std::time::{Duration, Instant};
 /// them back: a policy that answers every failure with another failing plan must not spin.
 pub const MAX_FOLLOW_UPS: usize = 32;
 
+/// Timer firings one [`Runner::advance_to`] carries out at most (see there).
+pub const MAX_TIMER_FIRINGS: usize = 10_000;
+
 /// An event to deliver, with what the journal needs to know about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -82,6 +85,8 @@ pub trait Observer {
     fn plan_end(&mut self, _policy: &str, _plan_id: u64, _completed: bool) {}
     /// The runner stopped feeding step failures back (see [`MAX_FOLLOW_UPS`]).
     fn follow_ups_cut(&mut self, _event_id: u64) {}
+    /// [`Runner::advance_to`] stopped after `fired` timer firings (see [`MAX_TIMER_FIRINGS`]).
+    fn timers_cut(&mut self, _fired: usize) {}
     /// Whether the daemon is stopping: checked between steps.
     fn stop_requested(&self) -> bool {
         false
@@ -153,18 +158,44 @@ impl<E: Executor> Runner<E> {
 
     /// Fire every timer due by `now_ms`, in due order, moving the model's clock to each due
     /// time and finally to `now_ms`.
+    ///
+    /// Timers fire in passes: a pass fires each timer that was due when it began at most once,
+    /// so a timer that its own firing re-armed waits for the next pass (and for at least
+    /// [`MIN_TIMER_MS`](haven_core::model::MIN_TIMER_MS) of model time). The daemon's clock is
+    /// the wall clock, so a re-armed timer is rarely due again within the call, and the events
+    /// waiting in the queue come first. Simulated time may jump far ahead; there a timer that
+    /// keeps re-arming fires at most [`MAX_TIMER_FIRINGS`] times in one call, which is
+    /// reported, and the rest wait for the next call.
     pub fn advance_to(
         &mut self,
         now_ms: u64,
         ids: &mut dyn FnMut() -> u64,
         observer: &mut dyn Observer,
     ) {
-        while let Some((due, policy, name)) = self.pipeline.machine().next_due_timer(now_ms) {
-            let machine = self.pipeline.machine_mut();
-            machine.now_ms = machine.now_ms.max(due);
-            machine.cancel_timer(&policy, &name);
-            let delivery = Delivery::to(ids(), "timer", Event::TimerFired(name), &policy);
-            self.deliver(delivery, ids, observer);
+        let mut fired = 0;
+        loop {
+            let due = self.pipeline.machine().due_timers(now_ms);
+            if due.is_empty() {
+                break;
+            }
+            for (due, policy, name) in due {
+                if fired == MAX_TIMER_FIRINGS {
+                    observer.timers_cut(fired);
+                    let machine = self.pipeline.machine_mut();
+                    machine.now_ms = machine.now_ms.max(now_ms);
+                    return;
+                }
+                // An earlier firing of this pass may have cancelled or re-armed it.
+                if self.pipeline.machine().timer_due(&policy, &name) != Some(due) {
+                    continue;
+                }
+                let machine = self.pipeline.machine_mut();
+                machine.now_ms = machine.now_ms.max(due);
+                machine.cancel_timer(&policy, &name);
+                fired += 1;
+                let delivery = Delivery::to(ids(), "timer", Event::TimerFired(name), &policy);
+                self.deliver(delivery, ids, observer);
+            }
         }
         let machine = self.pipeline.machine_mut();
         machine.now_ms = machine.now_ms.max(now_ms);

@@ -53,7 +53,7 @@ use crate::command::{self, CommandError, Output};
 use crate::executor::{Executor, StepOutcome, is_host_side};
 use crate::probe::ServiceManager;
 pub use crate::tools::Tools;
-use haven_core::names::{check_fstype, check_name, check_path};
+use haven_core::names::{check_fstype, check_hast_argument, check_name, check_path};
 use haven_core::{Action, ExecutorConfig, Machine, ServiceManagerKind, Step};
 use haven_core::{ServiceOp, StorageKind};
 use std::os::unix::process::ExitStatusExt;
@@ -368,9 +368,11 @@ fn check_arguments(step: &Step) -> Result<(), String> {
         }
     };
     match &step.action {
-        Action::SetHastRole(set) => check_name("HAST resource", &set.resource),
+        Action::SetHastRole(set) => check_hast_argument("HAST resource", &set.resource),
         Action::WaitForDevice(path) => check_path("device", path),
-        Action::WaitHastWorkerGone(worker) => check_name("HAST resource", &worker.resource),
+        Action::WaitHastWorkerGone(worker) => {
+            check_hast_argument("HAST resource", &worker.resource)
+        }
         Action::Fsck(fsck) => {
             check_path("device", &fsck.device)?;
             check_fstype(&fsck.fstype)

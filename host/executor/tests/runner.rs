@@ -178,3 +178,72 @@ fn a_stop_lands_between_steps() {
     assert_eq!(log.lines.last().unwrap(), "plan 1 completed=false");
     assert!(!log.lines.iter().any(|l| l.contains("step-failed")));
 }
+
+/// A runner over the misbehaving policy that re-arms its own timer at 0 ms on every event.
+fn timer_zero_runner() -> Runner<DryRun> {
+    let runtime = Arc::new(Runtime::new(RuntimeOptions::default()).unwrap());
+    let text = format!(
+        "[limits]\ndeadline-ms = 5000\n[[policy]]\nname = \"loop\"\nmodule = \"{}\"\n\
+         [policy.grants]\ntimers = 1\n[policy.settings]\nbehaviour = \"timer-zero\"\n",
+        haven_test_artifacts::MISBEHAVING_POLICY
+    );
+    let config = Config::parse(&text, Path::new("test.toml")).unwrap();
+    let policy = runtime.load(&config.policies[0]).unwrap();
+    Runner::new(
+        Pipeline::new(runtime, vec![policy], Machine::default()),
+        DryRun::new(),
+    )
+}
+
+/// Counts timer firings and notes a cut.
+#[derive(Default)]
+struct TimerCount {
+    fired: usize,
+    cut: Option<usize>,
+}
+
+impl Observer for TimerCount {
+    fn event(&mut self, delivery: &Delivery, _now_ms: u64) {
+        if delivery.source == "timer" {
+            self.fired += 1;
+        }
+    }
+    fn timers_cut(&mut self, fired: usize) {
+        self.cut = Some(fired);
+    }
+}
+
+#[test]
+fn a_timer_rearmed_at_zero_fires_at_most_once_per_pass_and_minimum_delay() {
+    let mut runner = timer_zero_runner();
+    let mut ids = counter();
+    let mut count = TimerCount::default();
+    runner.startup(None, &mut ids, &mut count);
+    let armed = runner.pipeline.machine().timer_due("loop", "again");
+    assert_eq!(armed, Some(u64::from(haven_core::model::MIN_TIMER_MS)));
+
+    // The daemon's case: the clock is now, so the timer fires once and the call returns for
+    // the next event, with the timer re-armed for later.
+    let now = armed.unwrap();
+    runner.advance_to(now, &mut ids, &mut count);
+    assert_eq!(count.fired, 1);
+    assert!(
+        runner
+            .pipeline
+            .machine()
+            .timer_due("loop", "again")
+            .unwrap()
+            > now
+    );
+
+    // Simulated time jumping one second: once per MIN_TIMER_MS, not forever.
+    runner.advance_to(now + 1_000, &mut ids, &mut count);
+    assert_eq!(count.fired, 11);
+    assert_eq!(count.cut, None);
+
+    // A jump of days: cut at MAX_TIMER_FIRINGS, reported, and the clock still moves on.
+    let far = now + 10 * 86_400_000;
+    runner.advance_to(far, &mut ids, &mut count);
+    assert_eq!(count.cut, Some(haven_executor::runner::MAX_TIMER_FIRINGS));
+    assert_eq!(runner.pipeline.machine().now_ms, far);
+}

@@ -194,7 +194,10 @@ fn main() {
     let config = seed_policy_config();
     let runtime = Runtime::new(RuntimeOptions::default()).expect("building the runtime");
     let compiled = runtime
-        .compile(haven_bundled_policies::CARP_HAST_SWITCH)
+        .compile(
+            haven_bundled_policies::CARP_HAST_SWITCH,
+            &Default::default(),
+        )
         .expect("compiling the bundled seed policy");
     println!(
         "policy {} {} ({} bytes of core module), settings and limits from examples/seed/haven.toml",
@@ -521,7 +524,10 @@ fn bench_cold_compile(counts: Counts) -> (Duration, Duration) {
     for _ in 0..counts.cold_compile {
         let started = Instant::now();
         let compiled = runtime
-            .compile(haven_bundled_policies::CARP_HAST_SWITCH)
+            .compile(
+                haven_bundled_policies::CARP_HAST_SWITCH,
+                &Default::default(),
+            )
             .expect("compiling the seed policy");
         wall.push(started.elapsed());
         assert!(!compiled.from_cache);
@@ -539,7 +545,10 @@ fn bench_cache_load(counts: Counts) -> (Duration, Duration) {
     })
     .expect("building the runtime");
     let first = runtime
-        .compile(haven_bundled_policies::CARP_HAST_SWITCH)
+        .compile(
+            haven_bundled_policies::CARP_HAST_SWITCH,
+            &Default::default(),
+        )
         .expect("compiling the seed policy");
     assert!(!first.from_cache, "the cache starts empty");
     let mut wall = Vec::new();
@@ -547,7 +556,10 @@ fn bench_cache_load(counts: Counts) -> (Duration, Duration) {
     for _ in 0..counts.cache_load {
         let started = Instant::now();
         let compiled = runtime
-            .compile(haven_bundled_policies::CARP_HAST_SWITCH)
+            .compile(
+                haven_bundled_policies::CARP_HAST_SWITCH,
+                &Default::default(),
+            )
             .expect("loading the seed policy from the cache");
         wall.push(started.elapsed());
         assert!(

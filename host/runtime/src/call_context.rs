@@ -5,9 +5,16 @@
 //! only when the call succeeds; logs are kept within the per-call budget and handed back.
 
 use crate::bindings::{Convert, haven::policy as wit, to_wit};
+use haven_core::text::{clip, escape};
 use haven_core::{Grants, Limits, LogLevel, Machine, Missing};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+
+/// Refused queries one call keeps, to journal and show; the rest are only counted.
+pub const MAX_REFUSED_KEPT: usize = 16;
+
+/// The longest refused-query message kept (it names what the policy asked for).
+const MAX_REFUSED_BYTES: usize = 256;
 
 /// A policy's key-value store.
 pub type KvStore = BTreeMap<String, String>;
@@ -30,7 +37,10 @@ pub struct CallContext {
     pub(crate) logs: Vec<PolicyLog>,
     log_bytes: usize,
     pub(crate) dropped_logs: u32,
+    /// The first [`MAX_REFUSED_KEPT`] refused queries, clipped.
     pub(crate) refused_queries: Vec<String>,
+    /// Every refused query, kept or not.
+    pub(crate) refused_count: u32,
     /// Set when the memory cap refused a growth: the trap that follows is a memory overflow.
     pub(crate) memory_denied: bool,
 }
@@ -61,6 +71,7 @@ impl CallContext {
             log_bytes: 0,
             dropped_logs: 0,
             refused_queries: Vec::new(),
+            refused_count: 0,
             memory_denied: false,
         }
     }
@@ -70,11 +81,15 @@ impl CallContext {
         &self.limits
     }
 
-    /// Note a refused query and tell the policy.
+    /// Note a refused query and tell the policy. Only the first few are kept and logged: a
+    /// policy may ask a million times in one call, and each costs only a counter.
     fn refuse(&mut self, missing: Missing) -> wit::types::QueryError {
-        let message = missing.to_string();
-        tracing::warn!(refused_query = %message, "policy query refused");
-        self.refused_queries.push(message.clone());
+        let message = clip(&missing.to_string(), MAX_REFUSED_BYTES).into_owned();
+        self.refused_count = self.refused_count.saturating_add(1);
+        if self.refused_queries.len() < MAX_REFUSED_KEPT {
+            tracing::warn!(refused_query = %escape(&message), "policy query refused");
+            self.refused_queries.push(message.clone());
+        }
         wit::types::QueryError::NotGranted(message)
     }
 
@@ -195,7 +210,21 @@ impl wit::kv::Host for CallContext {
     }
 
     fn remove(&mut self, key: String) {
-        self.kv_writes.insert(key, None);
+        // Only a key that exists is worth a write: removing keys that were never set, however
+        // many and however long, must not grow what the host keeps for this call.
+        let exists = match self.kv_writes.get(&key) {
+            Some(write) => write.is_some(),
+            None => self.kv.contains_key(&key),
+        };
+        if !exists {
+            return;
+        }
+        if self.kv.contains_key(&key) {
+            self.kv_writes.insert(key, None);
+        } else {
+            // Set earlier in this call only: forgetting the write is the removal.
+            self.kv_writes.remove(&key);
+        }
     }
 
     fn keys(&mut self) -> Vec<String> {
@@ -253,5 +282,26 @@ mod tests {
         context.set("c".into(), "3".into()).unwrap();
         context.remove("a".into());
         assert_eq!(context.keys(), ["b", "c"]);
+    }
+
+    #[test]
+    fn removing_keys_that_do_not_exist_keeps_nothing() {
+        let stored: KvStore = [("a".to_owned(), "1".to_owned())].into();
+        let mut context = CallContext::new(
+            Arc::default(),
+            Arc::default(),
+            Arc::default(),
+            Arc::new(stored),
+        );
+        for n in 0..1000 {
+            context.remove(format!("{n:>4096}"));
+        }
+        assert!(context.kv_writes.is_empty());
+        context.set("new".into(), "x".into()).unwrap();
+        context.remove("new".into());
+        assert!(context.kv_writes.is_empty(), "a write undone is no write");
+        context.remove("a".into());
+        assert_eq!(context.kv_writes, [("a".to_owned(), None)].into());
+        assert_eq!(context.get("a".into()), None);
     }
 }

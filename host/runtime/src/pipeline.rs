@@ -9,6 +9,7 @@
 
 use crate::call_context::{KvStore, PolicyLog, commit_kv};
 use crate::runtime::{CallFailure, LoadedPolicy, Runtime};
+use haven_core::text::escape;
 use haven_core::{Event, FailureMode, Machine, Plan, PlanRefusal};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,8 +44,10 @@ pub struct Decision {
     pub logs: Vec<PolicyLog>,
     /// Log lines over the budget.
     pub dropped_logs: u32,
-    /// Queries refused for lack of grants.
+    /// Queries refused for lack of grants: the first few.
     pub refused_queries: Vec<String>,
+    /// Every query refused, kept or not.
+    pub refused_count: u32,
     /// How long the call took.
     pub elapsed: Duration,
 }
@@ -73,10 +76,12 @@ pub struct PolicyStats {
     pub refused_queries: u64,
     /// Log lines dropped over the budget.
     pub dropped_logs: u64,
+    /// Host alerts not raised because they repeated the one before (see [`AlertCoalescer`]).
+    pub alerts_coalesced: u64,
 }
 
 impl PolicyStats {
-    fn count(&mut self, outcome: &Outcome, refused_queries: usize, dropped_logs: u32) {
+    fn count(&mut self, outcome: &Outcome, refused_queries: u32, dropped_logs: u32) {
         self.events += 1;
         match outcome {
             Outcome::NoAction => {}
@@ -84,7 +89,7 @@ impl PolicyStats {
             Outcome::Refused(_) => self.refused += 1,
             Outcome::Failed(_) => self.failed += 1,
         }
-        self.refused_queries += refused_queries as u64;
+        self.refused_queries += u64::from(refused_queries);
         self.dropped_logs += u64::from(dropped_logs);
     }
 }
@@ -97,6 +102,7 @@ pub struct Pipeline {
     machine: Arc<Machine>,
     kv: BTreeMap<String, Arc<KvStore>>,
     stats: BTreeMap<String, PolicyStats>,
+    alerts: AlertCoalescer,
     next_plan_id: u64,
 }
 
@@ -109,6 +115,7 @@ impl Pipeline {
             machine: Arc::new(machine),
             kv: BTreeMap::new(),
             stats: BTreeMap::new(),
+            alerts: AlertCoalescer::default(),
             next_plan_id: 1,
         }
     }
@@ -236,7 +243,10 @@ impl Pipeline {
             Ok(plan) => {
                 commit_kv(kv, call.kv_writes);
                 let armed = self.machine.armed_timers(&policy.name);
-                match policy.grants().check_plan(&plan, &armed) {
+                match policy
+                    .grants()
+                    .check_plan(&plan, &armed, &policy.config.limits)
+                {
                     Ok(()) if plan.is_empty() => Outcome::NoAction,
                     Ok(()) => {
                         let plan_id = self.next_plan_id;
@@ -248,12 +258,20 @@ impl Pipeline {
             }
             Err(failure) => Outcome::Failed(failure),
         };
-        let host_alert = failure_alert(&policy.name, &outcome, policy.config.on_failure);
-        self.stats.entry(policy.name.clone()).or_default().count(
-            &outcome,
-            call.refused_queries.len(),
-            call.dropped_logs,
-        );
+        let stats = self.stats.entry(policy.name.clone()).or_default();
+        stats.count(&outcome, call.refused_count, call.dropped_logs);
+        let host_alert = failure_reason(&policy.name, &outcome)
+            .filter(|_| policy.config.on_failure == FailureMode::Alert)
+            .and_then(|reason| {
+                let alert = self.alerts.raise(&policy.name, reason, self.machine.now_ms);
+                if alert.is_none() {
+                    stats.alerts_coalesced += 1;
+                }
+                alert
+            });
+        if matches!(outcome, Outcome::NoAction | Outcome::Plan { .. }) {
+            self.alerts.recovered(&policy.name);
+        }
         match &outcome {
             Outcome::NoAction => {
                 tracing::debug!(elapsed_us = call.elapsed.as_micros() as u64, "no action")
@@ -265,7 +283,9 @@ impl Pipeline {
                 "plan accepted"
             ),
             Outcome::Refused(refusal) => tracing::warn!(%refusal, "plan refused"),
-            Outcome::Failed(failure) => tracing::warn!(%failure, "policy call failed"),
+            Outcome::Failed(failure) => {
+                tracing::warn!(failure = %escape(&failure.to_string()), "policy call failed")
+            }
         }
         Decision {
             policy: policy.name.clone(),
@@ -275,32 +295,73 @@ impl Pipeline {
             logs: call.logs,
             dropped_logs: call.dropped_logs,
             refused_queries: call.refused_queries,
+            refused_count: call.refused_count,
             elapsed: call.elapsed,
         }
     }
 }
 
-/// The alert the host raises for a refused or failed call, when the failure mode asks for one.
-fn failure_alert(policy: &str, outcome: &Outcome, mode: FailureMode) -> Option<String> {
-    let reason = match outcome {
-        Outcome::Refused(refusal) => {
-            format!("policy `{policy}`: plan refused, no action taken: {refusal}")
+/// Why the host would alert about a call: a refused plan or a failed call.
+fn failure_reason(policy: &str, outcome: &Outcome) -> Option<String> {
+    match outcome {
+        Outcome::Refused(refusal) => Some(format!(
+            "policy `{policy}`: plan refused, no action taken: {refusal}"
+        )),
+        Outcome::Failed(failure) => Some(format!("policy `{policy}` {failure}; no action taken")),
+        Outcome::NoAction | Outcome::Plan { .. } => None,
+    }
+}
+
+/// How long a repeated host alert stays quiet before it is raised again, with its count.
+pub const ALERT_REPEAT_MS: u64 = 10 * 60 * 1000;
+
+/// Keeps a policy that fails on every event from raising an alert per event.
+///
+/// The first failure alerts. The same reason again is counted, not raised, until
+/// [`ALERT_REPEAT_MS`] has passed (then it is raised once more, saying how often it repeated)
+/// or the reason changes. A call that succeeds ends the run, so the next failure alerts at
+/// once.
+#[derive(Debug, Default)]
+pub struct AlertCoalescer {
+    /// Per policy: the last reason raised, when, and the repeats since.
+    last: BTreeMap<String, (String, u64, u64)>,
+}
+
+impl AlertCoalescer {
+    /// The alert to raise for `reason` at `now_ms`, or `None` when it only repeats.
+    pub fn raise(&mut self, policy: &str, reason: String, now_ms: u64) -> Option<String> {
+        if let Some((last, at, repeats)) = self.last.get_mut(policy)
+            && *last == reason
+        {
+            if now_ms.saturating_sub(*at) < ALERT_REPEAT_MS {
+                *repeats += 1;
+                return None;
+            }
+            let alert = format!(
+                "{reason} (repeated {} times in the last {} s)",
+                *repeats + 1,
+                (now_ms - *at) / 1000
+            );
+            *at = now_ms;
+            *repeats = 0;
+            tracing::error!(alert = %escape(&alert), "operator alert");
+            return Some(alert);
         }
-        Outcome::Failed(failure) => format!("policy `{policy}` {failure}; no action taken"),
-        Outcome::NoAction | Outcome::Plan { .. } => return None,
-    };
-    match mode {
-        FailureMode::Alert => {
-            tracing::error!(alert = %reason, "operator alert");
-            Some(reason)
-        }
-        FailureMode::Log => None,
+        tracing::error!(alert = %escape(&reason), "operator alert");
+        self.last
+            .insert(policy.to_owned(), (reason.clone(), now_ms, 0));
+        Some(reason)
+    }
+
+    /// The policy's call succeeded: its next failure alerts at once.
+    pub fn recovered(&mut self, policy: &str) {
+        self.last.remove(policy);
     }
 }
 
 fn log_policy_line(log: &PolicyLog) {
     use haven_core::LogLevel;
-    let message = &log.message;
+    let message = escape(&log.message);
     match log.level {
         LogLevel::Trace => tracing::trace!(target: "policy", "{message}"),
         LogLevel::Debug => tracing::debug!(target: "policy", "{message}"),

@@ -20,6 +20,7 @@ use crate::admission::{self, AdmissionError};
 use crate::bindings::{Convert, PolicyPre, to_wit};
 use crate::cache::ArtifactCache;
 use crate::call_context::{CallContext, KvStore, PolicyLog};
+use haven_core::text::clip;
 use haven_core::{Event, Grants, Limits, Machine, Plan, PolicyConfig, PolicyInfo};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -115,7 +116,23 @@ pub enum CallFailure {
     Returned(String),
     #[error("returned a plan of {steps} steps, over the limit of {limit}")]
     PlanTooLong { steps: usize, limit: u32 },
+    #[error(
+        "handed the host more than {0} bytes in one transfer (a string or list over \
+         limits.max-text-bytes)"
+    )]
+    TooMuchText(u32),
+    #[error("handed the host text that is not valid UTF-8 ({0})")]
+    NotUtf8(String),
+    #[error("described itself with {0}")]
+    BadInfo(String),
 }
+
+/// The longest error message from a policy that is kept (journaled, shown); longer ones are
+/// cut, with their length noted.
+pub const MAX_ERROR_BYTES: usize = 4096;
+
+/// The longest policy name or version `describe` may return.
+pub const MAX_INFO_BYTES: usize = 64;
 
 /// A module compiled, admitted and linked, not yet configured.
 #[derive(Clone)]
@@ -179,8 +196,11 @@ pub struct Call {
     pub logs: Vec<PolicyLog>,
     /// Log lines over the budget, dropped.
     pub dropped_logs: u32,
-    /// Queries refused for lack of grants.
+    /// Queries refused for lack of grants: the first few (see
+    /// [`MAX_REFUSED_KEPT`](crate::call_context::MAX_REFUSED_KEPT)).
     pub refused_queries: Vec<String>,
+    /// Every query refused, kept or not.
+    pub refused_count: u32,
     /// Wall time of the whole call, instantiation included.
     pub elapsed: Duration,
 }
@@ -298,8 +318,9 @@ impl Runtime {
             .map_or(0, |cache| cache.clean(keep, keep_recent))
     }
 
-    /// Admit, compile (or fetch from the cache), link and describe a module.
-    pub fn compile(&self, bytes: &[u8]) -> Result<CompiledPolicy, LoadError> {
+    /// Admit, compile (or fetch from the cache), link and describe a module; `describe` runs
+    /// under `limits`, the limits of the policy the module is for.
+    pub fn compile(&self, bytes: &[u8], limits: &Limits) -> Result<CompiledPolicy, LoadError> {
         let started = Instant::now();
         let module_hash = hex(&Sha256::digest(bytes));
         let cached = self
@@ -338,7 +359,9 @@ impl Runtime {
             contract,
             pre,
         };
-        compiled.info = self.describe(&compiled).map_err(LoadError::Describe)?;
+        compiled.info = self
+            .describe(&compiled, limits)
+            .map_err(LoadError::Describe)?;
         Ok(compiled)
     }
 
@@ -367,14 +390,15 @@ impl Runtime {
             path: config.module.clone(),
             error,
         })?;
-        let compiled = self.compile(&bytes)?;
+        let compiled = self.compile(&bytes, &config.limits)?;
         self.configure(compiled, config)
     }
 
-    /// Give a compiled policy its settings, grants and limits; `init` must accept the settings.
+    /// Give a compiled policy its settings, grants and limits; `describe` is asked again under
+    /// those limits, and `init` must accept the settings.
     pub fn configure(
         &self,
-        compiled: CompiledPolicy,
+        mut compiled: CompiledPolicy,
         config: &PolicyConfig,
     ) -> Result<LoadedPolicy, LoadError> {
         if config.limits.memory_mib == 0 || config.limits.memory_mib > MAX_MEMORY_MIB {
@@ -386,6 +410,9 @@ impl Runtime {
         if config.limits.deadline_ms == 0 {
             return Err(LoadError::Limits("deadline-ms must be at least 1".into()));
         }
+        compiled.info = self
+            .describe(&compiled, &config.limits)
+            .map_err(LoadError::Describe)?;
         let policy = LoadedPolicy {
             name: config.name.clone(),
             compiled,
@@ -411,25 +438,40 @@ impl Runtime {
             });
         match outcome {
             Ok(Ok(())) => Ok(policy),
-            Ok(Err(message)) => Err(LoadError::Init(CallFailure::Init(message))),
+            Ok(Err(message)) => Err(LoadError::Init(CallFailure::Init(clip_error(message)))),
             Err(error) => Err(LoadError::Init(classify(&error, &store))),
         }
     }
 
-    fn describe(&self, compiled: &CompiledPolicy) -> Result<PolicyInfo, CallFailure> {
-        let limits = Arc::new(Limits::default());
+    /// Ask the policy what it is, under `limits`. Its name and version are shown to
+    /// operators, so they must be short; they are escaped wherever they are shown.
+    fn describe(
+        &self,
+        compiled: &CompiledPolicy,
+        limits: &Limits,
+    ) -> Result<PolicyInfo, CallFailure> {
+        let limits = Arc::new(limits.clone());
         let mut store = self.store(
             &Arc::default(),
             &limits,
             Default::default(),
             Default::default(),
         );
-        compiled
+        let info: PolicyInfo = compiled
             .pre
             .instantiate(&mut store)
             .and_then(|instance| instance.haven_policy_handler().call_describe(&mut store))
             .map(Convert::convert)
-            .map_err(|error| classify(&error, &store))
+            .map_err(|error| classify(&error, &store))?;
+        for (what, text) in [("a name", &info.name), ("a version", &info.version)] {
+            if text.is_empty() || text.len() > MAX_INFO_BYTES {
+                return Err(CallFailure::BadInfo(format!(
+                    "{what} of {} bytes (1 to {MAX_INFO_BYTES} allowed)",
+                    text.len()
+                )));
+            }
+        }
+        Ok(info)
     }
 
     fn store(
@@ -443,6 +485,9 @@ impl Runtime {
         let mut store = Store::new(&self.engine, context);
         store.limiter(|context| context as &mut dyn ResourceLimiter);
         store.set_epoch_deadline(u64::from(limits.deadline_ms));
+        // wasmtime counts the bytes of every string and list it copies out of the sandbox,
+        // per import call and for each returned value, against this.
+        store.set_hostcall_fuel(limits.max_text_bytes as usize);
         store
     }
 
@@ -466,11 +511,11 @@ impl Runtime {
             handler
                 .call_init(&mut store, &policy.settings)
                 .map_err(|error| classify(&error, &store))?
-                .map_err(CallFailure::Init)?;
+                .map_err(|message| CallFailure::Init(clip_error(message)))?;
             let plan: Plan = handler
                 .call_handle(&mut store, &to_wit(event.clone()))
                 .map_err(|error| classify(&error, &store))?
-                .map_err(CallFailure::Returned)?
+                .map_err(|message| CallFailure::Returned(clip_error(message)))?
                 .convert();
             let limit = policy.limits.max_plan_steps;
             if plan.steps.len() > limit as usize {
@@ -488,16 +533,40 @@ impl Runtime {
             logs: context.logs,
             dropped_logs: context.dropped_logs,
             refused_queries: context.refused_queries,
+            refused_count: context.refused_count,
             elapsed: started.elapsed(),
         }
     }
 }
 
-/// Turn a wasmtime error into the reason an operator reads.
+/// A policy's error message as kept: at most [`MAX_ERROR_BYTES`].
+fn clip_error(message: String) -> String {
+    match clip(&message, MAX_ERROR_BYTES) {
+        std::borrow::Cow::Borrowed(_) => message,
+        std::borrow::Cow::Owned(clipped) => clipped,
+    }
+}
+
+/// What wasmtime says when a transfer out of the sandbox is over the store's hostcall fuel
+/// (its error type is private; `tests/containment.rs` pins the text).
+const HOSTCALL_FUEL_EXHAUSTED: &str =
+    "too much data is being copied between the host and the guest";
+
+/// Turn a wasmtime error into the reason an operator reads: one line, never a backtrace.
 fn classify(error: &wasmtime::Error, store: &Store<CallContext>) -> CallFailure {
     let limits = store.data().limits();
     if store.data().memory_denied {
         return CallFailure::Memory(limits.memory_mib);
+    }
+    if let Some(utf8) = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<std::str::Utf8Error>())
+    {
+        return CallFailure::NotUtf8(utf8.to_string());
+    }
+    let root = error.root_cause().to_string();
+    if root.starts_with(HOSTCALL_FUEL_EXHAUSTED) {
+        return CallFailure::TooMuchText(limits.max_text_bytes);
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => CallFailure::Deadline(limits.deadline_ms),
@@ -506,7 +575,7 @@ fn classify(error: &wasmtime::Error, store: &Store<CallContext>) -> CallFailure 
             CallFailure::Trap("unreachable code reached (a panic or abort in the policy)".into())
         }
         Some(trap) => CallFailure::Trap(trap.to_string()),
-        None => CallFailure::Trap(format!("{error:#}")),
+        None => CallFailure::Trap(clip_error(root)),
     }
 }
 

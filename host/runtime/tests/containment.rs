@@ -59,6 +59,20 @@ fn pipeline_with(bad: PolicyConfig) -> Pipeline {
 }
 
 /// Dispatch one event: the bad policy's outcome, after checking the good one was served.
+/// What an outcome's failure says, as the journal and the operator read it.
+trait FailureText {
+    fn failure_text(&self) -> String;
+}
+
+impl FailureText for Outcome {
+    fn failure_text(&self) -> String {
+        match self {
+            Outcome::Failed(failure) => failure.to_string(),
+            other => panic!("not a failure: {other:?}"),
+        }
+    }
+}
+
 fn bad_outcome(bad: PolicyConfig) -> Outcome {
     let mut pipeline = pipeline_with(bad);
     let mut decisions = pipeline.dispatch(1, &timer_event(), Recipients::Concerned);
@@ -133,10 +147,18 @@ fn a_panic_is_a_trap_with_a_reason() {
 fn a_huge_plan_is_refused() {
     // A generous deadline: lifting 100,000 steps in an unoptimised test build takes a while,
     // and this test is about the length limit, not the deadline.
+    // 100,000 steps are more than the default transfer budget: refused while wasmtime lifts
+    // them, before the host allocates them.
+    let outcome = bad_outcome(misbehaving("bad", "huge-plan", ""));
+    assert_eq!(
+        outcome,
+        Outcome::Failed(CallFailure::TooMuchText(256 * 1024))
+    );
+    // With a budget that lets them through, the step limit refuses the plan.
     let outcome = bad_outcome(misbehaving(
         "bad",
         "huge-plan",
-        "[policy.limits]\ndeadline-ms = 10000",
+        "[policy.limits]\ndeadline-ms = 10000\nmax-text-bytes = 67108864",
     ));
     assert_eq!(
         outcome,
@@ -144,6 +166,96 @@ fn a_huge_plan_is_refused() {
             steps: 100_000,
             limit: 64
         })
+    );
+}
+
+#[test]
+fn oversized_text_fails_the_call_before_it_reaches_the_host() {
+    let generous = "[policy.limits]\nmemory-mib = 64";
+    for behaviour in ["huge-error", "huge-alert"] {
+        let outcome = bad_outcome(misbehaving("bad", behaviour, generous));
+        assert_eq!(
+            outcome,
+            Outcome::Failed(CallFailure::TooMuchText(256 * 1024)),
+            "{behaviour}"
+        );
+        assert_eq!(
+            outcome.failure_text(),
+            "handed the host more than 262144 bytes in one transfer (a string or list over \
+             limits.max-text-bytes)"
+        );
+    }
+}
+
+#[test]
+fn text_that_is_not_utf8_is_one_clear_line() {
+    let outcome = bad_outcome(misbehaving("bad", "not-utf8", ""));
+    let text = outcome.failure_text();
+    assert!(
+        text.starts_with("handed the host text that is not valid UTF-8 (invalid utf-8 sequence"),
+        "{text}"
+    );
+    assert!(!text.contains('\n'), "one line, no backtrace: {text}");
+}
+
+#[test]
+fn a_query_flood_costs_a_counter() {
+    let mut pipeline = pipeline_with(misbehaving("bad", "query-flood", ""));
+    let decisions = pipeline.dispatch(1, &timer_event(), Recipients::Concerned);
+    assert_eq!(decisions[0].refused_count, 200_000);
+    assert_eq!(
+        decisions[0].refused_queries.len(),
+        haven_runtime::call_context::MAX_REFUSED_KEPT
+    );
+    assert_eq!(pipeline.stats("bad").refused_queries, 200_000);
+}
+
+#[test]
+fn removing_absent_keys_keeps_nothing() {
+    let mut pipeline = pipeline_with(misbehaving("bad", "kv-remove-flood", ""));
+    let decisions = pipeline.dispatch(1, &timer_event(), Recipients::Concerned);
+    assert!(matches!(decisions[0].outcome, Outcome::Plan { .. }));
+    assert!(pipeline.kv("bad").is_empty());
+}
+
+#[test]
+fn a_step_timeout_over_the_limit_is_refused() {
+    let outcome = bad_outcome(misbehaving(
+        "bad",
+        "long-timeout",
+        "[policy.grants]\nservices = [\"mysql-server\"]",
+    ));
+    let Outcome::Refused(refusal) = outcome else {
+        panic!("not refused: {outcome:?}")
+    };
+    assert_eq!(
+        refusal.to_string(),
+        "step 0 `service start mysql-server timeout=4294967295` refused: timeout of 4294967295 \
+         ms is over limits.max-step-timeout-ms = 3600000"
+    );
+}
+
+#[test]
+fn a_failing_policy_alerts_once_and_counts_the_repeats() {
+    let mut pipeline = pipeline_with(misbehaving("bad", "panic", ""));
+    let alerts: Vec<Option<String>> = (1..=5)
+        .map(|id| {
+            pipeline.dispatch(id, &timer_event(), Recipients::Concerned)[0]
+                .host_alert
+                .clone()
+        })
+        .collect();
+    assert!(alerts[0].is_some());
+    assert_eq!(alerts[1..], [None, None, None, None]);
+    assert_eq!(pipeline.stats("bad").alerts_coalesced, 4);
+    assert_eq!(pipeline.stats("bad").failed, 5);
+    // Long enough later, it is raised again, with the count.
+    pipeline.machine_mut().now_ms += haven_runtime::pipeline::ALERT_REPEAT_MS;
+    let again = pipeline.dispatch(6, &timer_event(), Recipients::Concerned);
+    let alert = again[0].host_alert.as_deref().unwrap();
+    assert!(
+        alert.ends_with("(repeated 5 times in the last 600 s)"),
+        "{alert}"
     );
 }
 

@@ -120,7 +120,7 @@ fn a_policy_built_against_an_older_minor_loads_and_runs() {
         for (form, bytes) in built_against(version) {
             let context = format!("{form} built against {version}");
             let compiled = runtime()
-                .compile(&bytes)
+                .compile(&bytes, &Default::default())
                 .unwrap_or_else(|error| panic!("{context}: {error}"));
             assert_eq!(compiled.contract, version, "{context}");
             assert_eq!(compiled.info.name, "contract-1-0", "{context}");
@@ -140,7 +140,7 @@ fn a_policy_built_against_an_older_minor_loads_and_runs() {
 /// admission as built against `version`, with the host's message.
 fn assert_refused(version: &str) {
     for (form, bytes) in built_against(version) {
-        let error = runtime().compile(&bytes).unwrap_err();
+        let error = runtime().compile(&bytes, &Default::default()).unwrap_err();
         assert!(
             matches!(
                 &error,

@@ -15,10 +15,12 @@
 //! split-brain <res>
 //! ```
 //!
-//! The resource name is checked with [`haven_core::names::check_name`]: it ends up in commands
-//! Haven runs, so a name that could not have come from a valid hast.conf is refused here.
+//! The resource name is checked with [`haven_core::names::check_hast_resource`], hastd's own
+//! rule: a name that could not have come from a valid hast.conf is refused here. (A name that
+//! hastd accepts but that reads as an option, `-x`, is accepted as data; it can never reach a
+//! command, because grants refuse it.)
 
-use haven_core::{Event, HastHook, HastRoleChange, names::check_name};
+use haven_core::{Event, HastHook, HastRoleChange, names::check_hast_resource};
 
 /// Why hook arguments were refused; quotes all the arguments.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,7 +82,8 @@ pub fn parse_hast_hook<S: AsRef<str>>(args: &[S]) -> Result<HastHook, HastHookEr
         }));
     }
     let resource = rest[0].as_ref();
-    check_name("HAST resource", resource).map_err(|e| refuse(HastHookProblem::BadResource(e)))?;
+    check_hast_resource("HAST resource", resource)
+        .map_err(|e| refuse(HastHookProblem::BadResource(e)))?;
     if let Some(make) = make {
         return Ok(make(resource.to_owned()));
     }
@@ -210,8 +213,19 @@ mod tests {
     }
 
     #[test]
+    fn resource_names_as_hastd_accepts_them() {
+        for name in ["data:1", "tank/vol0", "hast[0]", "-rf", &"r".repeat(254)] {
+            assert_eq!(
+                parse_hast_hook(&["connect", name]).unwrap(),
+                HastHook::Connect(name.to_owned()),
+                "{name:?}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_resource_names() {
-        for name in ["", "-rf", "a b", "$(reboot)", "../x", "a;b"] {
+        for name in ["", "a b", "$(reboot)", "a;b", "é", &"r".repeat(255)] {
             assert!(
                 matches!(problem(&["connect", name]), HastHookProblem::BadResource(_)),
                 "{name:?}"

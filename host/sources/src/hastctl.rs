@@ -33,7 +33,8 @@
 //! The terse `hastctl status [res]` table (`Name Status Role Components`, then one row per
 //! resource: `name\t%-9s%-15s<localpath>\t<remoteaddr>`) is read too; it has no `dirty`.
 
-use haven_core::{HastReplication, HastRole, HastStatus, names::check_name};
+use haven_core::{HastReplication, HastRole, HastStatus, names::check_hast_resource};
+use std::collections::HashSet;
 
 /// Why `hastctl` output was refused: which command's output, which line, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,7 +88,7 @@ struct Block<'a> {
     role: Option<HastRole>,
     status: Option<&'a str>,
     dirty: Option<u64>,
-    keys: Vec<&'a str>,
+    keys: HashSet<&'a str>,
     in_statistics: bool,
 }
 
@@ -108,14 +109,50 @@ impl Block<'_> {
     }
 }
 
-/// Read the output of `hastctl list [res]`: one [`HastStatus`] per resource, in order. Empty
-/// output (no resources configured) is an empty list.
-pub fn parse_hastctl_list(output: &str) -> Result<Vec<HastStatus>, HastctlError> {
-    let mut statuses: Vec<HastStatus> = Vec::new();
-    let mut current: Option<Block<'_>> = None;
+/// What `hastctl list` said, read one resource at a time: the resources that read well, and a
+/// refusal for each one that did not (or for a line that belongs to none). One odd resource
+/// never costs the others their status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HastctlList {
+    /// The resources that read well, in hastctl's order.
+    pub statuses: Vec<HastStatus>,
+    /// One refusal per resource (or stray line) that did not.
+    pub refused: Vec<HastctlError>,
+    /// The names of the refused resources whose name could be read: their status is not
+    /// known from this output, which is not the same as their being gone.
+    pub refused_names: Vec<String>,
+}
+
+/// The resource being read.
+enum Reading<'a> {
+    /// No resource line yet.
+    Nothing,
+    Block(Block<'a>),
+    /// The current resource was refused: its lines are passed over up to the next resource.
+    Skipping,
+}
+
+/// Read the output of `hastctl list [res]`, one resource at a time (see [`HastctlList`]).
+/// Empty output (no resources configured) is an empty list. Linear in the output's size.
+pub fn read_hastctl_list(output: &str) -> HastctlList {
+    let mut list = HastctlList::default();
+    let mut names: HashSet<&str> = HashSet::new();
+    let mut reading = Reading::Nothing;
+    let finish = |reading: Reading<'_>, list: &mut HastctlList| {
+        if let Reading::Block(block) = reading {
+            let name = block.name;
+            match block.finish() {
+                Ok(status) => list.statuses.push(status),
+                Err(error) => {
+                    list.refused.push(error);
+                    list.refused_names.push(name.to_owned());
+                }
+            }
+        }
+    };
     for (index, line) in output.lines().enumerate() {
         let line_number = index + 1;
-        let refuse = |problem| HastctlError {
+        let refusal = |problem| HastctlError {
             command: LIST,
             line_number,
             line: line.to_owned(),
@@ -126,80 +163,111 @@ pub fn parse_hastctl_list(output: &str) -> Result<Vec<HastStatus>, HastctlError>
         }
         let indent = line.len() - line.trim_start_matches(' ').len();
         let text = &line[indent..];
-        match indent {
-            0 => {
-                let name = text
-                    .strip_suffix(':')
-                    .ok_or_else(|| refuse(HastctlProblem::NotKeyValue))?;
-                check_name("HAST resource", name)
-                    .map_err(|e| refuse(HastctlProblem::BadName(e)))?;
-                if let Some(done) = current.take() {
-                    statuses.push(done.finish()?);
-                }
-                if statuses.iter().any(|s| s.resource == name) {
-                    return Err(refuse(HastctlProblem::DuplicateResource));
-                }
-                current = Some(Block {
-                    line_number,
-                    line,
-                    name,
-                    role: None,
-                    status: None,
-                    dirty: None,
-                    keys: Vec::new(),
-                    in_statistics: false,
-                });
+        if indent == 0 {
+            finish(
+                std::mem::replace(&mut reading, Reading::Skipping),
+                &mut list,
+            );
+            let Some(name) = text.strip_suffix(':') else {
+                list.refused.push(refusal(HastctlProblem::NotKeyValue));
+                continue;
+            };
+            if let Err(reason) = check_hast_resource("HAST resource", name) {
+                list.refused.push(refusal(HastctlProblem::BadName(reason)));
+                continue;
             }
-            2 => {
-                let block = current
-                    .as_mut()
-                    .ok_or_else(|| refuse(HastctlProblem::BeforeResource))?;
-                let (key, value) =
-                    key_value(text).ok_or_else(|| refuse(HastctlProblem::NotKeyValue))?;
-                if block.keys.contains(&key) {
-                    return Err(refuse(HastctlProblem::DuplicateKey(key.to_owned())));
-                }
-                block.keys.push(key);
-                block.in_statistics = key == "statistics";
-                match key {
-                    "role" => {
-                        let role = crate::hast_role(value)
-                            .ok_or_else(|| refuse(HastctlProblem::UnknownRole(value.to_owned())))?;
-                        block.role = Some(role);
-                    }
-                    "status" => block.status = Some(value),
-                    "dirty" => {
-                        let dirty = dirty_bytes(value)
-                            .ok_or_else(|| refuse(HastctlProblem::BadDirty(value.to_owned())))?;
-                        block.dirty = Some(dirty);
-                    }
-                    "error" => {
-                        return Err(refuse(HastctlProblem::ResourceError(value.to_owned())));
-                    }
-                    _ => {}
-                }
+            if !names.insert(name) {
+                list.refused
+                    .push(refusal(HastctlProblem::DuplicateResource));
+                continue;
             }
-            4.. if text.contains(':') => {
-                let block = current
-                    .as_ref()
-                    .ok_or_else(|| refuse(HastctlProblem::BeforeResource))?;
-                if !block.in_statistics {
-                    return Err(refuse(HastctlProblem::NotInStatistics));
-                }
+            reading = Reading::Block(Block {
+                line_number,
+                line,
+                name,
+                role: None,
+                status: None,
+                dirty: None,
+                keys: HashSet::new(),
+                in_statistics: false,
+            });
+            continue;
+        }
+        let block = match &mut reading {
+            Reading::Block(block) => block,
+            Reading::Skipping => continue,
+            Reading::Nothing => {
+                list.refused.push(refusal(HastctlProblem::BeforeResource));
+                reading = Reading::Skipping;
+                continue;
             }
-            _ => return Err(refuse(HastctlProblem::NotKeyValue)),
+        };
+        if let Err(problem) = read_block_line(block, indent, text) {
+            list.refused.push(refusal(problem));
+            list.refused_names.push(block.name.to_owned());
+            reading = Reading::Skipping;
         }
     }
-    if let Some(done) = current {
-        statuses.push(done.finish()?);
+    finish(reading, &mut list);
+    list
+}
+
+/// One indented line of a resource's block.
+fn read_block_line<'a>(
+    block: &mut Block<'a>,
+    indent: usize,
+    text: &'a str,
+) -> Result<(), HastctlProblem> {
+    match indent {
+        2 => {
+            let (key, value) = key_value(text).ok_or(HastctlProblem::NotKeyValue)?;
+            if !block.keys.insert(key) {
+                return Err(HastctlProblem::DuplicateKey(key.to_owned()));
+            }
+            block.in_statistics = key == "statistics";
+            match key {
+                "role" => {
+                    let role = crate::hast_role(value)
+                        .ok_or_else(|| HastctlProblem::UnknownRole(value.to_owned()))?;
+                    block.role = Some(role);
+                }
+                "status" => block.status = Some(value),
+                "dirty" => {
+                    let dirty = dirty_bytes(value)
+                        .ok_or_else(|| HastctlProblem::BadDirty(value.to_owned()))?;
+                    block.dirty = Some(dirty);
+                }
+                "error" => return Err(HastctlProblem::ResourceError(value.to_owned())),
+                _ => {}
+            }
+            Ok(())
+        }
+        4.. if text.contains(':') => {
+            if block.in_statistics {
+                Ok(())
+            } else {
+                Err(HastctlProblem::NotInStatistics)
+            }
+        }
+        _ => Err(HastctlProblem::NotKeyValue),
     }
-    Ok(statuses)
+}
+
+/// Read the output of `hastctl list [res]` strictly: every resource, or the first refusal.
+pub fn parse_hastctl_list(output: &str) -> Result<Vec<HastStatus>, HastctlError> {
+    let mut list = read_hastctl_list(output);
+    if list.refused.is_empty() {
+        Ok(list.statuses)
+    } else {
+        Err(list.refused.swap_remove(0))
+    }
 }
 
 /// Read the output of `hastctl status [res]`. It has no `dirty` column, so `dirty_bytes` is
 /// always `None`; a resource hastd could not report on (`ERR<n>`) is an error.
 pub fn parse_hastctl_status(output: &str) -> Result<Vec<HastStatus>, HastctlError> {
     let mut statuses: Vec<HastStatus> = Vec::new();
+    let mut names: HashSet<&str> = HashSet::new();
     let mut seen_header = false;
     for (index, line) in output.lines().enumerate() {
         let line_number = index + 1;
@@ -221,7 +289,8 @@ pub fn parse_hastctl_status(output: &str) -> Result<Vec<HastStatus>, HastctlErro
             continue;
         }
         let name = columns[0];
-        check_name("HAST resource", name).map_err(|e| refuse(HastctlProblem::BadName(e)))?;
+        check_hast_resource("HAST resource", name)
+            .map_err(|e| refuse(HastctlProblem::BadName(e)))?;
         if let [_, error] = columns[..]
             && let Some(code) = error.strip_prefix("ERR")
         {
@@ -232,7 +301,7 @@ pub fn parse_hastctl_status(output: &str) -> Result<Vec<HastStatus>, HastctlErro
         };
         let role = crate::hast_role(role)
             .ok_or_else(|| refuse(HastctlProblem::UnknownRole(role.to_owned())))?;
-        if statuses.iter().any(|s| s.resource == name) {
+        if !names.insert(name) {
             return Err(refuse(HastctlProblem::DuplicateResource));
         }
         statuses.push(HastStatus {

@@ -16,9 +16,13 @@
 //! taking part, as CARP's INIT). A name the config does not map is an error, not a silent drop:
 //! it means the config and keepalived's disagree.
 //!
-//! Lines keepalived may write to a shared FIFO that are not VRRP transitions (the checker's
-//! `VS`/`RS` lines, `MASTER_RX_LOWER_PRI`, `DELETED`) are refused with a typed error that the
-//! daemon can log and read on.
+//! Lines keepalived writes that are not VRRP transitions are known and set apart as
+//! [`KeepalivedError::NotTransition`], which the daemon counts and passes over without calling
+//! them bad input: the checker's `VS`/`RS` lines on a shared FIFO, and the states
+//! `MASTER_RX_LOWER_PRI`, `DELETED`, and (with `notify_priority_changes`) `MASTER_PRIORITY` and
+//! `BACKUP_PRIORITY`, which report a priority, not a change of state. Current keepalived writes
+//! the checker's terminating NUL byte to a shared FIFO too, so a line may start with NULs; they
+//! are passed over.
 
 use std::collections::BTreeMap;
 
@@ -79,6 +83,9 @@ pub enum KeepalivedError {
         line: String,
         problem: VrrpLineProblem,
     },
+    /// A line keepalived writes that is not a VRRP transition (see the module documentation).
+    #[error("keepalived notify_fifo line {line:?} is not a VRRP transition ({what})")]
+    NotTransition { line: String, what: String },
     /// The config does not say which CARP vhid the instance or group stands for.
     #[error(
         "keepalived {} {name:?} is not mapped to a CARP vhid in the config",
@@ -130,6 +137,14 @@ pub fn parse_notify_fifo_line(line: &str) -> Result<VrrpTransition, KeepalivedEr
         problem,
     };
     let text = line.strip_suffix('\n').unwrap_or(line);
+    let text = text.trim_start_matches('\0');
+    let not_transition = |what: &str| KeepalivedError::NotTransition {
+        line: text.to_owned(),
+        what: what.to_owned(),
+    };
+    if text.starts_with("VS ") || text.starts_with("RS ") {
+        return Err(not_transition("a checker line"));
+    }
     if text.is_empty() {
         return Err(refuse(VrrpLineProblem::Empty));
     }
@@ -162,6 +177,8 @@ pub fn parse_notify_fifo_line(line: &str) -> Result<VrrpTransition, KeepalivedEr
         "BACKUP" => VrrpState::Backup,
         "FAULT" => VrrpState::Fault,
         "STOP" => VrrpState::Stop,
+        "MASTER_PRIORITY" | "BACKUP_PRIORITY" => return Err(not_transition("a priority change")),
+        "MASTER_RX_LOWER_PRI" | "DELETED" => return Err(not_transition(state)),
         other => return Err(refuse(VrrpLineProblem::UnknownState(other.to_owned()))),
     };
     let priority = priority
@@ -218,6 +235,34 @@ pub fn notify_fifo_line_to_event(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leading_nul_bytes_are_passed_over() {
+        let transition = parse_notify_fifo_line("\0INSTANCE \"VI_1\" MASTER 100\n").unwrap();
+        assert_eq!(transition.state, VrrpState::Master);
+        assert_eq!(transition.name, "VI_1");
+        assert!(parse_notify_fifo_line("\0\0GROUP \"G1\" FAULT 0").is_ok());
+    }
+
+    #[test]
+    fn known_lines_that_are_not_transitions_are_set_apart() {
+        for line in [
+            "INSTANCE \"VI_1\" MASTER_PRIORITY 110\n",
+            "INSTANCE \"VI_1\" BACKUP_PRIORITY 90\n",
+            "INSTANCE \"VI_1\" MASTER_RX_LOWER_PRI 100\n",
+            "INSTANCE \"VI_1\" DELETED 100\n",
+            "\0VS [10.0.0.1]:tcp:80 UP\n",
+            "RS [10.0.0.2]:tcp:80 [10.0.0.1]:tcp:80 DOWN\n",
+        ] {
+            assert!(
+                matches!(
+                    parse_notify_fifo_line(line),
+                    Err(KeepalivedError::NotTransition { .. })
+                ),
+                "{line:?}"
+            );
+        }
+    }
 
     fn problem(line: &str) -> VrrpLineProblem {
         match parse_notify_fifo_line(line) {
@@ -290,8 +335,8 @@ mod tests {
         assert_eq!(problem("MASTER 100"), VrrpLineProblem::Shape);
         assert_eq!(problem("garbage"), VrrpLineProblem::Shape);
         assert_eq!(
-            problem("VS \"[10.0.0.1]:tcp:80\" UP 0"),
-            VrrpLineProblem::UnknownKind("VS".into())
+            problem("XS \"[10.0.0.1]:tcp:80\" UP 0"),
+            VrrpLineProblem::UnknownKind("XS".into())
         );
         assert_eq!(
             problem("instance \"VI_1\" MASTER 100"),
@@ -314,8 +359,8 @@ mod tests {
             VrrpLineProblem::EmptyName
         );
         assert_eq!(
-            problem("INSTANCE \"VI_1\" MASTER_RX_LOWER_PRI 100"),
-            VrrpLineProblem::UnknownState("MASTER_RX_LOWER_PRI".into())
+            problem("INSTANCE \"VI_1\" MASTER_RX_LOWER 100"),
+            VrrpLineProblem::UnknownState("MASTER_RX_LOWER".into())
         );
         assert_eq!(
             problem("INSTANCE \"VI_1\" master 100"),

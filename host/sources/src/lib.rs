@@ -40,7 +40,9 @@ pub mod ucarp;
 
 pub use devd::{DevdError, devd_line_to_event, devd_to_event, parse_devd_line};
 pub use hast_hook::{HastHookError, hast_hook_event, parse_hast_hook};
-pub use hastctl::{HastctlError, parse_hastctl_list, parse_hastctl_status};
+pub use hastctl::{
+    HastctlError, HastctlList, parse_hastctl_list, parse_hastctl_status, read_hastctl_list,
+};
 pub use keepalived::{
     KeepalivedError, VrrpTransition, notify_fifo_line_to_event, parse_notify_fifo_line,
     vrrp_to_event,

@@ -281,7 +281,7 @@ fn load_policies(runtime: &Runtime, config: &Config, bundled: bool) -> Result<Ve
         .map(|entry| {
             let loaded = if bundled {
                 runtime
-                    .compile(haven_bundled_policies::CARP_HAST_SWITCH)
+                    .compile(haven_bundled_policies::CARP_HAST_SWITCH, &entry.limits)
                     .and_then(|compiled| runtime.configure(compiled, entry))
             } else {
                 runtime.load(entry)
@@ -293,7 +293,7 @@ fn load_policies(runtime: &Runtime, config: &Config, bundled: bool) -> Result<Ve
 
 fn test_command(runtime: &Arc<Runtime>, module: &Path, scenarios: &[PathBuf]) -> Result<ExitCode> {
     let bytes = std::fs::read(module).with_context(|| format!("reading {}", module.display()))?;
-    let compiled = match runtime.compile(&bytes) {
+    let compiled = match runtime.compile(&bytes, &haven_core::Limits::default()) {
         Ok(compiled) => compiled,
         Err(error) => bail!("{}: {error}", module.display()),
     };

@@ -184,6 +184,7 @@ fn decision(outcome: RuntimeOutcome) -> Decision {
         logs: Vec::new(),
         dropped_logs: 0,
         refused_queries: Vec::new(),
+        refused_count: 0,
         elapsed: Duration::from_micros(1500),
     }
 }

@@ -214,8 +214,12 @@ fn garbage_and_unmapped_names_are_bad_input_and_reading_goes_on() {
     send(&fd, b"garbage\n");
     send(&fd, b"INSTANCE \"VI_9\" MASTER 100\n");
     send(&fd, b"INSTANCE \"VI\xff\" MASTER 100\n");
-    send(&fd, b"VS \"[10.0.0.1]:tcp:80\" UP 0\n");
-    send(&fd, b"INSTANCE \"VI_1\" MASTER 100\n");
+    send(&fd, b"XS \"[10.0.0.1]:tcp:80\" UP 0\n");
+    // Known lines that are not transitions (and the NUL keepalived leaves before the next
+    // line on a shared FIFO) are counted, not reported.
+    send(&fd, b"VS [10.0.0.1]:tcp:80 UP\n");
+    send(&fd, b"\0INSTANCE \"VI_1\" MASTER_PRIORITY 110\n");
+    send(&fd, b"\0INSTANCE \"VI_1\" MASTER 100\n");
 
     let (text, reason) = next_bad(&rx);
     assert_eq!(text, "garbage");
@@ -228,12 +232,18 @@ fn garbage_and_unmapped_names_are_bad_input_and_reading_goes_on() {
     assert!(reason.contains("not valid UTF-8"), "{reason}");
     let (_, reason) = next_bad(&rx);
     assert!(reason.contains("not INSTANCE or GROUP"), "{reason}");
+    for what in ["a checker line", "a priority change"] {
+        assert!(
+            matches!(next(&rx), FifoMessage::Skipped { what: said, .. } if said == what),
+            "{what}"
+        );
+    }
     assert_eq!(next_event(&rx), carp(1, "eth0", CarpState::Master));
 
     let stats = reader.stats();
     assert_eq!(
-        (stats.lines, stats.events, stats.bad_lines),
-        (5, 1, 4),
+        (stats.lines, stats.events, stats.bad_lines, stats.skipped),
+        (7, 1, 4, 2),
         "{stats:?}"
     );
     reader.stop();

@@ -55,12 +55,16 @@ fn current_role(run: &mut StepRun<'_>, resource: &str) -> Result<HastRole, Strin
     }
     let text = String::from_utf8_lossy(&output.stdout);
     match run.setup.storage {
-        StorageKind::Hast => haven_sources::hastctl::parse_hastctl_list(&text)
-            .map_err(|error| error.to_string())?
-            .into_iter()
-            .find(|status| status.resource == resource)
-            .map(|status| status.role)
-            .ok_or_else(|| format!("`hastctl list {resource}` does not list it")),
+        StorageKind::Hast => {
+            let list = haven_sources::hastctl::read_hastctl_list(&text);
+            if let Some(status) = list.statuses.iter().find(|s| s.resource == resource) {
+                return Ok(status.role);
+            }
+            match list.refused.into_iter().next() {
+                Some(refusal) => Err(refusal.to_string()),
+                None => Err(format!("`hastctl list {resource}` does not list it")),
+            }
+        }
         StorageKind::Drbd => parse_drbd_role(&text)
             .ok_or_else(|| format!("`drbdadm role` printed {:?}", text.trim())),
     }

@@ -24,6 +24,22 @@ enum Behaviour {
     /// Counts events in the key-value store, and fails (after writing) on odd counts.
     KvCounter,
     RejectSettings,
+    /// Answers every event with `set-timer again 0`: its own timer, re-armed at once.
+    TimerZero,
+    /// A step whose timeout is u32::MAX.
+    LongTimeout,
+    /// Returns an error of 4 MB.
+    HugeError,
+    /// An alert of 12 MiB.
+    HugeAlert,
+    /// 200,000 queries outside its grants.
+    QueryFlood,
+    /// Removes a thousand keys of 200 KB each, none of which exist.
+    KvRemoveFlood,
+    /// An alert whose text is not valid UTF-8.
+    NotUtf8,
+    /// An alert that tries to forge a journal line and drive the operator's terminal.
+    Injection,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +115,45 @@ impl Policy for Misbehaving {
                     host.log(LogLevel::Info, &format!("log line {n}"));
                 }
             }
+            Behaviour::TimerZero => return Ok(Plan::builder().set_timer("again", 0).build()),
+            Behaviour::LongTimeout => {
+                return Ok(Plan::builder()
+                    .start_service("mysql-server")
+                    .timeout_ms(u32::MAX)
+                    .build());
+            }
+            Behaviour::HugeError => return Err("e".repeat(4_000_000).into()),
+            Behaviour::HugeAlert => {
+                return Ok(Plan::builder()
+                    .alert(AlertSeverity::Critical, "a".repeat(12 << 20))
+                    .build());
+            }
+            Behaviour::QueryFlood => {
+                for _ in 0..200_000 {
+                    let _ = std::hint::black_box(host.service_running("sshd"));
+                }
+            }
+            Behaviour::KvRemoveFlood => {
+                let mut key = "k".repeat(200_000);
+                for n in 0..1000 {
+                    key.replace_range(..8, &format!("{n:08}"));
+                    host.kv_remove(&key);
+                }
+            }
+            Behaviour::NotUtf8 => {
+                return Ok(Plan::builder()
+                    .alert(AlertSeverity::Warning, not_utf8())
+                    .build());
+            }
+            Behaviour::Injection => {
+                return Ok(Plan::builder()
+                    .alert(
+                        AlertSeverity::Critical,
+                        "all good\n2026-12-04T00:00:00Z decision 9 by mysql@ffff: plan \
+                         \u{1b}[2J\u{1b}[31mforged\u{0}",
+                    )
+                    .build());
+            }
             Behaviour::KvCounter => {
                 let count: u64 = host
                     .kv_get("count")
@@ -120,6 +175,14 @@ impl Policy for Misbehaving {
             .alert(AlertSeverity::Warning, format!("{kind} seen={seen}"))
             .build())
     }
+}
+
+/// A `String` holding bytes that are not UTF-8, as a hostile or buggy guest could hand over.
+#[allow(unsafe_code)]
+fn not_utf8() -> String {
+    // SAFETY: not safe at all for Rust code that reads it as text; it is only handed to the
+    // host, which must refuse it.
+    unsafe { String::from_utf8_unchecked(vec![b'o', b'k', 0xff, 0xfe]) }
 }
 
 #[inline(never)]
