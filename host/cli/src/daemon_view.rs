@@ -6,6 +6,7 @@
 //! which policy version decided what, and every step with its outcome.
 
 use crate::simulate::summarize_event;
+use haven_core::text::{clip, escape};
 use haven_daemon::journal::{DecisionOutcome, Entry, Record};
 use haven_daemon::reload::ReloadOutcome;
 use haven_daemon::status::Status;
@@ -212,6 +213,10 @@ fn section<const N: usize>(
 ) {
     let mut rows = Vec::new();
     fill(&mut rows);
+    // Cells hold text from policies and the system: escaped, and cut to fit a screen.
+    for cell in rows.iter_mut().flatten() {
+        *cell = escape(&clip(cell, MAX_CELL_BYTES)).into_owned();
+    }
     let _ = writeln!(out, "\n{title}:");
     if rows.is_empty() {
         let _ = writeln!(out, "  (none)");
@@ -236,7 +241,12 @@ fn section<const N: usize>(
     }
 }
 
-/// `havenctl log`: one line per journal record.
+/// The most of one cell `havenctl status` shows.
+const MAX_CELL_BYTES: usize = 1024;
+
+/// `havenctl log`: one line per journal record. The line is escaped whole: alerts, reasons,
+/// names and bad input are text from outside, and a newline or an escape sequence in them
+/// must not forge a line or reach the terminal.
 pub fn render_record(record: &Record) -> String {
     let at = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(record.at));
     let what = match &record.entry {
@@ -351,5 +361,5 @@ pub fn render_record(record: &Record) -> String {
         }
         Entry::Note { message } => message.clone(),
     };
-    format!("{at} #{} {what}", record.seq)
+    escape(&format!("{at} #{} {what}", record.seq)).into_owned()
 }

@@ -21,3 +21,36 @@ pub mod demo {
     /// Where the demo config says it lives, for messages.
     pub const CONFIG_PATH: &str = "examples/seed/haven.toml";
 }
+
+/// An error and its causes on one line, each said once. Library errors often repeat their
+/// source in their own message (`cannot bind: permission denied`) and also name it as their
+/// source; printing the chain as it is says the same thing two or three times.
+pub fn error_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let error = anyhow::Error::new(io)
+            .context("control socket: cannot create /run/x: no such file")
+            .context("starting havend");
+        assert_eq!(
+            super::error_line(&error),
+            "starting havend: control socket: cannot create /run/x: no such file"
+        );
+    }
+}

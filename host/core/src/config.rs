@@ -722,6 +722,15 @@ fn build_policy(
         )
     })?;
 
+    if let Some(key) = non_finite_float(&raw.settings) {
+        return Err((
+            name_span,
+            format!(
+                "policy `{name}`: settings: `{key}` is nan or infinite, which JSON cannot carry \
+                 to the policy; write a finite number"
+            ),
+        ));
+    }
     let settings = serde_json::to_value(&raw.settings).map_err(|error| {
         (
             name_span,
@@ -748,6 +757,27 @@ fn split_spanned<T: Default>(
         Some(spanned) => (spanned.span(), spanned.into_inner()),
         None => (fallback.clone(), T::default()),
     }
+}
+
+/// The dotted key of the first `nan` or `inf` in `table`, if any. serde_json would turn them
+/// into `null` without a word, and the policy would read a setting the operator never wrote.
+fn non_finite_float(table: &toml::Table) -> Option<String> {
+    fn walk(value: &toml::Value, key: String) -> Option<String> {
+        match value {
+            toml::Value::Float(float) if !float.is_finite() => Some(key),
+            toml::Value::Table(table) => table
+                .iter()
+                .find_map(|(name, value)| walk(value, format!("{key}.{name}"))),
+            toml::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(index, value)| walk(value, format!("{key}[{index}]"))),
+            _ => None,
+        }
+    }
+    table
+        .iter()
+        .find_map(|(name, value)| walk(value, name.clone()))
 }
 
 fn check_grants(grants: &Grants, policy: &str, owners: &mut ResourceOwners) -> Result<(), String> {
@@ -1830,5 +1860,25 @@ hast-role = 0
         let unknown = "[executor]\nstorage = \"hast\"\nbackend = \"x\"\n";
         let message = error_on_line(unknown, 3);
         assert!(message.contains("unknown field `backend`"), "{message}");
+    }
+
+    #[test]
+    fn non_finite_settings_are_refused_naming_the_key() {
+        for (value, key) in [
+            ("timeout = nan", "timeout"),
+            ("limits = { high = inf }", "limits.high"),
+            ("steps = [1.0, -inf]", "steps[1]"),
+        ] {
+            let text = format!(
+                "[[policy]]\nname = \"p\"\nmodule = \"/p.wasm\"\n[policy.settings]\n{value}\n"
+            );
+            let error = Config::parse(&text, Path::new("haven.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(&format!("`{key}` is nan or infinite")),
+                "{value}: {error}"
+            );
+        }
     }
 }

@@ -109,7 +109,8 @@ impl Daemon {
                 ..control::Limits::default()
             },
         )?;
-        let interrupted = Journal::interrupted(&settings.state_dir)?;
+        let recovered = Journal::recover(&settings.state_dir)?;
+        let interrupted = recovered.interrupted.clone();
         let mut journal = Journal::open(
             &settings.state_dir,
             settings.journal_max_bytes,
@@ -179,7 +180,9 @@ impl Daemon {
                 source,
             })?,
         );
-        let pipeline = Pipeline::new(runtime, policies, machine);
+        let mut pipeline = Pipeline::new(runtime, policies, machine);
+        pipeline.continue_plan_ids_after(recovered.last_plan_id);
+        inbox.continue_ids_after(recovered.last_event_id);
         journal.append(&Entry::Note {
             message: format!(
                 "havend {} started (pid {}, config {}, executor {}, policies: {})",

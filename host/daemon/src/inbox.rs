@@ -187,6 +187,11 @@ impl Inbox {
         self.shared.wake.notify_one();
     }
 
+    /// Number the next events after `last` (see [`EventQueue::continue_ids_after`]).
+    pub fn continue_ids_after(&self, last: u64) {
+        self.lock().queue.continue_ids_after(last);
+    }
+
     /// Reserve an event id for an event that does not go through the queue.
     pub fn take_id(&self) -> u64 {
         self.lock().queue.take_id()

@@ -56,13 +56,6 @@ pub enum JournalError {
     /// An entry could not be encoded (it cannot happen with Haven's types).
     #[error("journal: cannot encode an entry: {0}")]
     Encode(#[from] serde_json::Error),
-    /// A line other than a file's last does not parse.
-    #[error("journal: {}, line {line}, is corrupt: {reason}", path.display())]
-    Corrupt {
-        path: PathBuf,
-        line: usize,
-        reason: String,
-    },
 }
 
 fn io_error<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> JournalError + 'a {
@@ -252,7 +245,7 @@ struct SeqOnly {
     seq: u64,
 }
 
-/// A line skipped because it was cut short (or otherwise unreadable) at the end of a file.
+/// A line skipped because it was cut short or is otherwise unreadable (anywhere in a file).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TornLine {
     /// The file.
@@ -272,7 +265,7 @@ pub struct TornLine {
 pub struct Contents {
     /// The records.
     pub records: Vec<Record>,
-    /// Lines skipped at the ends of files.
+    /// Lines skipped because they do not parse.
     pub torn: Vec<TornLine>,
 }
 
@@ -515,23 +508,47 @@ impl Journal {
         Ok(contents)
     }
 
-    /// The step that was in progress when the daemon writing the journal in `dir` stopped: the
-    /// last `step-start`, unless a `step-end` for it or a `plan-end` for its plan follows.
-    ///
-    /// Plans run one at a time, so only the last step started can have been in progress; an
-    /// older unended step belongs to an earlier crash, already reported at the start after it.
+    /// The step that was in progress when the daemon writing the journal in `dir` stopped (see
+    /// [`Recovered::interrupted`]).
     pub fn interrupted(dir: impl AsRef<Path>) -> Result<Option<Interrupted>, JournalError> {
+        Ok(Journal::recover(dir)?.interrupted)
+    }
+
+    /// What a starting daemon needs from the journal in `dir`, in one read: the interrupted
+    /// step, and the highest event and plan ids, so that ids go on from there and never repeat
+    /// within one journal. Unreadable lines are skipped (and logged once, here).
+    pub fn recover(dir: impl AsRef<Path>) -> Result<Recovered, JournalError> {
         let contents = Journal::read_all(dir)?;
-        let mut open: Option<Interrupted> = None;
+        if let Some(first) = contents.torn.first() {
+            tracing::warn!(
+                skipped = contents.torn.len(),
+                first = %format!("{}:{}", first.path.display(), first.line),
+                reason = %first.reason,
+                "journal: unreadable lines skipped; the rest was read"
+            );
+        }
+        let mut recovered = Recovered::default();
+        let open = &mut recovered.interrupted;
         for record in contents.records {
             match record.entry {
+                Entry::Event { event_id, .. } | Entry::Decision { event_id, .. } => {
+                    recovered.last_event_id = recovered.last_event_id.max(event_id);
+                    if let Entry::Decision {
+                        plan_id: Some(plan_id),
+                        ..
+                    } = record.entry
+                    {
+                        recovered.last_plan_id = recovered.last_plan_id.max(plan_id);
+                    }
+                }
                 Entry::StepStart {
                     plan_id,
                     policy,
                     index,
                     step,
                 } => {
-                    open = Some(Interrupted {
+                    recovered.last_plan_id = recovered.last_plan_id.max(plan_id);
+                    *open = Some(Interrupted {
                         policy,
                         plan_id,
                         step_index: index,
@@ -547,7 +564,7 @@ impl Journal {
                     open.plan_id == plan_id && open.policy == policy && open.step_index == index
                 }) =>
                 {
-                    open = None;
+                    *open = None;
                 }
                 Entry::PlanEnd {
                     plan_id, policy, ..
@@ -555,13 +572,27 @@ impl Journal {
                     .as_ref()
                     .is_some_and(|open| open.plan_id == plan_id && open.policy == policy) =>
                 {
-                    open = None;
+                    *open = None;
                 }
                 _ => {}
             }
         }
-        Ok(open)
+        Ok(recovered)
     }
+}
+
+/// What [`Journal::recover`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// The step that was in progress when the daemon stopped: the last `step-start`, unless a
+    /// `step-end` for it or a `plan-end` for its plan follows. Plans run one at a time, so only
+    /// the last step started can have been in progress; an older unended step belongs to an
+    /// earlier crash, already reported at the start after it.
+    pub interrupted: Option<Interrupted>,
+    /// The highest event id journaled (0 if none).
+    pub last_event_id: u64,
+    /// The highest plan id journaled (0 if none).
+    pub last_plan_id: u64,
 }
 
 fn unix_ms() -> u64 {
@@ -618,27 +649,18 @@ fn read_file(path: &Path, contents: &mut Contents) -> Result<(), JournalError> {
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(error) => return Err(io_error("read", path)(error)),
     };
-    let lines: Vec<&[u8]> = bytes.split(|byte| *byte == b'\n').collect();
-    // The last non-empty line: the only one that may be torn.
-    let last = lines.iter().rposition(|line| !line.is_empty());
-    for (number, line) in lines.iter().enumerate() {
+    // A line that does not parse is skipped and reported, wherever it is: at the end it is a
+    // crash mid-write, in the middle a full disk, a hand edit or a damaged block. What comes
+    // after it is still read.
+    for (number, line) in bytes.split(|byte| *byte == b'\n').enumerate() {
         if line.is_empty() {
             continue;
         }
         match serde_json::from_slice::<Record>(line) {
             Ok(record) => contents.records.push(record),
-            Err(error) if Some(number) == last => {
-                contents
-                    .torn
-                    .push(torn_line(path, number + 1, line, error.to_string()))
-            }
-            Err(error) => {
-                return Err(JournalError::Corrupt {
-                    path: path.to_owned(),
-                    line: number + 1,
-                    reason: error.to_string(),
-                });
-            }
+            Err(error) => contents
+                .torn
+                .push(torn_line(path, number + 1, line, error.to_string())),
         }
     }
     Ok(())

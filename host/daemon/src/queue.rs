@@ -233,6 +233,12 @@ impl EventQueue {
         Pushed::Queued { id }
     }
 
+    /// Number the next events after `last` (a restarted daemon goes on from its journal's
+    /// highest id, so ids never repeat within one journal). Never goes back.
+    pub fn continue_ids_after(&mut self, last: u64) {
+        self.next_id = self.next_id.max(last.saturating_add(1));
+    }
+
     /// Reserve the next id for an event that does not wait in the queue (a timer that fired,
     /// a step failure fed back to its policy), so that ids stay unique across both.
     pub fn take_id(&mut self) -> u64 {

@@ -120,6 +120,12 @@ impl Pipeline {
         }
     }
 
+    /// Number the next plans after `last` (a restarted daemon goes on from its journal's
+    /// highest plan id). Never goes back.
+    pub fn continue_plan_ids_after(&mut self, last: u64) {
+        self.next_plan_id = self.next_plan_id.max(last.saturating_add(1));
+    }
+
     /// The loaded policies, in the order they are consulted.
     pub fn policies(&self) -> &[LoadedPolicy] {
         &self.policies

@@ -390,6 +390,13 @@ fn daemon_command(cli: &Cli) -> Result<Option<ExitCode>> {
 
 /// Print the journal in `dir`; with `follow`, keep printing new records until interrupted.
 fn log_command(dir: &Path, lines: Option<usize>, follow: bool, json: bool) -> Result<()> {
+    if !dir.is_dir() {
+        bail!(
+            "no journal: the state directory {} does not exist (havend has not run with it; \
+             name another with --state-dir or --config)",
+            dir.display()
+        );
+    }
     let contents = Journal::read_all(dir)
         .with_context(|| format!("reading the journal in {}", dir.display()))?;
     let skip = lines.map_or(0, |n| contents.records.len().saturating_sub(n));

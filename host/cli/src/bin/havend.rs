@@ -17,6 +17,7 @@ use clap::{Parser, ValueEnum};
 use haven_core::Config;
 use haven_daemon::Daemon;
 use haven_daemon::pidfile::PidFile;
+use haven_runtime::{Runtime, RuntimeOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -85,21 +86,51 @@ fn main() -> ExitCode {
         }
     };
     if args.check {
-        println!(
-            "{}: ok ({} policies)",
-            args.config.display(),
-            config.policies.len()
-        );
-        return ExitCode::SUCCESS;
+        return check(&args, &config);
     }
     match run(args, config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
-            eprintln!("havend: {error:#}");
+            let line = haven_cli::error_line(&error);
+            tracing::error!("{line}");
+            eprintln!("havend: {line}");
             ExitCode::from(1)
         }
     }
+}
+
+/// `--check`: the config, and every policy loaded as the daemon would load it (read, admitted,
+/// compiled, described and configured under its own limits), so that a config `--check`
+/// passes is one the daemon starts with.
+fn check(args: &Args, config: &Config) -> ExitCode {
+    let runtime = match Runtime::new(RuntimeOptions::default()) {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("havend: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut failed = 0;
+    for policy in &config.policies {
+        if let Err(error) = runtime.load(policy) {
+            failed += 1;
+            eprintln!(
+                "{}: policy `{}` ({}): {error}",
+                args.config.display(),
+                policy.name,
+                policy.module.display()
+            );
+        }
+    }
+    if failed > 0 {
+        return ExitCode::from(2);
+    }
+    println!(
+        "{}: ok ({} policies)",
+        args.config.display(),
+        config.policies.len()
+    );
+    ExitCode::SUCCESS
 }
 
 fn run(args: Args, config: Config) -> anyhow::Result<()> {

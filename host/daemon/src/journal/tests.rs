@@ -461,28 +461,24 @@ fn an_unreadable_complete_last_line_is_skipped_too() {
 }
 
 #[test]
-fn corruption_before_the_last_line_is_an_error() {
+fn a_damaged_line_in_the_middle_is_skipped_and_the_rest_read() {
     let dir = tempfile::tempdir().unwrap();
     let mut journal = Journal::open(dir.path(), 1 << 20, 2).unwrap();
     journal.append(&note(0)).unwrap();
     drop(journal);
     let path = dir.path().join(JOURNAL_FILE);
     let mut file = OpenOptions::new().append(true).open(&path).unwrap();
-    file.write_all(b"not json\n").unwrap();
+    file.write_all(b"{\"seq\":2,\"at\":1,\"kind\":\"no\0te\"\n")
+        .unwrap();
     drop(file);
     let mut journal = Journal::open(dir.path(), 1 << 20, 2).unwrap();
     journal.append(&note(1)).unwrap();
-    match Journal::read_all(dir.path()) {
-        Err(JournalError::Corrupt {
-            path: corrupt,
-            line,
-            ..
-        }) => {
-            assert_eq!(corrupt, path);
-            assert_eq!(line, 2);
-        }
-        other => panic!("expected corruption, got {other:?}"),
-    }
+    drop(journal);
+    let contents = Journal::read_all(dir.path()).unwrap();
+    assert_eq!(contents.records.len(), 2, "both good lines are read");
+    assert_eq!(contents.torn.len(), 1);
+    assert_eq!((&contents.torn[0].path, contents.torn[0].line), (&path, 2));
+    assert_eq!(Journal::interrupted(dir.path()).unwrap(), None);
 }
 
 #[test]
@@ -636,4 +632,20 @@ fn errors_name_the_path() {
     let error = Journal::open(file.join("sub"), 1 << 20, 2).unwrap_err();
     assert!(matches!(error, JournalError::Io { op: "create", .. }));
     assert!(error.to_string().contains("a-file"), "{error}");
+}
+
+#[test]
+fn recover_finds_the_highest_ids_so_they_never_repeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut entries = every_kind();
+    entries.push(step_start("p", 4, 0));
+    entries.push(plan_end("p", 4));
+    write(dir.path(), &entries);
+    let recovered = Journal::recover(dir.path()).unwrap();
+    assert_eq!(recovered.last_event_id, 8, "every_kind's last event id");
+    assert_eq!(recovered.last_plan_id, 4);
+    assert_eq!(recovered.interrupted, None);
+    let mut queue = crate::queue::EventQueue::new(4).unwrap();
+    queue.continue_ids_after(recovered.last_event_id);
+    assert_eq!(queue.take_id(), 9);
 }
