@@ -62,21 +62,102 @@ pub enum AdmissionError {
     NoHandler,
     #[error("cannot be turned into a component: {0}")]
     Componentize(String),
+    #[error("{0}; refused before compiling (compiling it could cost the host too much)")]
+    TooCostly(String),
 }
 
-/// The bytes of an admitted component, ready to compile.
+/// The largest `.wasm` file admitted: a Python or JavaScript policy is about 20 MB.
+pub const MAX_MODULE_BYTES: usize = 64 << 20;
+/// Functions in one module, counting every core module inside a component.
+pub const MAX_FUNCTIONS: usize = 200_000;
+/// The largest function body.
+pub const MAX_FUNCTION_BYTES: usize = 2 << 20;
+/// How deeply blocks, loops and ifs may nest in one function. Compilers keep a frame per
+/// open block, so depth is what turns a small file into gigabytes of compiler memory.
+pub const MAX_NESTING: usize = 1024;
+
+/// The bytes of an admitted component, ready to compile. Everything that can be checked
+/// without compiling is checked first: the size and structure ([`check_structure`]) and the
+/// imports, so that a module that would be refused, or would cost the host gigabytes to
+/// compile, never reaches the compiler.
 pub fn componentize(bytes: &[u8]) -> Result<Vec<u8>, AdmissionError> {
-    if Parser::is_component(bytes) {
-        return Ok(bytes.to_vec());
-    }
-    if !Parser::is_core_wasm(bytes) {
+    let is_component = Parser::is_component(bytes);
+    if !is_component && !Parser::is_core_wasm(bytes) {
         return Err(AdmissionError::NotWasm);
+    }
+    check_structure(bytes)?;
+    if is_component {
+        return Ok(bytes.to_vec());
     }
     check_core_imports(bytes)?;
     wit_component::ComponentEncoder::default()
         .module(bytes)
         .and_then(|encoder| encoder.validate(true).encode())
         .map_err(|error| AdmissionError::Componentize(format!("{error:#}")))
+}
+
+/// What a module or component may cost to compile, read in one pass without compiling: its
+/// size, its function count, each function's size and how deeply its blocks nest; and a
+/// component's own imports (those of the components and modules inside it are satisfied
+/// inside it).
+pub fn check_structure(bytes: &[u8]) -> Result<(), AdmissionError> {
+    let costly = |what: String| Err(AdmissionError::TooCostly(what));
+    if bytes.len() > MAX_MODULE_BYTES {
+        return costly(format!(
+            "is {} bytes, over the limit of {MAX_MODULE_BYTES}",
+            bytes.len()
+        ));
+    }
+    let invalid = |error: wasmparser::BinaryReaderError| AdmissionError::Invalid(error.to_string());
+    let mut functions = 0usize;
+    // 1 inside the outermost module or component, more inside nested ones.
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(invalid)? {
+            Payload::Version { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if depth == 1 => {
+                for import in reader {
+                    let import = import.map_err(invalid)?;
+                    check_import_name(import.name.name, None)?;
+                }
+            }
+            Payload::CodeSectionEntry(body) => {
+                functions += 1;
+                if functions > MAX_FUNCTIONS {
+                    return costly(format!("has over {MAX_FUNCTIONS} functions"));
+                }
+                let size = body.range().len();
+                if size > MAX_FUNCTION_BYTES {
+                    return costly(format!(
+                        "has a function of {size} bytes, over the limit of {MAX_FUNCTION_BYTES}"
+                    ));
+                }
+                let mut open = 0usize;
+                let mut operators = body.get_operators_reader().map_err(invalid)?;
+                while !operators.eof() {
+                    match operators.read().map_err(invalid)? {
+                        wasmparser::Operator::Block { .. }
+                        | wasmparser::Operator::Loop { .. }
+                        | wasmparser::Operator::If { .. }
+                        | wasmparser::Operator::Try { .. }
+                        | wasmparser::Operator::TryTable { .. } => {
+                            open += 1;
+                            if open > MAX_NESTING {
+                                return costly(format!(
+                                    "nests blocks over {MAX_NESTING} deep in one function"
+                                ));
+                            }
+                        }
+                        wasmparser::Operator::End => open = open.saturating_sub(1),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// A core module's imports, checked before wit-component (whose own errors about WASI or
@@ -299,6 +380,85 @@ mod tests {
         assert!(zero_one.runs(zero_one));
         assert!(!zero_one.runs(Version { major: 0, minor: 0 }));
         assert!(!zero_one.runs(Version { major: 1, minor: 1 }));
+    }
+
+    /// A core module with one function whose body nests `depth` empty blocks.
+    fn nested_blocks(depth: usize) -> Vec<u8> {
+        let mut body = vec![0x00]; // no locals
+        body.extend(std::iter::repeat_n([0x02, 0x40], depth).flatten()); // block (empty)
+        body.extend(std::iter::repeat_n(0x0b, depth + 1)); // end ... end
+        let mut code = leb(1);
+        code.extend(leb(body.len()));
+        code.extend(body);
+        let mut module = b"\0asm\x01\0\0\0".to_vec();
+        for (id, section) in [
+            (1u8, vec![1, 0x60, 0, 0]), // one type: [] -> []
+            (3, vec![1, 0]),            // one function of type 0
+            (10, code),
+        ] {
+            module.push(id);
+            module.extend(leb(section.len()));
+            module.extend(section);
+        }
+        module
+    }
+
+    fn leb(mut value: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let byte = (value & 0x7f) as u8;
+            value >>= 7;
+            if value == 0 {
+                out.push(byte);
+                return out;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_compiling() {
+        assert_eq!(check_structure(&nested_blocks(MAX_NESTING)), Ok(()));
+        let refused = check_structure(&nested_blocks(MAX_NESTING + 1)).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "nests blocks over 1024 deep in one function; refused before compiling (compiling \
+             it could cost the host too much)"
+        );
+        assert!(matches!(
+            componentize(&nested_blocks(100_000)),
+            Err(AdmissionError::TooCostly(_))
+        ));
+    }
+
+    #[test]
+    fn an_oversized_file_is_refused_before_it_is_read() {
+        let mut big = nested_blocks(1);
+        big.resize(MAX_MODULE_BYTES + 1, 0);
+        assert!(matches!(
+            check_structure(&big),
+            Err(AdmissionError::TooCostly(why)) if why.contains("over the limit")
+        ));
+    }
+
+    #[test]
+    fn a_component_importing_wasi_is_refused_before_compiling() {
+        use wasm_encoder::{Component, ComponentImportSection, ComponentTypeRef, InstanceType};
+        let mut imports = ComponentImportSection::new();
+        imports.import(
+            "wasi:cli/environment@0.2.0",
+            ComponentTypeRef::Instance(0),
+        );
+        let mut types = wasm_encoder::ComponentTypeSection::new();
+        types.instance(&InstanceType::new());
+        let mut component = Component::new();
+        component.section(&types);
+        component.section(&imports);
+        let bytes = component.finish();
+        assert!(matches!(
+            componentize(&bytes),
+            Err(AdmissionError::ImportsWasi(name)) if name == "wasi:cli/environment@0.2.0"
+        ));
     }
 
     #[test]

@@ -332,15 +332,15 @@ impl Runtime {
             Some(component) => component,
             None => {
                 let component_bytes = admission::componentize(bytes)?;
-                let component = Component::new(&self.engine, &component_bytes)
-                    .map_err(|error| LoadError::Compile(format!("{error:#}")))?;
-                if let Some(cache) = &self.cache {
-                    cache.store(&module_hash, &component);
-                }
-                component
+                Component::new(&self.engine, &component_bytes)
+                    .map_err(|error| LoadError::Compile(format!("{error:#}")))?
             }
         };
         let (imports, contract) = self.check_interface(&component)?;
+        // Only what was admitted whole is cached.
+        if !from_cache && let Some(cache) = &self.cache {
+            cache.store(&module_hash, &component);
+        }
         let pre = self
             .linker
             .instantiate_pre(&component)
