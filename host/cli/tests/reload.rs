@@ -1288,3 +1288,50 @@ fn a_reload_is_not_lost_when_the_loop_is_busy_and_reports_pile_up() {
     assert_eq!(status.reloads.loaded, 2, "{status:?}");
     drop(connection);
 }
+
+#[test]
+fn a_module_rejected_while_running_does_not_stop_the_next_start() {
+    let setup = Setup::new();
+    fs::write(setup.module(), Version::A.bytes()).unwrap();
+    let keeper = misbehaving("keeper", &setup.module(), "good", "", "");
+    fs::write(setup.config(), setup.config_text(&[keeper.clone()], false)).unwrap();
+    let daemon = Havend::start(&setup);
+    let hash_a = short(&daemon.probe("before").module_hash).to_owned();
+
+    // The module is replaced by one that does not load: rejected, the old version serves.
+    let from = daemon.mark();
+    setup.replace(&setup.module(), &Version::Wasi.bytes());
+    let reload = daemon.wait_reload("the rejection of the WASI module", from);
+    assert_eq!(reload.result, "rejected", "{reload:?}");
+    drop(daemon);
+
+    // The next start, with the broken file still in place and a new policy whose module never
+    // loaded: the keeper runs its last good version from the cache, the newcomer is reported
+    // not running, and the daemon serves.
+    let newcomer_module = setup.path("newcomer.wasm");
+    fs::write(&newcomer_module, Version::Garbage.bytes()).unwrap();
+    let newcomer = misbehaving("newcomer", &newcomer_module, "good", "", "");
+    fs::write(
+        setup.config(),
+        setup.config_text(&[keeper, newcomer], false),
+    )
+    .unwrap();
+    let daemon = Havend::start(&setup);
+    assert_eq!(short(&daemon.probe("after restart").module_hash), hash_a);
+    let status = daemon.status();
+    let alerts: Vec<&str> = status.alerts.iter().map(|a| a.message.as_str()).collect();
+    assert!(
+        alerts.iter().any(|alert| alert.contains("policy `keeper`")
+            && alert.contains("policies get no WASI")
+            && alert.contains(&format!("running its last good version {hash_a}"))),
+        "{alerts:?}"
+    );
+    assert!(
+        alerts.iter().any(
+            |alert| alert.starts_with("policy `newcomer` is not running")
+                && alert.contains("not a WebAssembly module")
+        ),
+        "{alerts:?}"
+    );
+    assert_eq!(status.policies.len(), 1, "{status:?}");
+}

@@ -16,15 +16,15 @@ use crate::devd_client::{DevdClient, DevdMessage, DevdOptions};
 use crate::event_loop::EventLoop;
 use crate::hastctl_poller::{HastMessage, HastctlOptions, HastctlPoller};
 use crate::inbox::{Inbox, Report};
-use crate::journal::{Entry, Journal, JournalError};
+use crate::journal::{Entry, Journal, JournalError, Recovered};
 use crate::keepalived_fifo::{FifoMessage, KeepalivedFifo};
 use crate::queue::Pushed;
 use crate::reconcile::Reconciler;
 use crate::reload::{ReloadOutcome, Reloader};
-use crate::status::{Identity, StatusBoard};
-use haven_core::{Config, Event, ExecutorKind, HastStatus, Machine};
+use crate::status::{Identity, RecentAlert, StatusBoard};
+use haven_core::{AlertSeverity, Config, Event, ExecutorKind, HastStatus, Machine, PolicyConfig};
 use haven_executor::{DryRun, Executor, Platform, Runner, SystemExecutor};
-use haven_runtime::{LoadError, Pipeline, Runtime, RuntimeError, RuntimeOptions};
+use haven_runtime::{LoadError, LoadedPolicy, Pipeline, Runtime, RuntimeError, RuntimeOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -133,19 +133,29 @@ impl Daemon {
             ..RuntimeOptions::default()
         })?);
         let mut policies = Vec::with_capacity(config.policies.len());
+        let mut startup_alerts = Vec::new();
         for policy in &config.policies {
-            let loaded = runtime.load(policy).map_err(|source| StartError::Policy {
-                policy: policy.name.clone(),
-                module: policy.module.clone(),
-                source,
+            match load_or_fall_back(&runtime, policy, &recovered) {
+                Ok((loaded, alert)) => {
+                    tracing::info!(
+                        policy = %policy.name,
+                        module = %haven_runtime::pipeline::short_hash(&loaded.compiled.module_hash),
+                        from_cache = loaded.compiled.from_cache,
+                        "policy loaded"
+                    );
+                    startup_alerts.extend(alert.map(|alert| (policy.name.clone(), alert)));
+                    policies.push(loaded);
+                }
+                Err(alert) => startup_alerts.push((policy.name.clone(), alert)),
+            }
+        }
+        for (policy, message) in &startup_alerts {
+            tracing::error!(policy = %policy, alert = %message, "operator alert");
+            journal.append(&Entry::Alert {
+                policy: Some(policy.clone()),
+                severity: AlertSeverity::Critical,
+                message: message.clone(),
             })?;
-            tracing::info!(
-                policy = %policy.name,
-                module = %haven_runtime::pipeline::short_hash(&loaded.compiled.module_hash),
-                from_cache = loaded.compiled.from_cache,
-                "policy loaded"
-            );
-            policies.push(loaded);
         }
 
         let reconciler = Reconciler::new(&config);
@@ -166,6 +176,13 @@ impl Daemon {
             granted_services: granted(&config, |g| g.services.iter()),
         };
         let board = StatusBoard::new(identity, Arc::new(machine.clone()), settings.decisions_kept);
+        for (policy, message) in startup_alerts {
+            board.add_alert(RecentAlert {
+                policy: Some(policy),
+                severity: "critical".to_owned(),
+                message,
+            });
+        }
         let reloader = Arc::new(
             Reloader::start(
                 config_path,
@@ -432,6 +449,47 @@ fn hastctl_message(inbox: &Inbox, message: HastMessage, known: &mut Option<Vec<H
             HASTCTL,
             true,
             format!("hastctl list works again after {failures} failed run(s)"),
+        )),
+    }
+}
+
+/// Load a configured policy at startup. A module that does not load must not keep the others
+/// from starting: its last good version (the module of its last journaled decision, kept in
+/// the artifact cache) runs instead, with an alert; without one, the policy does not run and
+/// the alert says why. `Ok` carries the alert to raise, if any; `Err` is the alert.
+fn load_or_fall_back(
+    runtime: &Runtime,
+    policy: &PolicyConfig,
+    recovered: &Recovered,
+) -> Result<(LoadedPolicy, Option<String>), String> {
+    let error = match runtime.load(policy) {
+        Ok(loaded) => return Ok((loaded, None)),
+        Err(error) => error,
+    };
+    let module = policy.module.display();
+    let last_good = recovered
+        .last_modules
+        .get(&policy.name)
+        .map(|hash| (hash, runtime.load_cached(hash, policy)));
+    match last_good {
+        Some((hash, Ok(loaded))) => Ok((
+            loaded,
+            Some(format!(
+                "policy `{}`: {module} does not load ({error}); running its last good version \
+                 {} from the artifact cache until the module is fixed",
+                policy.name,
+                haven_runtime::pipeline::short_hash(hash)
+            )),
+        )),
+        Some((_, Err(cached))) => Err(format!(
+            "policy `{}` is not running: {module} does not load ({error}), and its last good \
+             version cannot be used ({cached})",
+            policy.name
+        )),
+        None => Err(format!(
+            "policy `{}` is not running: {module} does not load ({error}), and the journal \
+             names no earlier version",
+            policy.name
         )),
     }
 }

@@ -531,15 +531,19 @@ impl Journal {
         let open = &mut recovered.interrupted;
         for record in contents.records {
             match record.entry {
-                Entry::Event { event_id, .. } | Entry::Decision { event_id, .. } => {
+                Entry::Event { event_id, .. } => {
                     recovered.last_event_id = recovered.last_event_id.max(event_id);
-                    if let Entry::Decision {
-                        plan_id: Some(plan_id),
-                        ..
-                    } = record.entry
-                    {
-                        recovered.last_plan_id = recovered.last_plan_id.max(plan_id);
-                    }
+                }
+                Entry::Decision {
+                    event_id,
+                    plan_id,
+                    policy,
+                    module_hash,
+                    ..
+                } => {
+                    recovered.last_event_id = recovered.last_event_id.max(event_id);
+                    recovered.last_plan_id = recovered.last_plan_id.max(plan_id.unwrap_or(0));
+                    recovered.last_modules.insert(policy, module_hash);
                 }
                 Entry::StepStart {
                     plan_id,
@@ -593,6 +597,9 @@ pub struct Recovered {
     pub last_event_id: u64,
     /// The highest plan id journaled (0 if none).
     pub last_plan_id: u64,
+    /// Per policy, the hash of the module that made its last decision: its last good
+    /// version, which the artifact cache keeps.
+    pub last_modules: std::collections::BTreeMap<String, String>,
 }
 
 fn unix_ms() -> u64 {

@@ -445,10 +445,7 @@ mod tests {
     fn a_component_importing_wasi_is_refused_before_compiling() {
         use wasm_encoder::{Component, ComponentImportSection, ComponentTypeRef, InstanceType};
         let mut imports = ComponentImportSection::new();
-        imports.import(
-            "wasi:cli/environment@0.2.0",
-            ComponentTypeRef::Instance(0),
-        );
+        imports.import("wasi:cli/environment@0.2.0", ComponentTypeRef::Instance(0));
         let mut types = wasm_encoder::ComponentTypeSection::new();
         types.instance(&InstanceType::new());
         let mut component = Component::new();

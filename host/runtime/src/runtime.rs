@@ -97,6 +97,8 @@ pub enum LoadError {
     Init(CallFailure),
     #[error("bad limits: {0}")]
     Limits(String),
+    #[error("module {0} is not in the artifact cache")]
+    NotCached(String),
 }
 
 /// How a call into a policy failed. The daemon applies the policy's failure mode.
@@ -341,6 +343,51 @@ impl Runtime {
         if !from_cache && let Some(cache) = &self.cache {
             cache.store(&module_hash, &component);
         }
+        self.link(
+            component,
+            module_hash,
+            from_cache,
+            started,
+            (imports, contract),
+            limits,
+        )
+    }
+
+    /// A version of a policy kept in the artifact cache, by its module hash: the last good
+    /// version of a policy whose module file no longer loads. Configured from `config`.
+    pub fn load_cached(
+        &self,
+        module_hash: &str,
+        config: &PolicyConfig,
+    ) -> Result<LoadedPolicy, LoadError> {
+        let started = Instant::now();
+        let component = self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.load(&self.engine, module_hash))
+            .ok_or_else(|| LoadError::NotCached(module_hash.to_owned()))?;
+        let interface = self.check_interface(&component)?;
+        let compiled = self.link(
+            component,
+            module_hash.to_owned(),
+            true,
+            started,
+            interface,
+            &config.limits,
+        )?;
+        self.configure(compiled, config)
+    }
+
+    /// Link an admitted component and ask it what it is.
+    fn link(
+        &self,
+        component: Component,
+        module_hash: String,
+        from_cache: bool,
+        started: Instant,
+        (imports, contract): (Vec<String>, String),
+        limits: &Limits,
+    ) -> Result<CompiledPolicy, LoadError> {
         let pre = self
             .linker
             .instantiate_pre(&component)
