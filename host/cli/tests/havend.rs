@@ -1478,3 +1478,41 @@ fn a_failing_command_stops_the_plan_is_journaled_and_goes_back_to_the_policy() {
     assert_eq!(failure.step_index, 1);
     assert!(failure.reason.contains("exit"), "{}", failure.reason);
 }
+
+#[test]
+fn idle_control_clients_never_hold_up_a_hook() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    let setup = Setup::with(&Options {
+        hastctl_interval_ms: Some(FOREVER_MS),
+        ..Options::default()
+    });
+    let daemon = Havend::start_up(&setup, &[]);
+    let socket = setup.control_dir().join(haven_daemon::control::SOCKET_NAME);
+    // Five clients connect and say nothing: each holds the server until its deadline.
+    let idle: Vec<UnixStream> = (0..5)
+        .map(|_| UnixStream::connect(&socket).expect("connect to the control socket"))
+        .collect();
+    let output = Command::new(HAVENCTL)
+        .arg("--control-dir")
+        .arg(setup.control_dir())
+        .args(["hast-hook", "connect", "test"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    // The hook was answered while every idle client is still held: none has been answered
+    // (timed out and closed) yet, so the hook waited behind none of them.
+    for mut client in idle {
+        client.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        let error = client
+            .read(&mut byte)
+            .expect_err("an idle client is not answered yet");
+        assert_eq!(
+            error.kind(),
+            std::io::ErrorKind::WouldBlock,
+            "{error}\n{}",
+            daemon.diagnostics()
+        );
+    }
+}

@@ -347,10 +347,35 @@ impl ControlSocket {
         &self,
         handler: impl FnOnce(&Peer, Request) -> Response,
     ) -> Result<Served, ControlError> {
+        let stream = self.accept()?;
+        Ok(self.serve_connection(stream, handler))
+    }
+
+    /// Wait for one connection (for a server that serves each on a thread of its own).
+    pub fn accept(&self) -> Result<UnixStream, ControlError> {
         let (stream, _) = self
             .listener
             .accept()
             .map_err(io_error("accept a connection on", &self.path))?;
+        Ok(stream)
+    }
+
+    /// Turn a connection away at once, saying why (the server has too many in hand).
+    pub fn refuse_busy(&self, mut stream: UnixStream, in_hand: usize) {
+        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        let problem = format!("havend is busy: {in_hand} control connections in hand; try again");
+        tracing::warn!(in_hand, "control connection turned away");
+        let deadline = Instant::now() + Duration::from_millis(100);
+        let _ = write_response(&mut stream, &Response::error(problem), deadline);
+    }
+
+    /// Read a connection's request, check it is allowed, and answer it with `handler`'s
+    /// response; counted and logged like [`ControlSocket::accept_one`].
+    pub fn serve_connection(
+        &self,
+        stream: UnixStream,
+        handler: impl FnOnce(&Peer, Request) -> Response,
+    ) -> Served {
         let served = self.serve(stream, handler);
         let counter = match &served.outcome {
             Outcome::Handled { .. } => &self.counters.handled,
@@ -366,7 +391,7 @@ impl ControlSocket {
             }
             _ => tracing::warn!(peer = ?served.peer, outcome = ?served.outcome, "control request"),
         }
-        Ok(served)
+        served
     }
 
     fn serve(

@@ -606,7 +606,12 @@ impl Handler {
     }
 }
 
-/// The control socket's thread.
+/// Control connections served at once. Each is bounded by the socket's deadline, so an idle
+/// or slow client holds only its own thread; the hooks from hastd and ucarp are served beside
+/// it, never behind it. Past this many, a connection is turned away at once, saying so.
+const MAX_CONTROL_CONNECTIONS: usize = 32;
+
+/// The control socket's accepting thread; each connection is served on a thread of its own.
 #[derive(Debug)]
 struct ControlServer {
     path: PathBuf,
@@ -619,13 +624,42 @@ impl ControlServer {
         let path = socket.path().to_owned();
         let stopping = Arc::new(AtomicBool::new(false));
         let stop = Arc::clone(&stopping);
+        let socket = Arc::new(socket);
+        let handler = Arc::new(handler);
+        let in_hand = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let thread = spawn("control", move || {
             while !stop.load(Ordering::Acquire) {
-                let served = socket.accept_one(|_peer, request| handler.handle(&socket, request));
+                let stream = match socket.accept() {
+                    Ok(stream) => stream,
+                    Err(error) => {
+                        tracing::error!(%error, "control socket");
+                        // accept itself failed (EMFILE and the like): do not spin.
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                };
+                let count = in_hand.fetch_add(1, Ordering::AcqRel) + 1;
+                if count > MAX_CONTROL_CONNECTIONS {
+                    in_hand.fetch_sub(1, Ordering::AcqRel);
+                    socket.refuse_busy(stream, count - 1);
+                    continue;
+                }
+                let (socket, handler, done) = (
+                    Arc::clone(&socket),
+                    Arc::clone(&handler),
+                    Arc::clone(&in_hand),
+                );
+                let served = std::thread::Builder::new()
+                    .name("control-conn".into())
+                    .spawn(move || {
+                        socket.serve_connection(stream, |_peer, request| {
+                            handler.handle(&socket, request)
+                        });
+                        done.fetch_sub(1, Ordering::AcqRel);
+                    });
                 if let Err(error) = served {
-                    tracing::error!(%error, "control socket");
-                    // accept itself failed (EMFILE and the like): do not spin.
-                    std::thread::sleep(Duration::from_millis(100));
+                    in_hand.fetch_sub(1, Ordering::AcqRel);
+                    tracing::error!(%error, "cannot start a thread for a control connection");
                 }
             }
         })?;
