@@ -1294,7 +1294,11 @@ fn a_module_rejected_while_running_does_not_stop_the_next_start() {
     let setup = Setup::new();
     fs::write(setup.module(), Version::A.bytes()).unwrap();
     let keeper = misbehaving("keeper", &setup.module(), "good", "", "");
-    fs::write(setup.config(), setup.config_text(&[keeper.clone()], false)).unwrap();
+    fs::write(
+        setup.config(),
+        setup.config_text(std::slice::from_ref(&keeper), false),
+    )
+    .unwrap();
     let daemon = Havend::start(&setup);
     let hash_a = short(&daemon.probe("before").module_hash).to_owned();
 
