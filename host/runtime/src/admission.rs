@@ -384,36 +384,25 @@ mod tests {
 
     /// A core module with one function whose body nests `depth` empty blocks.
     fn nested_blocks(depth: usize) -> Vec<u8> {
-        let mut body = vec![0x00]; // no locals
-        body.extend(std::iter::repeat_n([0x02, 0x40], depth).flatten()); // block (empty)
-        body.extend(std::iter::repeat_n(0x0b, depth + 1)); // end ... end
-        let mut code = leb(1);
-        code.extend(leb(body.len()));
-        code.extend(body);
-        let mut module = b"\0asm\x01\0\0\0".to_vec();
-        for (id, section) in [
-            (1u8, vec![1, 0x60, 0, 0]), // one type: [] -> []
-            (3, vec![1, 0]),            // one function of type 0
-            (10, code),
-        ] {
-            module.push(id);
-            module.extend(leb(section.len()));
-            module.extend(section);
+        use wasm_encoder::{
+            BlockType, CodeSection, Function, FunctionSection, Instruction, Module, TypeSection,
+        };
+        let mut types = TypeSection::new();
+        types.ty().function([], []);
+        let mut functions = FunctionSection::new();
+        functions.function(0);
+        let mut body = Function::new([]);
+        for _ in 0..depth {
+            body.instruction(&Instruction::Block(BlockType::Empty));
         }
-        module
-    }
-
-    fn leb(mut value: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        loop {
-            let byte = (value & 0x7f) as u8;
-            value >>= 7;
-            if value == 0 {
-                out.push(byte);
-                return out;
-            }
-            out.push(byte | 0x80);
+        for _ in 0..=depth {
+            body.instruction(&Instruction::End);
         }
+        let mut code = CodeSection::new();
+        code.function(&body);
+        let mut module = Module::new();
+        module.section(&types).section(&functions).section(&code);
+        module.finish()
     }
 
     #[test]
