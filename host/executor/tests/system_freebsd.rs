@@ -802,21 +802,21 @@ fn bad_arguments_are_refused_before_anything_runs() {
                 resource: "-rf".into(),
                 role: HastRole::Primary,
             })),
-            "HAST resource `-rf` is not a valid name",
+            "HAST resource `-rf` starts with `-`, which hastctl would read as an option",
         ),
         (
             step(Action::SetHastRole(SetHastRole {
                 resource: "test;reboot".into(),
                 role: HastRole::Primary,
             })),
-            "HAST resource `test;reboot` is not a valid name",
+            "HAST resource `test;reboot` is not a HAST resource name",
         ),
         (
             step(Action::WaitHastWorkerGone(HastWorker {
                 resource: "$(id)".into(),
                 role: HastRole::Secondary,
             })),
-            "is not a valid name",
+            "is not a HAST resource name",
         ),
         (
             step(Action::WaitForDevice("dev/hast/test".into())),
