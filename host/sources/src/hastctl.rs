@@ -164,14 +164,19 @@ pub fn read_hastctl_list(output: &str) -> HastctlList {
         let indent = line.len() - line.trim_start_matches(' ').len();
         let text = &line[indent..];
         if indent == 0 {
+            let Some(name) = text.strip_suffix(':') else {
+                // A stray line: inside a resource's block (a tab, say), it spoils that block.
+                if let Reading::Block(block) = &reading {
+                    list.refused_names.push(block.name.to_owned());
+                }
+                list.refused.push(refusal(HastctlProblem::NotKeyValue));
+                reading = Reading::Skipping;
+                continue;
+            };
             finish(
                 std::mem::replace(&mut reading, Reading::Skipping),
                 &mut list,
             );
-            let Some(name) = text.strip_suffix(':') else {
-                list.refused.push(refusal(HastctlProblem::NotKeyValue));
-                continue;
-            };
             if let Err(reason) = check_hast_resource("HAST resource", name) {
                 list.refused.push(refusal(HastctlProblem::BadName(reason)));
                 continue;
@@ -649,7 +654,7 @@ mod tests {
             (1, _, HastctlProblem::BadName(_))
         ));
         assert!(matches!(
-            list_problem("-rf:\n  role: primary\n").2,
+            list_problem("a;b:\n  role: primary\n").2,
             HastctlProblem::BadName(_)
         ));
     }
