@@ -8,7 +8,7 @@
 
 use crate::config::Limits;
 use crate::names::check_name;
-use crate::text::escape;
+use crate::text::{clip, escape};
 use crate::types::{
     Action, FsckRequest, HastWorker, MountRequest, Plan, ServiceRequest, SetHastRole, Step,
     TimerRequest, UnmountRequest,
@@ -79,12 +79,16 @@ pub enum Missing {
     },
 }
 
+/// How much of a refused step, and of what it lacked, a refusal shows: they hold a policy's
+/// text, and the refusal is journaled with every event that repeats it.
+const MAX_SHOWN_BYTES: usize = 512;
+
 /// Why a plan was refused: the first step outside the grants.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "step {index} `{}` refused: {}",
-    escape(&step.to_string()),
-    escape(&missing.to_string())
+    escape(&clip(&step.to_string(), MAX_SHOWN_BYTES)),
+    escape(&clip(&missing.to_string(), MAX_SHOWN_BYTES))
 )]
 pub struct PlanRefusal {
     /// Position of the refused step, from 0.

@@ -5,11 +5,6 @@
 //! executors (and a re-read of the system after each plan) keep it honest on a live machine;
 //! scenarios and `simulate` drive it alone.
 
-/// The shortest delay a timer gets: `set-timer <name> 0` (or anything shorter) fires this
-/// long after it was armed. A policy that re-arms its own timer on every firing therefore
-/// fires at most this often, and every other event is decided in between.
-pub const MIN_TIMER_MS: u32 = 100;
-
 use crate::grants::{Grants, hast_device};
 use crate::types::{
     Action, CarpState, CarpStatus, Event, HastHook, HastReplication, HastRole, HastStatus,
@@ -17,6 +12,11 @@ use crate::types::{
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// The shortest delay a timer gets: `set-timer <name> 0` (or anything shorter) fires this
+/// long after it was armed. A policy that re-arms its own timer on every firing therefore
+/// fires at most this often, and every other event is decided in between.
+pub const MIN_TIMER_MS: u32 = 100;
 
 /// Everything the daemon knows about the machine.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -345,31 +345,23 @@ impl Machine {
 
     /// Every timer due at or before `until_ms`, as (due, policy, name), in due order.
     pub fn due_timers(&self, until_ms: u64) -> Vec<(u64, String, String)> {
-        let mut due: Vec<_> = self
-            .timers
-            .iter()
-            .flat_map(|(policy, timers)| {
-                timers
-                    .iter()
-                    .filter(|(_, due)| **due <= until_ms)
-                    .map(move |(name, due)| (*due, policy.clone(), name.clone()))
-            })
-            .collect();
+        let mut due: Vec<_> = self.timers_due_by(until_ms).collect();
         due.sort();
         due
     }
 
     /// The earliest timer due at or before `until_ms`, as (due, policy, name).
     pub fn next_due_timer(&self, until_ms: u64) -> Option<(u64, String, String)> {
-        self.timers
-            .iter()
-            .flat_map(|(policy, timers)| {
-                timers
-                    .iter()
-                    .map(move |(name, due)| (*due, policy.clone(), name.clone()))
-            })
-            .filter(|(due, _, _)| *due <= until_ms)
-            .min()
+        self.timers_due_by(until_ms).min()
+    }
+
+    fn timers_due_by(&self, until_ms: u64) -> impl Iterator<Item = (u64, String, String)> + '_ {
+        self.timers.iter().flat_map(move |(policy, timers)| {
+            timers
+                .iter()
+                .filter(move |(_, due)| **due <= until_ms)
+                .map(move |(name, due)| (*due, policy.clone(), name.clone()))
+        })
     }
 
     /// CARP state of a vhid.

@@ -8,7 +8,7 @@
 //! display escapes.
 
 use std::borrow::Cow;
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 /// Whether a character would be unsafe to show raw: control characters (C0, DEL, C1, which
 /// include ESC and the terminal's CSI), and the Unicode marks that reorder or hide text
@@ -39,7 +39,9 @@ pub fn escape(text: &str) -> Cow<'_, str> {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c if unsafe_char(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
             c => out.push(c),
         }
     }

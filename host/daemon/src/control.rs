@@ -20,8 +20,9 @@
 //!   can reach the socket (the directory keeps everyone else out anyway).
 //! - **A request line is bounded** ([`Limits::max_request_bytes`], 64 KiB by default) and the
 //!   request and the answer each have a deadline ([`Limits::timeout`]): a client that connects
-//!   and sends nothing, trickles bytes, or does not read its answer holds the server for at
-//!   most that long.
+//!   and sends nothing, trickles bytes, or does not read its answer holds its connection for
+//!   at most that long. The daemon serves each connection on a thread of its own (a bounded
+//!   number of them), so such a client never delays a hook.
 //! - **Malformed requests are answered**, never panicked on: the client gets
 //!   `{"result":"error","message":...}` naming the problem, and [`ControlSocket::stats`]
 //!   counts it.

@@ -13,7 +13,7 @@
 
 use crate::control::{self, ControlSocket, Request, Response};
 use crate::devd_client::{DevdClient, DevdMessage, DevdOptions};
-use crate::event_loop::EventLoop;
+use crate::event_loop::{EventLoop, raise_alert};
 use crate::hastctl_poller::{HastMessage, HastctlOptions, HastctlPoller};
 use crate::inbox::{Inbox, Report};
 use crate::journal::{Entry, Journal, JournalError, Recovered};
@@ -21,10 +21,10 @@ use crate::keepalived_fifo::{FifoMessage, KeepalivedFifo};
 use crate::queue::Pushed;
 use crate::reconcile::Reconciler;
 use crate::reload::{ReloadOutcome, Reloader};
-use crate::status::{Identity, RecentAlert, StatusBoard};
+use crate::status::{Identity, StatusBoard};
 use haven_core::{AlertSeverity, Config, Event, ExecutorKind, HastStatus, Machine, PolicyConfig};
 use haven_executor::{DryRun, Executor, Platform, Runner, SystemExecutor};
-use haven_runtime::{LoadError, LoadedPolicy, Pipeline, Runtime, RuntimeError, RuntimeOptions};
+use haven_runtime::{LoadedPolicy, Pipeline, Runtime, RuntimeError, RuntimeOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,13 +42,6 @@ pub enum StartError {
     Journal(#[from] JournalError),
     #[error("policy runtime: {0}")]
     Runtime(#[from] RuntimeError),
-    #[error("policy `{policy}` ({}): {source}", module.display())]
-    Policy {
-        policy: String,
-        module: PathBuf,
-        #[source]
-        source: LoadError,
-    },
     #[error("{0}")]
     Control(#[from] control::ControlError),
     #[error("executor: {0}")]
@@ -149,14 +142,6 @@ impl Daemon {
                 Err(alert) => startup_alerts.push((policy.name.clone(), alert)),
             }
         }
-        for (policy, message) in &startup_alerts {
-            tracing::error!(policy = %policy, alert = %message, "operator alert");
-            journal.append(&Entry::Alert {
-                policy: Some(policy.clone()),
-                severity: AlertSeverity::Critical,
-                message: message.clone(),
-            })?;
-        }
 
         let reconciler = Reconciler::new(&config);
         let (machine, problems) = reconciler.read(&Machine::default(), &policies);
@@ -176,12 +161,15 @@ impl Daemon {
             granted_services: granted(&config, |g| g.services.iter()),
         };
         let board = StatusBoard::new(identity, Arc::new(machine.clone()), settings.decisions_kept);
-        for (policy, message) in startup_alerts {
-            board.add_alert(RecentAlert {
-                policy: Some(policy),
-                severity: "critical".to_owned(),
+        for (policy, message) in &startup_alerts {
+            tracing::error!(policy = %policy, alert = %message, "operator alert");
+            raise_alert(
+                &mut journal,
+                &board,
+                Some(policy),
+                AlertSeverity::Critical,
                 message,
-            });
+            );
         }
         let reloader = Arc::new(
             Reloader::start(
@@ -519,9 +507,9 @@ fn fifo_message(inbox: &Inbox, message: FifoMessage) {
 
 // ------------------------------------------------------------------------------ control socket
 
-/// How long `havenctl reload` waits for the outcome. The control socket serves one request at
-/// a time, so this stays well under the hooks' own timeout (5 s): a reload that waits for a
-/// long plan to finish answers "still in progress" rather than hold hastd's hooks.
+/// How long `havenctl reload` waits for the outcome: a reload that waits for a long plan to
+/// finish answers "still in progress" rather than hold its connection's thread for minutes
+/// (each connection has its own; see [`MAX_CONTROL_CONNECTIONS`]).
 const RELOAD_WAIT: Duration = Duration::from_secs(2);
 
 /// Answers control requests: reads status, turns hooks into events, asks for reloads.

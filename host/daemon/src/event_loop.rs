@@ -429,7 +429,7 @@ fn append(journal: &mut Journal, board: &StatusBoard, entry: &Entry) {
 }
 
 /// Journal an operator alert and pin it on the status board.
-fn raise_alert(
+pub(crate) fn raise_alert(
     journal: &mut Journal,
     board: &StatusBoard,
     policy: Option<&str>,

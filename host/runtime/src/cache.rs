@@ -35,14 +35,23 @@ impl ArtifactCache {
         })
     }
 
-    fn path_for(&self, module_hash: &str) -> PathBuf {
-        self.dir
-            .join(format!("{module_hash}-{}.cwasm", self.engine_hash))
+    /// The entry for a module hash; `None` unless the hash is 64 lowercase hex digits, so
+    /// that a hash read from a file (the journal names last good versions) can never name a
+    /// path outside the cache.
+    fn path_for(&self, module_hash: &str) -> Option<PathBuf> {
+        let is_sha256 = module_hash.len() == 64
+            && module_hash
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        is_sha256.then(|| {
+            self.dir
+                .join(format!("{module_hash}-{}.cwasm", self.engine_hash))
+        })
     }
 
     /// The compiled component for a module, if cached.
     pub fn load(&self, engine: &Engine, module_hash: &str) -> Option<Component> {
-        let path = self.path_for(module_hash);
+        let path = self.path_for(module_hash)?;
         if !path.is_file() {
             return None;
         }
@@ -104,7 +113,10 @@ impl ArtifactCache {
     /// saves time.
     pub fn store(&self, module_hash: &str, component: &Component) {
         static WRITES: AtomicU64 = AtomicU64::new(0);
-        let path = self.path_for(module_hash);
+        let Some(path) = self.path_for(module_hash) else {
+            tracing::warn!(module_hash, "not a SHA-256 hash; not cached");
+            return;
+        };
         let write = WRITES.fetch_add(1, Ordering::Relaxed);
         let temporary = path.with_extension(format!("tmp.{}.{write}", std::process::id()));
         let written = component
@@ -191,9 +203,29 @@ mod tests {
         // An empty component: the preamble, component-model version 0xd, layer 1.
         let empty = b"\0asm\x0d\0\x01\0";
         let component = Component::new(&cranelift, empty).unwrap();
-        old.store("00", &component);
-        assert!(old.load(&cranelift, "00").is_some());
-        assert!(new.load(&winch, "00").is_none());
-        assert_eq!(new.clean(&["00".to_owned()].into(), 8), 1);
+        let hash = "00".repeat(32);
+        old.store(&hash, &component);
+        assert!(old.load(&cranelift, &hash).is_some());
+        assert!(new.load(&winch, &hash).is_none());
+        assert_eq!(new.clean(&[hash].into(), 8), 1);
+    }
+
+    #[test]
+    fn only_a_sha256_hash_names_an_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::new(&dir.path().join("cache"), &Engine::default()).unwrap();
+        let hash = "0123456789abcdef".repeat(4);
+        let path = cache.path_for(&hash).unwrap();
+        assert_eq!(path.parent(), Some(dir.path().join("cache").as_path()));
+        for bad in [
+            "../../etc/passwd",
+            "",
+            &hash[1..],
+            &hash.to_uppercase(),
+            &format!("{hash}/x"),
+        ] {
+            assert_eq!(cache.path_for(bad), None, "{bad}");
+            assert!(cache.load(&Engine::default(), bad).is_none());
+        }
     }
 }

@@ -153,6 +153,8 @@ pub struct CompiledPolicy {
     /// host's own or an older minor (see [`crate::admission`]).
     pub contract: String,
     pre: PolicyPre<CallContext>,
+    /// The limits `describe` ran under; `configure` asks again only under other limits.
+    described_with: Limits,
 }
 
 impl std::fmt::Debug for CompiledPolicy {
@@ -338,19 +340,15 @@ impl Runtime {
                     .map_err(|error| LoadError::Compile(format!("{error:#}")))?
             }
         };
-        let (imports, contract) = self.check_interface(&component)?;
-        // Only what was admitted whole is cached.
+        let compiled = self.link(component, module_hash, from_cache, started, limits)?;
+        // Only what was admitted, linked and described is cached.
         if !from_cache && let Some(cache) = &self.cache {
-            cache.store(&module_hash, &component);
+            cache.store(
+                &compiled.module_hash,
+                compiled.pre.instance_pre().component(),
+            );
         }
-        self.link(
-            component,
-            module_hash,
-            from_cache,
-            started,
-            (imports, contract),
-            limits,
-        )
+        Ok(compiled)
     }
 
     /// A version of a policy kept in the artifact cache, by its module hash: the last good
@@ -366,28 +364,27 @@ impl Runtime {
             .as_ref()
             .and_then(|cache| cache.load(&self.engine, module_hash))
             .ok_or_else(|| LoadError::NotCached(module_hash.to_owned()))?;
-        let interface = self.check_interface(&component)?;
         let compiled = self.link(
             component,
             module_hash.to_owned(),
             true,
             started,
-            interface,
             &config.limits,
         )?;
         self.configure(compiled, config)
     }
 
-    /// Link an admitted component and ask it what it is.
+    /// Check a component's imports and exports against the contract, link it, and ask it
+    /// what it is under `limits`.
     fn link(
         &self,
         component: Component,
         module_hash: String,
         from_cache: bool,
         started: Instant,
-        (imports, contract): (Vec<String>, String),
         limits: &Limits,
     ) -> Result<CompiledPolicy, LoadError> {
+        let (imports, contract) = self.check_interface(&component)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -405,6 +402,7 @@ impl Runtime {
             imports,
             contract,
             pre,
+            described_with: limits.clone(),
         };
         compiled.info = self
             .describe(&compiled, limits)
@@ -441,8 +439,8 @@ impl Runtime {
         self.configure(compiled, config)
     }
 
-    /// Give a compiled policy its settings, grants and limits; `describe` is asked again under
-    /// those limits, and `init` must accept the settings.
+    /// Give a compiled policy its settings, grants and limits (`describe` is asked again if it
+    /// ran under other limits); `init` must accept the settings.
     pub fn configure(
         &self,
         mut compiled: CompiledPolicy,
@@ -457,9 +455,12 @@ impl Runtime {
         if config.limits.deadline_ms == 0 {
             return Err(LoadError::Limits("deadline-ms must be at least 1".into()));
         }
-        compiled.info = self
-            .describe(&compiled, &config.limits)
-            .map_err(LoadError::Describe)?;
+        if compiled.described_with != config.limits {
+            compiled.info = self
+                .describe(&compiled, &config.limits)
+                .map_err(LoadError::Describe)?;
+            compiled.described_with = config.limits.clone();
+        }
         let policy = LoadedPolicy {
             name: config.name.clone(),
             compiled,
