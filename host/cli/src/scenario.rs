@@ -41,7 +41,7 @@ use std::sync::Arc;
 /// A scenario file.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
-struct ScenarioFile {
+pub struct ScenarioFile {
     #[serde(default)]
     description: Option<String>,
     #[serde(default)]
@@ -157,23 +157,21 @@ pub fn run_file(runtime: &Arc<Runtime>, compiled: &CompiledPolicy, path: &Path) 
         error: None,
         cases: Vec::new(),
     };
-    let scenario = match read(path) {
-        Ok(scenario) => scenario,
+    let parsed = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read: {error}"))
+        .and_then(|text| parse(&text, path));
+    let (scenario, config) = match parsed {
+        Ok(parsed) => parsed,
         Err(error) => {
             report.error = Some(error);
             return report;
         }
     };
     report.description = scenario.description.clone();
-    let config = policy_config(&scenario, path);
-    let policy = match config.and_then(|config| {
-        runtime
-            .configure(compiled.clone(), &config)
-            .map_err(|error| format!("policy not loaded: {error}"))
-    }) {
+    let policy = match runtime.configure(compiled.clone(), &config) {
         Ok(policy) => policy,
         Err(error) => {
-            report.error = Some(error);
+            report.error = Some(format!("policy not loaded: {error}"));
             return report;
         }
     };
@@ -197,16 +195,19 @@ pub fn run_file(runtime: &Arc<Runtime>, compiled: &CompiledPolicy, path: &Path) 
     report
 }
 
-fn read(path: &Path) -> Result<ScenarioFile, String> {
-    let text = std::fs::read_to_string(path).map_err(|error| format!("cannot read: {error}"))?;
-    toml::from_str(&text).map_err(|error| {
+/// A scenario file's text, read: the scenario, and its policy's config entry (grants, limits
+/// and settings checked as in `haven.toml`). `path` names the file in errors.
+pub fn parse(text: &str, path: &Path) -> Result<(ScenarioFile, PolicyConfig), String> {
+    let scenario: ScenarioFile = toml::from_str(text).map_err(|error| {
         let line = error
             .span()
             .map(|span| text[..span.start].matches('\n').count() + 1)
             .map(|line| format!("line {line}: "))
             .unwrap_or_default();
         format!("{line}{}", error.message())
-    })
+    })?;
+    let config = policy_config(&scenario, path)?;
+    Ok((scenario, config))
 }
 
 /// Scenarios check decisions, not speed: unless a scenario sets its own, calls get this

@@ -1516,3 +1516,105 @@ fn idle_control_clients_never_hold_up_a_hook() {
         );
     }
 }
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> SmallDisk {
+        fs::create_dir_all(dir).unwrap();
+        let mounted = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(mounted.success(), "mount tmpfs on {}", dir.display());
+        SmallDisk(dir.to_owned())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_state_disk_is_alerted_once_and_again_when_it_is_over() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: needs root to mount a small tmpfs as the state directory");
+        return;
+    }
+    let setup = Setup::with(&Options {
+        hastctl_interval_ms: Some(FOREVER_MS),
+        ..Options::default()
+    });
+    let _disk = SmallDisk::mount(&setup.state_dir(), "16m");
+    let daemon = Havend::start_up(&setup, &[]);
+
+    // Fill the disk to the last byte.
+    let filler = setup.state_dir().join("filler");
+    let mut file = fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    while file.write_all(&chunk).is_ok() {}
+    while file.write_all(&[0]).is_ok() {}
+    drop(file);
+
+    let alerts_about = |status: &Status, text: &str| {
+        status
+            .alerts
+            .iter()
+            .filter(|alert| alert.message.contains(text))
+            .count()
+    };
+    let hook = || {
+        let output = daemon.havenctl(&["hast-hook", "connect", "test"]);
+        assert!(output.status.success(), "{output:?}");
+    };
+    // Events go on being decided; the first write that fails raises one alert.
+    let status = poll_until(POLL, || {
+        hook();
+        let status = daemon.status();
+        (alerts_about(&status, "the journal cannot be written") > 0).then_some(status)
+    })
+    .unwrap_or_else(|| panic!("no alert about the journal\n{}", daemon.diagnostics()));
+    assert!(status.journal_errors > 0, "{status:?}");
+    for _ in 0..20 {
+        hook();
+    }
+    let status = daemon.status();
+    assert_eq!(
+        alerts_about(&status, "the journal cannot be written"),
+        1,
+        "{status:?}"
+    );
+    assert!(status.journal_errors > 1, "{status:?}");
+
+    // Room again: the next write works, and the journal says the outage is over.
+    fs::remove_file(&filler).unwrap();
+    let over = poll_until(POLL, || {
+        hook();
+        daemon
+            .records()
+            .into_iter()
+            .find_map(|record| match record.entry {
+                Entry::Alert { message, .. } if message.contains("can be written again") => {
+                    Some(message)
+                }
+                _ => None,
+            })
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the end of the outage was not journaled\n{}",
+            daemon.diagnostics()
+        )
+    });
+    assert!(over.contains("No space left on device"), "{over}");
+}

@@ -23,7 +23,7 @@
 //!   its plan is abandoned and journaled as such, and the loop ends.
 
 use crate::inbox::{Inbox, Next, Report};
-use crate::journal::{Entry, Journal};
+use crate::journal::{Entry, Journal, JournalError};
 use crate::reconcile::Granted;
 use crate::reload::{Prepared, ReloadOutcome};
 use crate::status::{PolicyStatus, RecentAlert, RecentDecision, RunningStep, StatusBoard};
@@ -75,7 +75,7 @@ impl<E: Executor> EventLoop<E> {
                 completed: false,
             });
         }
-        let syncer = Syncer::start();
+        let syncer = Syncer::start(self.board.clone());
         loop {
             if self.inbox.is_empty() {
                 // Quiet: show the model, and get the journal to disk off the event path.
@@ -316,18 +316,16 @@ impl<E: Executor> EventLoop<E> {
     }
 
     fn sync_journal(&mut self) {
-        if let Err(error) = self.journal.sync() {
-            tracing::error!(%error, "cannot sync the journal");
-            self.board.journal_error();
-        }
+        let wrote = !self.journal.is_clean();
+        let synced = self.journal.sync();
+        journal_outcome(&mut self.journal, &self.board, "sync", wrote, synced);
     }
 
     /// Write what this event appended, with one `write`.
     fn flush_journal(&mut self) {
-        if let Err(error) = self.journal.flush() {
-            tracing::error!(%error, "cannot write to the journal");
-            self.board.journal_error();
-        }
+        let wrote = !self.journal.is_clean();
+        let flushed = self.journal.flush();
+        journal_outcome(&mut self.journal, &self.board, "write", wrote, flushed);
     }
 
     /// Hand the journal to the syncer thread (or sync here, without one).
@@ -335,14 +333,13 @@ impl<E: Executor> EventLoop<E> {
         let Some(syncer) = syncer else {
             return self.sync_journal();
         };
-        match self.journal.flush_for_background_sync() {
-            Ok(Some(file)) => syncer.sync(file),
-            Ok(None) => {}
-            Err(error) => {
-                tracing::error!(%error, "cannot write to the journal");
-                self.board.journal_error();
+        let wrote = !self.journal.is_clean();
+        let flushed = self.journal.flush_for_background_sync().map(|file| {
+            if let Some(file) = file {
+                syncer.sync(file);
             }
-        }
+        });
+        journal_outcome(&mut self.journal, &self.board, "write", wrote, flushed);
     }
 
     /// Pin the model and the policies' counters on the status board.
@@ -377,7 +374,7 @@ struct Syncer {
 
 impl Syncer {
     /// `None` if the thread cannot be started: the loop then syncs itself.
-    fn start() -> Option<Syncer> {
+    fn start(board: StatusBoard) -> Option<Syncer> {
         let (files, requests) = std::sync::mpsc::channel::<std::fs::File>();
         let thread = std::thread::Builder::new()
             .name("journal-sync".to_owned())
@@ -387,8 +384,10 @@ impl Syncer {
                     while let Ok(newer) = requests.try_recv() {
                         file = newer;
                     }
-                    if let Err(error) = file.sync_data() {
-                        tracing::error!(%error, "cannot sync the journal");
+                    if let Err(error) = file.sync_data()
+                        && board.journal_error(&error).is_none()
+                    {
+                        tracing::debug!(%error, "the journal still cannot be synced");
                     }
                 }
             });
@@ -419,12 +418,41 @@ impl Drop for Syncer {
     }
 }
 
-/// Append to the journal; a failure is logged and counted, and the daemon goes on (refusing
-/// to fail over because a disk is full would be worse than an incomplete record).
+/// Append to the journal (see [`journal_outcome`] for what a failure leads to).
 fn append(journal: &mut Journal, board: &StatusBoard, entry: &Entry) {
-    if let Err(error) = journal.append_buffered(entry) {
-        tracing::error!(%error, kind = entry.kind(), "cannot write to the journal");
-        board.journal_error();
+    // Appending only buffers (unless it rotates): a success says nothing of the disk.
+    let appended = journal.append_buffered(entry).map(drop);
+    journal_outcome(journal, board, entry.kind(), false, appended);
+}
+
+/// What became of a journal write or sync. A failure is counted, and the first one of an
+/// outage (a full state disk, say) raises a critical alert; the daemon goes on, since refusing
+/// to fail over because a disk is full would be worse than an incomplete record. The first
+/// success that wrote something (`wrote`) after an outage journals that it is over, with how
+/// many writes failed.
+fn journal_outcome(
+    journal: &mut Journal,
+    board: &StatusBoard,
+    what: &str,
+    wrote: bool,
+    result: Result<(), JournalError>,
+) {
+    match result {
+        Ok(()) if !wrote => {}
+        Ok(()) => {
+            if let Some(message) = board.journal_ok(journal.take_dropped_lines()) {
+                let _ = journal.append_buffered(&Entry::Alert {
+                    policy: None,
+                    severity: AlertSeverity::Warning,
+                    message,
+                });
+            }
+        }
+        Err(error) => {
+            if board.journal_error(&error).is_none() {
+                tracing::debug!(%error, what, "the journal still cannot be written");
+            }
+        }
     }
 }
 
@@ -553,12 +581,16 @@ impl Observer for Journaling<'_> {
         });
         let host_side = haven_executor::executor::is_host_side(step);
         self.acted |= self.acts && !host_side;
-        if self.acts
-            && !host_side
-            && let Err(error) = self.journal.sync()
-        {
-            tracing::error!(%error, "cannot sync the journal before a step");
-            self.board.journal_error();
+        if self.acts && !host_side {
+            let wrote = !self.journal.is_clean();
+            let synced = self.journal.sync();
+            journal_outcome(
+                self.journal,
+                self.board,
+                "sync before a step",
+                wrote,
+                synced,
+            );
         }
         self.board.set_running(Some(RunningStep {
             policy: policy.to_owned(),

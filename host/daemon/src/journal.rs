@@ -307,6 +307,8 @@ pub struct Journal {
     pending: Vec<u8>,
     /// Lines written since the last `fsync`.
     unsynced: bool,
+    /// Lines given up on while writes failed (see [`Journal::take_dropped_lines`]).
+    dropped_lines: u64,
 }
 
 impl Journal {
@@ -356,6 +358,7 @@ impl Journal {
             torn_tail,
             pending: Vec::new(),
             unsynced: false,
+            dropped_lines: 0,
         })
     }
 
@@ -381,8 +384,9 @@ impl Journal {
         })?;
         line.push(b'\n');
         let bytes = line.len() as u64;
-        if self.len > 0 && self.len.saturating_add(bytes) > self.max_bytes {
-            self.sync()?;
+        // Rotate only once what is pending reached the disk; while it cannot (a full disk),
+        // the line waits with the others, and the next flush reports the failure.
+        if self.len > 0 && self.len.saturating_add(bytes) > self.max_bytes && self.sync().is_ok() {
             self.rotate()?;
         }
         self.pending.extend_from_slice(&line);
@@ -400,8 +404,15 @@ impl Journal {
         let written = self.len - self.pending.len() as u64;
         if let Err(error) = self.file.write_all(&self.pending) {
             // Best effort: take back a partial write so that the next line is not glued to it;
-            // the lines stay pending for the next attempt.
+            // the lines stay pending for the next attempt, up to a file's worth: while the disk
+            // stays full, older lines are dropped (and counted) rather than kept in memory.
             let _ = self.file.set_len(written);
+            if self.pending.len() as u64 > self.max_bytes {
+                let lines = self.pending.iter().filter(|byte| **byte == b'\n').count();
+                self.dropped_lines += lines as u64;
+                self.len = written;
+                self.pending.clear();
+            }
             return Err(io_error("write to", &path)(error));
         }
         self.pending.clear();
@@ -433,6 +444,17 @@ impl Journal {
             .try_clone()
             .map(Some)
             .map_err(io_error("duplicate the handle of", &path))
+    }
+
+    /// Lines dropped because they could not be written for a file's worth of appends, since
+    /// the last call; the count starts again from 0.
+    pub fn take_dropped_lines(&mut self) -> u64 {
+        std::mem::take(&mut self.dropped_lines)
+    }
+
+    /// Whether every line appended is written and synced (a flush or sync would do nothing).
+    pub fn is_clean(&self) -> bool {
+        self.pending.is_empty() && !self.unsynced
     }
 
     /// The sequence number the next entry will get.

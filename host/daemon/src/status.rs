@@ -15,6 +15,7 @@ use haven_core::{CarpStatus, HastStatus, Machine, MountStatus, ServiceStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -153,6 +154,8 @@ struct Board {
     decisions_kept: usize,
     alerts: VecDeque<RecentAlert>,
     journal_errors: u64,
+    /// While journal writes fail: the error count when the outage began, and its first error.
+    journal_outage: Option<(u64, String)>,
     decisions_total: u64,
     /// Threads in [`StatusBoard::wait_for_decisions`]: only then is a decision signalled.
     waiters: usize,
@@ -168,6 +171,8 @@ pub struct StatusBoard {
     board: Arc<Mutex<Board>>,
     /// Signalled on every decision, for [`StatusBoard::wait_for_decisions`].
     decided: Arc<Condvar>,
+    /// Whether the journal is failing: read on every successful write without the lock.
+    journal_failing: Arc<AtomicBool>,
 }
 
 impl StatusBoard {
@@ -184,6 +189,7 @@ impl StatusBoard {
                 decisions_kept,
                 alerts: VecDeque::new(),
                 journal_errors: 0,
+                journal_outage: None,
                 decisions_total: 0,
                 waiters: 0,
                 reloads: ReloadCounts::default(),
@@ -191,6 +197,7 @@ impl StatusBoard {
                 reload_generation: 0,
             })),
             decided: Arc::new(Condvar::new()),
+            journal_failing: Arc::default(),
         }
     }
 
@@ -272,11 +279,7 @@ impl StatusBoard {
 
     /// Add an alert, forgetting the oldest beyond [`ALERTS_KEPT`].
     pub fn add_alert(&self, alert: RecentAlert) {
-        let mut board = self.lock();
-        if board.alerts.len() >= ALERTS_KEPT {
-            board.alerts.pop_front();
-        }
-        board.alerts.push_back(alert);
+        add(&mut self.lock(), alert);
     }
 
     /// The grants in force changed (a reload): what status shows follows them.
@@ -331,9 +334,45 @@ impl StatusBoard {
             .reload_generation
     }
 
-    /// Count a failed journal write.
-    pub fn journal_error(&self) {
-        self.lock().journal_errors += 1;
+    /// Count a failed journal write or sync. The first failure after the journal worked
+    /// raises a critical alert on the board (the journal itself may be what cannot take it):
+    /// said once per outage, not once per event. Returns that alert's text when it is raised.
+    pub fn journal_error(&self, error: &dyn std::fmt::Display) -> Option<String> {
+        let mut board = self.lock();
+        board.journal_errors += 1;
+        if board.journal_outage.is_some() {
+            return None;
+        }
+        board.journal_outage = Some((board.journal_errors - 1, error.to_string()));
+        self.journal_failing.store(true, Ordering::Release);
+        let message = format!(
+            "the journal cannot be written ({error}); havend goes on deciding and acting, \
+             unrecorded until it can (is the state disk full?)"
+        );
+        tracing::error!(alert = %message, "operator alert");
+        push_alert(&mut board, "critical", &message);
+        Some(message)
+    }
+
+    /// A journal write succeeded. After an outage, the warning that says it is over (for the
+    /// journal too), with the lines the journal had to drop. Cheap when there was none: one
+    /// atomic load per call.
+    pub fn journal_ok(&self, dropped_lines: u64) -> Option<String> {
+        if !self.journal_failing.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut board = self.lock();
+        let (from, first) = board.journal_outage.take()?;
+        self.journal_failing.store(false, Ordering::Release);
+        let message = format!(
+            "the journal can be written again, after {} failed writes (the first: {first}); \
+             {dropped_lines} lines could not be kept, and what happened meanwhile is only in \
+             havend's log",
+            board.journal_errors - from
+        );
+        tracing::warn!(alert = %message, "operator alert");
+        push_alert(&mut board, "warning", &message);
+        Some(message)
     }
 
     /// The status as of now.
@@ -382,5 +421,69 @@ impl StatusBoard {
             reloads: board.reloads,
             last_reload: board.last_reload.clone(),
         }
+    }
+}
+
+/// Keep an alert on the board, dropping the oldest past [`ALERTS_KEPT`].
+fn add(board: &mut Board, alert: RecentAlert) {
+    if board.alerts.len() >= ALERTS_KEPT {
+        board.alerts.pop_front();
+    }
+    board.alerts.push_back(alert);
+}
+
+/// A host alert (no policy) on the board.
+fn push_alert(board: &mut Board, severity: &str, message: &str) {
+    add(
+        board,
+        RecentAlert {
+            policy: None,
+            severity: severity.to_owned(),
+            message: message.to_owned(),
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn board() -> StatusBoard {
+        let identity = Identity {
+            config: PathBuf::from("/etc/haven/haven.toml"),
+            state_dir: PathBuf::from("/var/db/haven"),
+            executor: "dry-run".into(),
+            granted_hast: BTreeSet::new(),
+            granted_mountpoints: BTreeSet::new(),
+            granted_services: BTreeSet::new(),
+        };
+        StatusBoard::new(identity, Arc::default(), 4)
+    }
+
+    #[test]
+    fn a_journal_outage_is_said_once_when_it_starts_and_once_when_it_ends() {
+        let board = board();
+        assert_eq!(board.journal_ok(0), None, "no outage, nothing to say");
+        let disk_full = "No space left on device (os error 28)";
+        let alert = board.journal_error(&disk_full).unwrap();
+        assert!(
+            alert.contains(disk_full) && alert.contains("state disk full"),
+            "{alert}"
+        );
+        for _ in 0..100 {
+            assert_eq!(board.journal_error(&disk_full), None);
+        }
+        let over = board.journal_ok(7).unwrap();
+        assert_eq!(
+            over,
+            "the journal can be written again, after 101 failed writes (the first: No space \
+             left on device (os error 28)); 7 lines could not be kept, and what happened \
+             meanwhile is only in havend's log"
+        );
+        assert_eq!(board.journal_ok(0), None);
+        let board = board.lock();
+        assert_eq!(board.journal_errors, 101);
+        let severities: Vec<&str> = board.alerts.iter().map(|a| a.severity.as_str()).collect();
+        assert_eq!(severities, ["critical", "warning"]);
     }
 }

@@ -649,3 +649,32 @@ fn recover_finds_the_highest_ids_so_they_never_repeat() {
     queue.continue_ids_after(recovered.last_event_id);
     assert_eq!(queue.take_id(), 9);
 }
+
+#[test]
+fn lines_that_cannot_be_written_stay_pending_up_to_a_file_and_are_then_counted() {
+    let full = Path::new("/dev/full");
+    if !full.exists() {
+        eprintln!("skipped: no /dev/full on this system");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut journal = Journal::open(dir.path(), 4096, 2).unwrap();
+    // Every write fails as on a full disk.
+    journal.file = OpenOptions::new().write(true).open(full).unwrap();
+    journal.append_buffered(&note(0)).unwrap();
+    assert!(journal.flush().is_err());
+    assert!(!journal.is_clean(), "kept for the next attempt");
+    assert_eq!(journal.take_dropped_lines(), 0);
+    let mut appended = 1;
+    while journal.flush().is_err() && !journal.is_clean() {
+        journal.append_buffered(&note(appended)).unwrap();
+        appended += 1;
+        assert!(appended < 1000, "pending lines were never given up");
+    }
+    assert!(
+        journal.is_clean(),
+        "past a file's worth, the pending lines are dropped"
+    );
+    assert_eq!(journal.take_dropped_lines(), appended as u64);
+    assert_eq!(journal.take_dropped_lines(), 0);
+}
