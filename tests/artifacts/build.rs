@@ -1,5 +1,5 @@
-//! Builds every policy the tests load: the shipped seed policy, the misbehaving ones and one
-//! built against an older minor version of the contract.
+//! Builds every policy the tests load: the shipped seed policy, the misbehaving ones (two of
+//! them misbehave in `describe`) and one built against an older minor version of the contract.
 
 use haven_guest_build::{Guest, build};
 use std::fmt::Write;
@@ -24,6 +24,14 @@ const GUESTS: &[Guest] = &[
     Guest {
         package: "contract-1-0-policy",
         dir: "tests/policies/contract-1-0",
+    },
+    Guest {
+        package: "big-describe-policy",
+        dir: "tests/policies/big-describe",
+    },
+    Guest {
+        package: "huge-version-policy",
+        dir: "tests/policies/huge-version",
     },
 ];
 

@@ -216,3 +216,84 @@ fn a_config_error_names_file_and_line() {
         "{stderr}"
     );
 }
+
+#[test]
+fn log_without_a_state_directory_says_so() {
+    let missing = std::env::temp_dir().join(format!("havenctl-no-state-{}", std::process::id()));
+    let output = havenctl(&["log", "--state-dir", &missing.display().to_string()]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "no journal: the state directory {} does not exist",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn havend_says_a_startup_error_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // The control directory would be inside a file: it cannot be made.
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, "").unwrap();
+    let config = dir.path().join("haven.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nexecutor = \"dry-run\"\nstate-dir = {:?}\ncontrol-dir = {:?}\n",
+            dir.path().join("state"),
+            blocker.join("control")
+        ),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_havend"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = stderr
+        .lines()
+        .find(|line| line.starts_with("havend: "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let reason = "Not a directory (os error 20)";
+    assert_eq!(line.matches(reason).count(), 1, "{line}");
+    assert_eq!(line.matches("control socket").count(), 1, "{line}");
+}
+
+#[test]
+fn havend_check_and_the_daemon_use_the_policys_own_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("haven.toml");
+    let write = |limits: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[[policy]]\nname = \"big\"\nmodule = {:?}\n[policy.limits]\n{limits}\n",
+                artifacts::BIG_DESCRIBE_POLICY
+            ),
+        )
+        .unwrap()
+    };
+    let check = || {
+        Command::new(env!("CARGO_BIN_EXE_havend"))
+            .arg("--check")
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    write("");
+    let refused = check();
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("exceeded its memory limit of 16 MiB"),
+        "{refused:?}"
+    );
+    write("memory-mib = 64");
+    let accepted = check();
+    assert!(accepted.status.success(), "{accepted:?}");
+}

@@ -1339,3 +1339,52 @@ fn a_module_rejected_while_running_does_not_stop_the_next_start() {
     );
     assert_eq!(status.policies.len(), 1, "{status:?}");
 }
+
+#[test]
+fn text_a_policy_controls_is_escaped_in_log_and_status() {
+    let setup = Setup::new();
+    fs::write(setup.module(), Version::A.bytes()).unwrap();
+    let policy = misbehaving("forger", &setup.module(), "injection", "", "");
+    fs::write(setup.config(), setup.config_text(&[policy], false)).unwrap();
+    let daemon = Havend::start(&setup);
+    // Its alert (raised for its startup event) tries to forge a journal line and to clear the
+    // operator's screen.
+    daemon.wait_journal("the forger's alert", |records| {
+        records
+            .iter()
+            .any(|record| matches!(&record.entry, Entry::Alert { message, .. } if message.contains("forged")))
+            .then_some(())
+    });
+    let log = daemon.havenctl(&[
+        "log",
+        "--state-dir",
+        &setup.state_dir().display().to_string(),
+    ]);
+    assert!(log.status.success(), "{log:?}");
+    let status = daemon.havenctl(&["status"]);
+    assert!(status.status.success(), "{status:?}");
+    for (what, output) in [("log", &log.stdout), ("status", &status.stdout)] {
+        assert!(
+            !output.iter().any(|byte| *byte == 0x1b || *byte == 0),
+            "{what}: an escape or NUL byte reached the terminal"
+        );
+        let text = String::from_utf8_lossy(output);
+        assert!(
+            text.contains("all good\\n2026-12-04T00:00:00Z decision 9 by mysql@ffff"),
+            "{what}: {text}"
+        );
+        assert!(text.contains("\\u{1b}[2J"), "{what}: {text}");
+    }
+    // Every line of the log is a record of its own: none was forged.
+    let log = String::from_utf8_lossy(&log.stdout);
+    assert!(
+        log.lines()
+            .all(|line| line.starts_with("20") && line.contains(" #")),
+        "{log}"
+    );
+    assert!(
+        !log.lines()
+            .any(|line| line.starts_with("2026-12-04T00:00:00Z")),
+        "{log}"
+    );
+}

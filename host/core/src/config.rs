@@ -27,6 +27,7 @@
 //! journal-max-bytes = 8388608        # per journal file
 //! journal-keep-files = 4             # rotated journal files kept
 //! decisions-kept = 20                # recent decisions `havenctl status` shows
+//! compile-memory-mib = 2048          # address space of the process compiling a policy
 //!
 //! [sources.devd]                     # a source runs only if its table is present
 //! socket = "/var/run/devd.seqpacket.pipe"
@@ -194,6 +195,10 @@ pub struct DaemonConfig {
     pub journal_keep_files: usize,
     /// How many recent decisions `havenctl status` shows: 20.
     pub decisions_kept: usize,
+    /// The address space a compiler process may use, in MiB: 2048, at least 256. Each policy
+    /// module is compiled in a process of its own under this limit, so a module that costs
+    /// more fails alone.
+    pub compile_memory_mib: u64,
 }
 
 /// The default state folder of the platform this was built for.
@@ -215,6 +220,7 @@ impl Default for DaemonConfig {
             journal_max_bytes: 8 * 1024 * 1024,
             journal_keep_files: 4,
             decisions_kept: 20,
+            compile_memory_mib: 2048,
         }
     }
 }
@@ -521,6 +527,7 @@ struct RawDaemon {
     journal_max_bytes: Option<Spanned<u64>>,
     journal_keep_files: Option<usize>,
     decisions_kept: Option<usize>,
+    compile_memory_mib: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -872,6 +879,12 @@ fn build_daemon(raw: RawDaemon) -> Located<DaemonConfig> {
         )?,
         journal_keep_files: raw.journal_keep_files.unwrap_or(default.journal_keep_files),
         decisions_kept: raw.decisions_kept.unwrap_or(default.decisions_kept),
+        compile_memory_mib: at_least(
+            raw.compile_memory_mib,
+            "daemon: compile-memory-mib",
+            256,
+            default.compile_memory_mib,
+        )?,
     })
 }
 
@@ -1300,6 +1313,7 @@ address = "192.168.1.50"
                 journal_max_bytes: 8 * 1024 * 1024,
                 journal_keep_files: 4,
                 decisions_kept: 20,
+                compile_memory_mib: 2048,
             }
         );
         assert_eq!(

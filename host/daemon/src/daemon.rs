@@ -24,7 +24,9 @@ use crate::reload::{ReloadOutcome, Reloader};
 use crate::status::{Identity, StatusBoard};
 use haven_core::{AlertSeverity, Config, Event, ExecutorKind, HastStatus, Machine, PolicyConfig};
 use haven_executor::{DryRun, Executor, Platform, Runner, SystemExecutor};
-use haven_runtime::{LoadedPolicy, Pipeline, Runtime, RuntimeError, RuntimeOptions};
+use haven_runtime::{
+    CompilerProcess, LoadedPolicy, Pipeline, Runtime, RuntimeError, RuntimeOptions,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -90,8 +92,19 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Start everything for `config`, read from `config_path`.
+    /// Start everything for `config`, read from `config_path`, compiling policies in this
+    /// process (benchmarks, tests; havend uses [`Daemon::start_with`]).
     pub fn start(config: Config, config_path: &Path) -> Result<Daemon, StartError> {
+        Daemon::start_with(config, config_path, None)
+    }
+
+    /// [`Daemon::start`], compiling each policy module with `compiler`: a process of its own
+    /// under `[daemon] compile-memory-mib` (see `haven_runtime::compiler_process`).
+    pub fn start_with(
+        config: Config,
+        config_path: &Path,
+        compiler: Option<CompilerProcess>,
+    ) -> Result<Daemon, StartError> {
         let settings = &config.daemon;
         // First, before anything is read, written or decided: binding fails if another
         // havend answers on the socket, and that one owns the journal and the machine.
@@ -123,6 +136,7 @@ impl Daemon {
 
         let runtime = Arc::new(Runtime::new(RuntimeOptions {
             cache_dir: Some(settings.state_dir.join("cache")),
+            compiler,
             ..RuntimeOptions::default()
         })?);
         let mut policies = Vec::with_capacity(config.policies.len());

@@ -81,19 +81,28 @@ pub const MAX_NESTING: usize = 1024;
 /// imports, so that a module that would be refused, or would cost the host gigabytes to
 /// compile, never reaches the compiler.
 pub fn componentize(bytes: &[u8]) -> Result<Vec<u8>, AdmissionError> {
+    admit(bytes)?;
+    if Parser::is_component(bytes) {
+        return Ok(bytes.to_vec());
+    }
+    wit_component::ComponentEncoder::default()
+        .module(bytes)
+        .and_then(|encoder| encoder.validate(true).encode())
+        .map_err(|error| AdmissionError::Componentize(format!("{error:#}")))
+}
+
+/// Everything that can be refused without compiling or encoding: not WebAssembly, too costly
+/// ([`check_structure`]), or importing what the contract does not offer.
+pub fn admit(bytes: &[u8]) -> Result<(), AdmissionError> {
     let is_component = Parser::is_component(bytes);
     if !is_component && !Parser::is_core_wasm(bytes) {
         return Err(AdmissionError::NotWasm);
     }
     check_structure(bytes)?;
-    if is_component {
-        return Ok(bytes.to_vec());
+    if !is_component {
+        check_core_imports(bytes)?;
     }
-    check_core_imports(bytes)?;
-    wit_component::ComponentEncoder::default()
-        .module(bytes)
-        .and_then(|encoder| encoder.validate(true).encode())
-        .map_err(|error| AdmissionError::Componentize(format!("{error:#}")))
+    Ok(())
 }
 
 /// What a module or component may cost to compile, read in one pass without compiling: its

@@ -109,6 +109,18 @@ impl ArtifactCache {
         removed
     }
 
+    /// The cache's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Forget a module's entry (one that turned out not to be admissible).
+    pub fn remove(&self, module_hash: &str) {
+        if let Some(path) = self.path_for(module_hash) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
     /// Store a compiled component. Failing to write is logged, never fatal: the cache only
     /// saves time.
     pub fn store(&self, module_hash: &str, component: &Component) {

@@ -10,12 +10,14 @@ pub mod admission;
 mod bindings;
 pub mod cache;
 pub mod call_context;
+pub mod compiler_process;
 pub mod pipeline;
 pub mod runtime;
 
 pub use admission::AdmissionError;
 pub use bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION};
 pub use call_context::{KvStore, PolicyLog};
+pub use compiler_process::CompilerProcess;
 pub use pipeline::{Decision, Outcome, Pipeline};
 pub use runtime::{
     COMPILER, Call, CallFailure, CompiledPolicy, LoadError, LoadedPolicy, Runtime, RuntimeError,

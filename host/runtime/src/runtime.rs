@@ -20,6 +20,7 @@ use crate::admission::{self, AdmissionError};
 use crate::bindings::{Convert, PolicyPre, to_wit};
 use crate::cache::ArtifactCache;
 use crate::call_context::{CallContext, KvStore, PolicyLog};
+use crate::compiler_process::CompilerProcess;
 use haven_core::text::clip;
 use haven_core::{Event, Grants, Limits, Machine, Plan, PolicyConfig, PolicyInfo};
 use sha2::{Digest, Sha256};
@@ -54,6 +55,9 @@ pub struct RuntimeOptions {
     pub cache_dir: Option<PathBuf>,
     /// Instances that may exist at once (calls in flight, across threads).
     pub max_instances: u32,
+    /// Compile in a process of its own, into the cache (the daemon's way; it needs
+    /// `cache_dir`). `None` compiles in this process (havenctl, tests).
+    pub compiler: Option<CompilerProcess>,
 }
 
 impl Default for RuntimeOptions {
@@ -61,6 +65,7 @@ impl Default for RuntimeOptions {
         RuntimeOptions {
             cache_dir: None,
             max_instances: 64,
+            compiler: None,
         }
     }
 }
@@ -249,6 +254,8 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<CallContext>,
     cache: Option<ArtifactCache>,
+    /// Set only with a cache: the child writes its artifact there.
+    compiler: Option<CompilerProcess>,
     _ticker: EpochTicker,
 }
 
@@ -275,16 +282,8 @@ impl Runtime {
             .table_keep_resident(64 * 1024)
             // Reset only the pages a call touched (Linux 6.7+; ignored elsewhere).
             .pagemap_scan(wasmtime::Enabled::Auto);
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .epoch_interruption(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-            .strategy(if cfg!(target_arch = "x86_64") {
-                Strategy::Winch
-            } else {
-                Strategy::Cranelift
-            });
+        let mut config = engine_config();
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(engine_error)?;
         let mut linker = Linker::new(&engine);
         crate::bindings::Policy::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
@@ -305,6 +304,7 @@ impl Runtime {
         };
         Ok(Runtime {
             _ticker: EpochTicker::start(engine.clone()),
+            compiler: options.compiler.filter(|_| cache.is_some()),
             engine,
             linker,
             cache,
@@ -326,15 +326,24 @@ impl Runtime {
     /// under `limits`, the limits of the policy the module is for.
     pub fn compile(&self, bytes: &[u8], limits: &Limits) -> Result<CompiledPolicy, LoadError> {
         let started = Instant::now();
-        let module_hash = hex(&Sha256::digest(bytes));
+        let module_hash = module_hash(bytes);
         let cached = self
             .cache
             .as_ref()
             .and_then(|cache| cache.load(&self.engine, &module_hash));
         let from_cache = cached.is_some();
-        let component = match cached {
-            Some(component) => component,
-            None => {
+        let component = match (cached, &self.compiler, &self.cache) {
+            (Some(component), _, _) => component,
+            (None, Some(compiler), Some(cache)) => {
+                // What can be refused without compiling is refused here, with its reason; the
+                // child compiles, and the artifact comes back through the cache.
+                admission::admit(bytes)?;
+                compiler.compile(cache, bytes).map_err(LoadError::Compile)?;
+                cache.load(&self.engine, &module_hash).ok_or_else(|| {
+                    LoadError::Compile("the compiler process left no usable artifact".to_owned())
+                })?
+            }
+            (None, _, _) => {
                 let component_bytes = admission::componentize(bytes)?;
                 Component::new(&self.engine, &component_bytes)
                     .map_err(|error| LoadError::Compile(format!("{error:#}")))?
@@ -627,8 +636,33 @@ fn classify(error: &wasmtime::Error, store: &Store<CallContext>) -> CallFailure 
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+/// What decides how policies are compiled: the same for the daemon's engine and for a
+/// compiler process's (which instantiates nothing, so it needs no instance pool), so that an
+/// artifact either one compiled loads in the other.
+fn engine_config() -> Config {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .strategy(if cfg!(target_arch = "x86_64") {
+            Strategy::Winch
+        } else {
+            Strategy::Cranelift
+        });
+    config
+}
+
+/// An engine for a compiler process ([`crate::compiler_process::worker_main`]).
+pub fn compiler_engine() -> Result<Engine, RuntimeError> {
+    Engine::new(&engine_config()).map_err(|error| RuntimeError::Engine(format!("{error:#}")))
+}
+
+/// A module's name in the journal and the artifact cache: the SHA-256 of its bytes, in hex.
+pub(crate) fn module_hash(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 impl ResourceLimiter for CallContext {

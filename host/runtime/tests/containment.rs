@@ -433,3 +433,57 @@ fn a_component_is_accepted_as_it_is() {
 fn wasmparser_is_component(bytes: &[u8]) -> bool {
     bytes.starts_with(b"\0asm") && bytes.get(4..8) == Some(&[0x0d, 0x00, 0x01, 0x00])
 }
+
+/// A config entry for a module that misbehaves in `describe`, with extra `[policy.limits]`.
+fn describing(module: &str, limits: &str) -> PolicyConfig {
+    let text =
+        format!("[[policy]]\nname = \"d\"\nmodule = \"{module}\"\n[policy.limits]\n{limits}\n");
+    Config::parse(&text, Path::new("test.toml"))
+        .unwrap()
+        .policies
+        .remove(0)
+}
+
+#[test]
+fn describe_runs_under_the_policys_own_limits() {
+    let runtime = runtime();
+    let refused = runtime
+        .load(&describing(artifacts::BIG_DESCRIBE_POLICY, ""))
+        .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "describe failed: exceeded its memory limit of 16 MiB"
+    );
+    let loaded = runtime
+        .load(&describing(
+            artifacts::BIG_DESCRIBE_POLICY,
+            "memory-mib = 64",
+        ))
+        .unwrap();
+    assert_eq!(loaded.compiled.info.name, "big-describe");
+}
+
+#[test]
+fn a_huge_version_string_is_refused_at_load() {
+    let refused = runtime()
+        .load(&describing(
+            artifacts::HUGE_VERSION_POLICY,
+            "memory-mib = 64",
+        ))
+        .unwrap_err();
+    assert!(
+        matches!(refused, LoadError::Describe(CallFailure::TooMuchText(_))),
+        "{refused}"
+    );
+    // Under a transfer budget that lets it through, the length of a version is still bounded.
+    let refused = runtime()
+        .load(&describing(
+            artifacts::HUGE_VERSION_POLICY,
+            "memory-mib = 64\ndeadline-ms = 10000\nmax-text-bytes = 67108864",
+        ))
+        .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "describe failed: described itself with a version of 12582912 bytes (1 to 64 allowed)"
+    );
+}

@@ -17,7 +17,7 @@ use clap::{Parser, ValueEnum};
 use haven_core::Config;
 use haven_daemon::Daemon;
 use haven_daemon::pidfile::PidFile;
-use haven_runtime::{Runtime, RuntimeOptions};
+use haven_runtime::{CompilerProcess, Runtime, RuntimeOptions, compiler_process};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -60,7 +60,15 @@ const fn default_config() -> &'static str {
     }
 }
 
+/// How long one policy may take to compile in its compiler process.
+const COMPILE_TIMEOUT: Duration = Duration::from_secs(120);
+
 fn main() -> ExitCode {
+    // havend started again as a compiler process by a running havend (not for people).
+    let mut raw = std::env::args_os().skip(1);
+    if raw.next().as_deref() == Some(std::ffi::OsStr::new(compiler_process::WORKER_FLAG)) {
+        return compile_worker(raw.collect());
+    }
     let mut args = Args::parse();
     // `--daemon` changes the working folder to `/`: every path given relative to where havend
     // was started must be made absolute first (module paths follow the config's).
@@ -97,6 +105,36 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `havend --compile-worker <cache dir> <module file> <memory MiB>`: compile one module into
+/// the artifact cache under a memory limit, for the havend that started it.
+fn compile_worker(args: Vec<std::ffi::OsString>) -> ExitCode {
+    let [cache, module, memory] = &args[..] else {
+        eprintln!(
+            "usage: havend {} <cache dir> <module file> <memory MiB>",
+            compiler_process::WORKER_FLAG
+        );
+        return ExitCode::from(2);
+    };
+    let Some(memory_mib) = memory.to_str().and_then(|text| text.parse().ok()) else {
+        eprintln!("havend: the memory limit is not a number of MiB");
+        return ExitCode::from(2);
+    };
+    let engine = match haven_runtime::runtime::compiler_engine() {
+        Ok(engine) => engine,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = compiler_process::worker_main(
+        &engine,
+        std::path::Path::new(cache),
+        std::path::Path::new(module),
+        memory_mib,
+    );
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 /// `--check`: the config, and every policy loaded as the daemon would load it (read, admitted,
@@ -155,7 +193,13 @@ fn run(args: Args, config: Config) -> anyhow::Result<()> {
             hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
         }
     };
-    let daemon = Daemon::start(config, &args.config)?;
+    let compiler = CompilerProcess {
+        program: std::env::current_exe().context("cannot find havend's own program")?,
+        args: Vec::new(),
+        memory_mib: config.daemon.compile_memory_mib,
+        timeout: COMPILE_TIMEOUT,
+    };
+    let daemon = Daemon::start_with(config, &args.config, Some(compiler))?;
     runtime.block_on(wait_for_stop(&daemon, signals))?;
     daemon.stop();
     Ok(())
