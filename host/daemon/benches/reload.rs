@@ -40,6 +40,10 @@
 //! the import checks and turning the core module into a component) and cached, and
 //! `Runtime::configure` (the `init` call). Then the targets (≤ 100 ms cold, ≤ 10 ms cached),
 //! printed as met or missed, never asserted.
+//!
+//! With `HAVEN_BENCH_HAVEND=<path to havend>`, cold reloads are measured once more as havend
+//! makes them, with each module compiled by a process of its own
+//! (`haven_runtime::compiler_process`).
 
 #[cfg(not(unix))]
 fn main() {
@@ -58,7 +62,7 @@ mod bench {
     use haven_daemon::control::{self, Request, Response};
     use haven_daemon::reload::{ReloadOutcome, SETTLE};
     use haven_daemon::status::Status;
-    use haven_runtime::{Runtime, RuntimeOptions};
+    use haven_runtime::{CompilerProcess, Runtime, RuntimeOptions};
     use notify::Watcher;
     use std::path::{Path, PathBuf};
     use std::sync::mpsc;
@@ -225,7 +229,7 @@ mod bench {
     }
 
     impl Harness {
-        fn start(seed: &[u8], trigger: Trigger) -> Harness {
+        fn start(seed: &[u8], trigger: Trigger, compiler: Option<CompilerProcess>) -> Harness {
             let dir = temp_dir();
             let module = dir.path().join("policy.wasm");
             let (target, staging) = match trigger {
@@ -247,7 +251,8 @@ mod bench {
             std::fs::write(&config_path, &text).expect("writing haven.toml");
             let config = Config::parse(&text, &config_path).expect("the bench config parses");
             let started = Instant::now();
-            let daemon = Daemon::start(config, &config_path).expect("the daemon starts");
+            let daemon =
+                Daemon::start_with(config, &config_path, compiler).expect("the daemon starts");
             let board = daemon.status_board();
             let count = board.wait_for_decisions(1, Instant::now() + TIMEOUT);
             assert!(count >= 1, "no startup decision");
@@ -519,7 +524,7 @@ mod bench {
 
         let mut results = Vec::new();
         for trigger in [Trigger::Watcher, Trigger::Sighup] {
-            let harness = Harness::start(&seed, trigger);
+            let harness = Harness::start(&seed, trigger, None);
             let label = match trigger {
                 Trigger::Watcher => "rename seen by the watcher",
                 Trigger::Sighup => "SIGHUP path, no watcher",
@@ -576,6 +581,35 @@ mod bench {
             harness.stop();
         }
 
+        // As havend runs: each module compiled by a process of its own (havend
+        // --compile-worker), when the bench is told where a havend binary is.
+        let isolated = std::env::var_os("HAVEN_BENCH_HAVEND").map(|program| {
+            let harness = Harness::start(
+                &seed,
+                Trigger::Watcher,
+                Some(CompilerProcess {
+                    program: program.into(),
+                    args: Vec::new(),
+                    memory_mib: 2048,
+                    timeout: TIMEOUT,
+                }),
+            );
+            print_header("daemon, rename seen by the watcher, compiling in a process of its own");
+            let (_, cold) = measure(&harness, counts.cold, |n| {
+                version(&seed, &format!("cold isolated {n}"))
+            });
+            print_row("cold: rename → first decision by it", &cold);
+            println!();
+            harness.stop();
+            cold
+        });
+        if isolated.is_none() {
+            println!(
+                "(set HAVEN_BENCH_HAVEND to a havend binary to measure compiling in a process \
+                 of its own, as havend does)\n"
+            );
+        }
+
         println!("against the targets (file watcher path):");
         let (_, cold_swap, cached_swap, cold_decided, cached_decided) = results[0];
         verdict("cold: rename → swapped in", &cold_swap, TARGET_COLD);
@@ -586,6 +620,13 @@ mod bench {
             &cached_decided,
             TARGET_CACHED,
         );
+        if let Some(cold) = isolated {
+            verdict(
+                "cold, compiler process: rename → first decision",
+                &cold,
+                TARGET_COLD,
+            );
+        }
         println!("{}", load_average());
     }
 }
