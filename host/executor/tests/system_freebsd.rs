@@ -344,7 +344,7 @@ fn the_promotion_runs_freebsds_commands_and_a_second_run_runs_none() {
     let plan = standins.steps(&PROMOTION);
 
     let outcomes = run_plan(&mut executor, &plan);
-    assert_eq!(outcomes.len(), 6);
+    assert_eq!(outcomes.len(), 6, "{outcomes:?}");
     assert_all_ok(&outcomes);
     // No secondary worker ran and the device appeared with the role: those were done already.
     assert_eq!(skipped(&outcomes), [true, false, true, false, false, false]);
