@@ -21,7 +21,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let mut names = HashSet::new();
     for status in &list.statuses {
         assert!(check_hast_resource("r", &status.resource).is_ok());
-        assert!(names.insert(status.resource.as_str()), "{} twice", status.resource);
+        assert!(
+            names.insert(status.resource.as_str()),
+            "{} twice",
+            status.resource
+        );
     }
     for refusal in &list.refused {
         let _ = refusal.to_string();
