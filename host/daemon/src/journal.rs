@@ -29,7 +29,7 @@ use haven_core::{AlertSeverity, Event, InterruptedStep, Plan, Step};
 use haven_runtime::{Decision, Outcome as RuntimeOutcome};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -265,8 +265,10 @@ pub struct TornLine {
 pub struct Contents {
     /// The records.
     pub records: Vec<Record>,
-    /// Lines skipped because they do not parse.
+    /// Lines skipped because they do not parse: the first 100.
     pub torn: Vec<TornLine>,
+    /// Every line skipped.
+    pub torn_total: u64,
 }
 
 /// The step that was in progress when the daemon stopped.
@@ -508,26 +510,13 @@ impl Journal {
     /// Every record in the journal in `dir`, oldest first, across rotated files. A missing
     /// directory or file is an empty journal.
     pub fn read_all(dir: impl AsRef<Path>) -> Result<Contents, JournalError> {
-        let dir = dir.as_ref();
-        let mut contents = Contents::default();
-        let mut files: Vec<PathBuf> = rotated_files(dir)?
-            .into_iter()
-            .rev()
-            .map(|(_, path)| path)
-            .collect();
-        files.push(dir.join(JOURNAL_FILE));
-        for path in files {
-            read_file(&path, &mut contents)?;
-        }
-        for torn in &contents.torn {
-            tracing::warn!(
-                path = %torn.path.display(),
-                line = torn.line,
-                reason = %torn.reason,
-                "journal: skipped a torn line"
-            );
-        }
-        Ok(contents)
+        let mut records = Vec::new();
+        let skipped = for_each_record(dir.as_ref(), |record| records.push(record))?;
+        Ok(Contents {
+            records,
+            torn: skipped.kept,
+            torn_total: skipped.total,
+        })
     }
 
     /// The step that was in progress when the daemon writing the journal in `dir` stopped (see
@@ -540,70 +529,74 @@ impl Journal {
     /// step, and the highest event and plan ids, so that ids go on from there and never repeat
     /// within one journal. Unreadable lines are skipped (and logged once, here).
     pub fn recover(dir: impl AsRef<Path>) -> Result<Recovered, JournalError> {
-        let contents = Journal::read_all(dir)?;
-        if let Some(first) = contents.torn.first() {
+        let mut recovered = Recovered::default();
+        let skipped = for_each_record(dir.as_ref(), |record| recovered.fold(record))?;
+        if let Some(first) = skipped.kept.first() {
             tracing::warn!(
-                skipped = contents.torn.len(),
+                skipped = skipped.total,
                 first = %format!("{}:{}", first.path.display(), first.line),
                 reason = %first.reason,
                 "journal: unreadable lines skipped; the rest was read"
             );
         }
-        let mut recovered = Recovered::default();
-        let open = &mut recovered.interrupted;
-        for record in contents.records {
-            match record.entry {
-                Entry::Event { event_id, .. } => {
-                    recovered.last_event_id = recovered.last_event_id.max(event_id);
-                }
-                Entry::Decision {
-                    event_id,
-                    plan_id,
-                    policy,
-                    module_hash,
-                    ..
-                } => {
-                    recovered.last_event_id = recovered.last_event_id.max(event_id);
-                    recovered.last_plan_id = recovered.last_plan_id.max(plan_id.unwrap_or(0));
-                    recovered.last_modules.insert(policy, module_hash);
-                }
-                Entry::StepStart {
-                    plan_id,
-                    policy,
-                    index,
-                    step,
-                } => {
-                    recovered.last_plan_id = recovered.last_plan_id.max(plan_id);
-                    *open = Some(Interrupted {
-                        policy,
-                        plan_id,
-                        step_index: index,
-                        step,
-                    });
-                }
-                Entry::StepEnd {
-                    plan_id,
-                    policy,
-                    index,
-                    ..
-                } if open.as_ref().is_some_and(|open| {
-                    open.plan_id == plan_id && open.policy == policy && open.step_index == index
-                }) =>
-                {
-                    *open = None;
-                }
-                Entry::PlanEnd {
-                    plan_id, policy, ..
-                } if open
-                    .as_ref()
-                    .is_some_and(|open| open.plan_id == plan_id && open.policy == policy) =>
-                {
-                    *open = None;
-                }
-                _ => {}
-            }
-        }
         Ok(recovered)
+    }
+}
+
+impl Recovered {
+    /// Take one record into account, oldest first.
+    fn fold(&mut self, record: Record) {
+        let open = &mut self.interrupted;
+        match record.entry {
+            Entry::Event { event_id, .. } => {
+                self.last_event_id = self.last_event_id.max(event_id);
+            }
+            Entry::Decision {
+                event_id,
+                plan_id,
+                policy,
+                module_hash,
+                ..
+            } => {
+                self.last_event_id = self.last_event_id.max(event_id);
+                self.last_plan_id = self.last_plan_id.max(plan_id.unwrap_or(0));
+                self.last_modules.insert(policy, module_hash);
+            }
+            Entry::StepStart {
+                plan_id,
+                policy,
+                index,
+                step,
+            } => {
+                self.last_plan_id = self.last_plan_id.max(plan_id);
+                *open = Some(Interrupted {
+                    policy,
+                    plan_id,
+                    step_index: index,
+                    step,
+                });
+            }
+            Entry::StepEnd {
+                plan_id,
+                policy,
+                index,
+                ..
+            } if open.as_ref().is_some_and(|open| {
+                open.plan_id == plan_id && open.policy == policy && open.step_index == index
+            }) =>
+            {
+                *open = None;
+            }
+            Entry::PlanEnd {
+                plan_id, policy, ..
+            } if open
+                .as_ref()
+                .is_some_and(|open| open.plan_id == plan_id && open.policy == policy) =>
+            {
+                *open = None;
+            }
+            _ => {}
+        }
     }
 }
 
@@ -671,28 +664,138 @@ fn rotated_files(dir: &Path) -> Result<Vec<(usize, PathBuf)>, JournalError> {
     Ok(files)
 }
 
-/// Read a file's records into `contents`; a missing file is empty.
-fn read_file(path: &Path, contents: &mut Contents) -> Result<(), JournalError> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
+/// The longest journal line read. Haven's own lines are far shorter; a longer one is a
+/// damaged file, skipped without being held in memory.
+const MAX_LINE_BYTES: usize = 16 << 20;
+
+/// Unreadable lines kept for a report; more are only counted.
+const TORN_KEPT: usize = 100;
+
+/// The unreadable lines met while reading.
+#[derive(Debug, Default)]
+struct Skipped {
+    kept: Vec<TornLine>,
+    total: u64,
+}
+
+impl Skipped {
+    fn add(&mut self, torn: TornLine) {
+        self.total += 1;
+        if self.kept.len() < TORN_KEPT {
+            self.kept.push(torn);
+        }
+    }
+}
+
+/// Hand every readable record of the journal in `dir` to `each`, oldest first, one line in
+/// memory at a time; unreadable lines are skipped and reported.
+fn for_each_record(dir: &Path, mut each: impl FnMut(Record)) -> Result<Skipped, JournalError> {
+    let mut files: Vec<PathBuf> = rotated_files(dir)?
+        .into_iter()
+        .rev()
+        .map(|(_, path)| path)
+        .collect();
+    files.push(dir.join(JOURNAL_FILE));
+    let mut skipped = Skipped::default();
+    for path in files {
+        read_file(&path, &mut each, &mut skipped)?;
+    }
+    Ok(skipped)
+}
+
+/// Read a file's records, line by line; a missing file is empty. A line that does not parse
+/// is skipped and reported, wherever it is: at the end it is a crash mid-write, in the middle
+/// a full disk, a hand edit or a damaged block. What comes after it is still read.
+fn read_file(
+    path: &Path,
+    each: &mut impl FnMut(Record),
+    skipped: &mut Skipped,
+) -> Result<(), JournalError> {
+    for_each_line(path, |number, line| match line {
+        Line::Text(text) => match serde_json::from_slice::<Record>(text) {
+            Ok(record) => each(record),
+            Err(error) => skipped.add(torn_line(path, number, text, error.to_string())),
+        },
+        Line::TooLong { start, bytes } => {
+            let mut torn = torn_line(
+                path,
+                number,
+                start,
+                format!("longer than {MAX_LINE_BYTES} bytes"),
+            );
+            torn.bytes = bytes;
+            skipped.add(torn);
+        }
+    })
+}
+
+/// One line of a journal file, as [`for_each_line`] hands it over.
+enum Line<'a> {
+    /// Without its newline; never empty.
+    Text(&'a [u8]),
+    /// Over [`MAX_LINE_BYTES`]: its start, and its length.
+    TooLong { start: &'a [u8], bytes: usize },
+}
+
+/// Every non-empty line of the file at `path`, with its number from 1, holding at most
+/// [`MAX_LINE_BYTES`] in memory; a missing file has none.
+fn for_each_line(path: &Path, mut each: impl FnMut(usize, Line<'_>)) -> Result<(), JournalError> {
+    let file = match File::open(path) {
+        Ok(file) => file,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(error) => return Err(io_error("read", path)(error)),
     };
-    // A line that does not parse is skipped and reported, wherever it is: at the end it is a
-    // crash mid-write, in the middle a full disk, a hand edit or a damaged block. What comes
-    // after it is still read.
-    for (number, line) in bytes.split(|byte| *byte == b'\n').enumerate() {
-        if line.is_empty() {
+    let mut reader = io::BufReader::new(file);
+    let mut line = Vec::new();
+    for number in 1.. {
+        line.clear();
+        let read = (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(io_error("read", path))?;
+        if read == 0 {
+            break;
+        }
+        if line.len() > MAX_LINE_BYTES && line.last() != Some(&b'\n') {
+            let rest = skip_line(&mut reader).map_err(io_error("read", path))?;
+            let start = &line[..TORN_TEXT_LIMIT];
+            each(
+                number,
+                Line::TooLong {
+                    start,
+                    bytes: line.len() + rest,
+                },
+            );
             continue;
         }
-        match serde_json::from_slice::<Record>(line) {
-            Ok(record) => contents.records.push(record),
-            Err(error) => contents
-                .torn
-                .push(torn_line(path, number + 1, line, error.to_string())),
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        if !text.is_empty() {
+            each(number, Line::Text(text));
         }
     }
     Ok(())
+}
+
+/// Read past the rest of a line; returns how many bytes it had.
+fn skip_line(reader: &mut impl io::BufRead) -> io::Result<usize> {
+    let mut skipped = 0;
+    loop {
+        let buffer = reader.fill_buf()?;
+        if buffer.is_empty() {
+            return Ok(skipped);
+        }
+        match buffer.iter().position(|byte| *byte == b'\n') {
+            Some(end) => {
+                reader.consume(end + 1);
+                return Ok(skipped + end);
+            }
+            None => {
+                let all = buffer.len();
+                reader.consume(all);
+                skipped += all;
+            }
+        }
+    }
 }
 
 fn torn_line(path: &Path, line: usize, bytes: &[u8], reason: String) -> TornLine {
@@ -711,31 +814,50 @@ fn torn_line(path: &Path, line: usize, bytes: &[u8], reason: String) -> TornLine
 /// If the file at `path` does not end in a newline, cut it back to its last newline and
 /// report what was cut.
 fn cut_torn_tail(path: &Path) -> Result<Option<TornLine>, JournalError> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
+    let mut file = match File::open(path) {
+        Ok(file) => file,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(io_error("read", path)(error)),
     };
-    if bytes.last().is_none_or(|byte| *byte == b'\n') {
+    // One pass in fixed chunks: where the last complete line ends, and how many there are.
+    let (mut keep, mut len, mut lines) = (0u64, 0u64, 0usize);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let read = file.read(&mut chunk).map_err(io_error("read", path))?;
+        if read == 0 {
+            break;
+        }
+        for (at, _) in chunk[..read]
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+        {
+            keep = len + at as u64 + 1;
+            lines += 1;
+        }
+        len += read as u64;
+    }
+    if keep == len {
         return Ok(None);
     }
-    let keep = bytes
-        .iter()
-        .rposition(|byte| *byte == b'\n')
-        .map_or(0, |newline| newline + 1);
-    let tail = &bytes[keep..];
-    let line = bytes[..keep].iter().filter(|byte| **byte == b'\n').count() + 1;
-    let reason = match serde_json::from_slice::<Record>(tail) {
+    let mut tail = Vec::new();
+    let mut reader = File::open(path).map_err(io_error("read", path))?;
+    io::Seek::seek(&mut reader, io::SeekFrom::Start(keep)).map_err(io_error("read", path))?;
+    reader
+        .take(MAX_LINE_BYTES as u64)
+        .read_to_end(&mut tail)
+        .map_err(io_error("read", path))?;
+    let reason = match serde_json::from_slice::<Record>(&tail) {
         Ok(_) => "complete record without its newline".to_owned(),
         Err(error) => error.to_string(),
     };
-    let torn = torn_line(path, line, tail, reason);
+    let mut torn = torn_line(path, lines + 1, &tail, reason);
+    torn.bytes = (len - keep) as usize;
     let file = OpenOptions::new()
         .write(true)
         .open(path)
         .map_err(io_error("open", path))?;
-    file.set_len(keep as u64)
-        .map_err(io_error("truncate", path))?;
+    file.set_len(keep).map_err(io_error("truncate", path))?;
     file.sync_all().map_err(io_error("sync", path))?;
     Ok(Some(torn))
 }
@@ -746,16 +868,14 @@ fn last_seq(dir: &Path) -> Result<Option<u64>, JournalError> {
     let mut files = vec![dir.join(JOURNAL_FILE)];
     files.extend(rotated_files(dir)?.into_iter().map(|(_, path)| path));
     for path in files {
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
-            Err(error) => return Err(io_error("read", &path)(error)),
-        };
-        let seq = bytes
-            .split(|byte| *byte == b'\n')
-            .rev()
-            .find_map(|line| serde_json::from_slice::<SeqOnly>(line).ok())
-            .map(|line| line.seq);
+        let mut seq = None;
+        for_each_line(&path, |_, line| {
+            if let Line::Text(text) = line
+                && let Ok(line) = serde_json::from_slice::<SeqOnly>(text)
+            {
+                seq = Some(line.seq);
+            }
+        })?;
         if seq.is_some() {
             return Ok(seq);
         }

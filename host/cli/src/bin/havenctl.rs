@@ -417,11 +417,15 @@ fn log_command(dir: &Path, lines: Option<usize>, follow: bool, json: bool) -> Re
     }
     for torn in &contents.torn {
         eprintln!(
-            "havenctl: {}:{}: torn line skipped ({})",
+            "havenctl: {}:{}: unreadable line skipped ({})",
             torn.path.display(),
             torn.line,
-            torn.reason
+            haven_core::text::escape(&torn.reason)
         );
+    }
+    let unreported = contents.torn_total - contents.torn.len() as u64;
+    if unreported > 0 {
+        eprintln!("havenctl: {unreported} more unreadable lines skipped");
     }
     if !follow {
         return Ok(());

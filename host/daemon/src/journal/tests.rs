@@ -678,3 +678,48 @@ fn lines_that_cannot_be_written_stay_pending_up_to_a_file_and_are_then_counted()
     assert_eq!(journal.take_dropped_lines(), appended as u64);
     assert_eq!(journal.take_dropped_lines(), 0);
 }
+
+#[test]
+fn a_huge_damaged_line_is_skipped_without_being_held_and_reports_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut journal = Journal::open(dir.path(), 1 << 30, 2).unwrap();
+    journal.append(&note(0)).unwrap();
+    drop(journal);
+    let path = dir.path().join(JOURNAL_FILE);
+    let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+    // A damaged block: 20 MiB with no newline, then a thousand short garbage lines.
+    file.write_all(&vec![b'x'; 20 << 20]).unwrap();
+    file.write_all(b"\n").unwrap();
+    file.write_all(&b"garbage\n".repeat(1000)).unwrap();
+    drop(file);
+    let mut journal = Journal::open(dir.path(), 1 << 30, 2).unwrap();
+    journal.append(&note(1)).unwrap();
+    drop(journal);
+
+    let contents = Journal::read_all(dir.path()).unwrap();
+    assert_eq!(
+        contents.records.len(),
+        2,
+        "the good lines on both sides are read"
+    );
+    assert_eq!(contents.torn_total, 1001);
+    assert_eq!(contents.torn.len(), 100, "only the first reports are kept");
+    assert_eq!(contents.torn[0].bytes, 20 << 20);
+    assert!(
+        contents.torn[0].reason.starts_with("longer than"),
+        "{:?}",
+        contents.torn[0]
+    );
+    assert!(contents.torn[0].text.len() <= 512);
+    let recovered = Journal::recover(dir.path()).unwrap();
+    assert_eq!(recovered.interrupted, None);
+
+    // A huge unfinished last line is cut back to the last complete one.
+    let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+    file.write_all(&vec![b'y'; 20 << 20]).unwrap();
+    drop(file);
+    let journal = Journal::open(dir.path(), 1 << 30, 2).unwrap();
+    let torn = journal.torn_tail().unwrap();
+    assert_eq!(torn.bytes, 20 << 20);
+    assert_eq!(journal.next_seq(), 3);
+}
