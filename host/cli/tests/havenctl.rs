@@ -286,14 +286,16 @@ fn havend_check_and_the_daemon_use_the_policys_own_limits() {
             .output()
             .unwrap()
     };
-    write("");
+    // A generous deadline: describing fills 20 MiB, which a loaded test machine may take a
+    // while to do; this test is about the memory limit.
+    write("deadline-ms = 5000");
     let refused = check();
     assert_eq!(refused.status.code(), Some(2), "{refused:?}");
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("exceeded its memory limit of 16 MiB"),
         "{refused:?}"
     );
-    write("memory-mib = 64");
+    write("deadline-ms = 5000\nmemory-mib = 64");
     let accepted = check();
     assert!(accepted.status.success(), "{accepted:?}");
 }

@@ -434,10 +434,13 @@ fn wasmparser_is_component(bytes: &[u8]) -> bool {
     bytes.starts_with(b"\0asm") && bytes.get(4..8) == Some(&[0x0d, 0x00, 0x01, 0x00])
 }
 
-/// A config entry for a module that misbehaves in `describe`, with extra `[policy.limits]`.
+/// A config entry for a module that misbehaves in `describe`, with extra `[policy.limits]` and
+/// a generous deadline (these tests are about memory and text, not time).
 fn describing(module: &str, limits: &str) -> PolicyConfig {
-    let text =
-        format!("[[policy]]\nname = \"d\"\nmodule = \"{module}\"\n[policy.limits]\n{limits}\n");
+    let text = format!(
+        "[limits]\ndeadline-ms = 5000\n[[policy]]\nname = \"d\"\nmodule = \"{module}\"\n\
+         [policy.limits]\n{limits}\n"
+    );
     Config::parse(&text, Path::new("test.toml"))
         .unwrap()
         .policies
@@ -479,7 +482,7 @@ fn a_huge_version_string_is_refused_at_load() {
     let refused = runtime()
         .load(&describing(
             artifacts::HUGE_VERSION_POLICY,
-            "memory-mib = 64\ndeadline-ms = 10000\nmax-text-bytes = 67108864",
+            "memory-mib = 64\nmax-text-bytes = 67108864",
         ))
         .unwrap_err();
     assert_eq!(
