@@ -22,17 +22,21 @@
 //! - `role <init|primary|secondary> <res|all> ...` — change roles, as `hastctl role`.
 //! - `status <res|all> ...` — what `hastctl list` and `hastctl status` print.
 //! - `create <res> ...` — as `hastctl create`: only in role init.
-//! - rig only: `sync-start <res>`, `sync-interrupted <res> [dirty-bytes]`, `sync-done <res>`,
-//!   `split-brain <res>` — run the `exec` hook's `syncstart`, `syncintr`, `syncdone`,
-//!   `split-brain`; `sync-interrupted` also makes `dirty` non-zero (one extent by default),
-//!   `sync-done` makes it 0.
+//! - rig only: `sync-start <res> [dirty-bytes]`, `sync-interrupted <res> [dirty-bytes]`,
+//!   `sync-done <res>` — on the primary only, as hastd's sync thread (sbin/hastd/primary.c):
+//!   set `dirty` (one extent by default; `sync-done` makes it 0) and run the `exec` hook's
+//!   `syncstart`, `syncintr`, `syncdone`; refused on a secondary, which never sees a sync
+//!   (sbin/hastd/secondary.c). `split-brain <res>` runs that hook on either side.
+//!   `disk-error <res>` makes the worker exit as on a local I/O error: a primary drops to
+//!   init with no hook (hastd.c `child_exit()`).
 //!
 //! The reply is lines of `<key> <value>`: `resource <name>` starts one resource's block, in
 //! which `error <code> <reason>` says the request failed for that resource (codes are hastd's
 //! `EHAST_*`); the last line is `ok`, or `fail <code> <reason>` when the request as a whole
 //! was refused. A `status` block has `role`, `provname`, `localpath`, `remoteaddr`,
-//! `replication`, `status` and `workerpid` (only while a worker runs), `extentsize` and
-//! `keepdirty` (0 without a worker, as hastd's parent reports them), and `dirty` (bytes).
+//! `replication`, and, only while a worker runs (control.c asks the worker), `status`,
+//! `workerpid`, `extentsize`, `keepdirty` and `dirty` (bytes); a secondary's worker reports
+//! `keepdirty` and `dirty` 0 whatever its copy holds (control.c `ctrl_thread()`).
 
 pub mod hastctl;
 pub mod hastd;

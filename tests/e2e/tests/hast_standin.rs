@@ -416,6 +416,75 @@ fn primary_is_refused_while_the_peer_is_primary_and_allowed_once_it_dies() {
     assert_eq!(worker("fo", "primary").len(), 1);
 }
 
+/// What only a primary knows, as hastd tells it (control.c, primary.c, secondary.c,
+/// hastd.c): the sync hooks run on the primary only, a secondary's list always says `dirty`
+/// and `keepdirty` 0, `status` stays `complete` through a sync, and a worker that fails on
+/// its local disk drops the role to init with no hook at all.
+#[test]
+fn only_the_primary_knows_the_sync_and_a_failed_worker_drops_to_init_silently() {
+    if !root() {
+        return;
+    }
+    let rig = Rig::new();
+    let a = rig.start("hasta", "hastb", "tr");
+    let b = rig.start("hastb", "hasta", "tr");
+    b.ok(&["role", "secondary", "tr"]);
+    a.ok(&["role", "primary", "tr"]);
+    a.wait_hooks(&["role tr init primary", "connect tr"]);
+    b.wait_hooks(&["role tr init secondary", "connect tr"]);
+
+    // A sync starts: the primary is 8 MiB ahead, and the link stays complete.
+    request(&a.control, "sync-start tr 8388608").expect("sync-start on the primary");
+    assert_eq!(
+        a.parsed(),
+        status(
+            "tr",
+            HastRole::Primary,
+            HastReplication::Complete,
+            Some(8_388_608)
+        )
+    );
+    a.wait_hooks(&["syncstart tr"]);
+    // The secondary's copy is behind, and its hastd says nothing of it.
+    let listed = b.ok(&["list", "tr"]);
+    assert!(listed.contains("  keepdirty: 0\n  "), "{listed}");
+    assert!(listed.contains("  dirty: 0 (0B)\n"), "{listed}");
+    assert!(listed.contains("  status: complete\n"), "{listed}");
+    // Sync events exist on the primary only: the rig cannot fake them on the secondary.
+    for asked in ["sync-start tr", "sync-interrupted tr", "sync-done tr"] {
+        let refused = request(&b.control, asked).unwrap_err();
+        assert!(refused.contains("primary only"), "{asked}: {refused}");
+    }
+    request(&a.control, "sync-interrupted tr").expect("sync-interrupted on the primary");
+    a.wait_hooks(&["syncintr tr"]);
+    assert_eq!(a.parsed().dirty_bytes, Some(2_097_152));
+    let b_hooks = b.hooks();
+    assert!(
+        b_hooks.iter().all(|hook| !hook.starts_with("sync")),
+        "the secondary ran a sync hook: {b_hooks:?}"
+    );
+
+    // The primary's worker fails on its disk: role init, no provider, and no hook.
+    let before = a.hooks().len();
+    request(&a.control, "disk-error tr").expect("disk-error");
+    wait_until("the primary drops to init", || {
+        a.parsed().role == HastRole::Init
+    });
+    assert!(!a.provider().exists(), "the provider outlived the worker");
+    assert!(
+        worker("tr", "primary").is_empty(),
+        "a primary worker still runs"
+    );
+    b.wait_hooks(&["disconnect tr"]);
+    // The peer saw the drop after hasta would have started any hook.
+    let hooks = a.hooks();
+    assert!(
+        hooks.len() == before,
+        "hastd runs no hook when a worker dies: {:?}",
+        &hooks[before..]
+    );
+}
+
 #[test]
 fn hooks_get_hastds_arguments() {
     if !root() {

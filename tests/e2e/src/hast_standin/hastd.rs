@@ -25,7 +25,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -212,11 +212,19 @@ pub fn main() -> i32 {
     }
 }
 
-/// A worker: block until hastd closes the pipe (or dies).
+/// What hastd writes to a worker's pipe to make it fail as on a local disk error.
+const DISK_ERROR: &[u8] = b"disk-error\n";
+
+/// `EX_IOERR` (sysexits.h): how a worker that cannot use its local disk exits.
+const EX_IOERR: i32 = 74;
+/// `EX_TEMPFAIL`: a worker exiting with it is restarted, as after a signal.
+const EX_TEMPFAIL: i32 = 75;
+
+/// A worker: block until hastd closes the pipe (or dies), or fail when told to.
 fn worker() -> i32 {
-    let mut sink = Vec::new();
-    let _ = std::io::stdin().lock().read_to_end(&mut sink);
-    0
+    let mut line = Vec::new();
+    let _ = BufReader::new(std::io::stdin().lock()).read_until(b'\n', &mut line);
+    if line == DISK_ERROR { EX_IOERR } else { 0 }
 }
 
 /// Log to stderr the way hastd's pjdlog does in the foreground.
@@ -439,6 +447,22 @@ impl Worker {
         self.child.id()
     }
 
+    /// Make the worker fail as on a local disk error.
+    fn fail(&mut self) -> Result<(), String> {
+        let pipe = self
+            .child
+            .stdin
+            .as_mut()
+            .ok_or("the worker's pipe is closed")?;
+        pipe.write_all(DISK_ERROR)
+            .map_err(|e| format!("cannot write to the worker: {e}"))
+    }
+
+    /// How the worker ended, if it has.
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// Close its pipe, kill it, reap it: it is gone when this returns.
     fn stop(mut self) {
         drop(self.child.stdin.take());
@@ -652,17 +676,27 @@ impl Daemon {
                 self.each_resource(resources, &mut reply, |_| self.create());
                 Ok(())
             }
-            ["sync-start", resource] => self.event(resource, "syncstart", None),
-            ["sync-interrupted", resource] => self.event(resource, "syncintr", Some(EXTENTSIZE)),
-            ["sync-interrupted", resource, bytes] => match bytes.parse::<u64>() {
-                Ok(bytes) if bytes > 0 => self.event(resource, "syncintr", Some(bytes)),
+            ["sync-start", resource] => self.sync_event(resource, "syncstart", Some(EXTENTSIZE)),
+            ["sync-start", resource, bytes] => match bytes.parse::<u64>() {
+                Ok(bytes) if bytes > 0 => self.sync_event(resource, "syncstart", Some(bytes)),
                 _ => Err((
                     EHAST_INVALID,
                     format!("dirty bytes {bytes:?} is not a positive number"),
                 )),
             },
-            ["sync-done", resource] => self.event(resource, "syncdone", Some(0)),
-            ["split-brain", resource] => self.event(resource, "split-brain", None),
+            ["sync-interrupted", resource] => {
+                self.sync_event(resource, "syncintr", Some(EXTENTSIZE))
+            }
+            ["sync-interrupted", resource, bytes] => match bytes.parse::<u64>() {
+                Ok(bytes) if bytes > 0 => self.sync_event(resource, "syncintr", Some(bytes)),
+                _ => Err((
+                    EHAST_INVALID,
+                    format!("dirty bytes {bytes:?} is not a positive number"),
+                )),
+            },
+            ["sync-done", resource] => self.sync_event(resource, "syncdone", Some(0)),
+            ["split-brain", resource] => self.split_brain(resource),
+            ["disk-error", resource] => self.disk_error(resource),
             _ => Err((EHAST_UNIMPLEMENTED, format!("unknown request {line:?}"))),
         };
         match outcome {
@@ -706,7 +740,10 @@ impl Daemon {
         }
     }
 
-    /// The fields of a `status` block.
+    /// The fields of a `status` block, as `control_status()` and the worker's `ctrl_thread()`
+    /// (sbin/hastd/control.c) fill them: `status`, `extentsize`, `keepdirty` and `dirty` come
+    /// from the worker, so they are absent while none runs (hastctl prints 0 for them); a
+    /// secondary's worker always reports `keepdirty` 0 and `dirty` 0, whatever its copy holds.
     fn status(&self, out: &mut Vec<(&'static str, String)>) {
         let config = &self.config;
         let state = self.lock();
@@ -715,27 +752,24 @@ impl Daemon {
         out.push(("localpath", config.local.display().to_string()));
         out.push(("remoteaddr", config.peer_address.clone()));
         out.push(("replication", "memsync".to_owned()));
-        let (extentsize, keepdirty) = match &state.worker {
-            Some(worker) => {
-                let status = if state.connected {
-                    "complete"
-                } else {
-                    "degraded"
-                };
-                out.push(("status", status.to_owned()));
-                out.push(("workerpid", worker.pid().to_string()));
-                let keepdirty = if state.role == Role::Primary {
-                    KEEPDIRTY
-                } else {
-                    0
-                };
-                (EXTENTSIZE, keepdirty)
-            }
-            None => (0, 0),
+        let Some(worker) = &state.worker else {
+            return;
         };
-        out.push(("extentsize", extentsize.to_string()));
+        let status = if state.connected {
+            "complete"
+        } else {
+            "degraded"
+        };
+        out.push(("status", status.to_owned()));
+        out.push(("workerpid", worker.pid().to_string()));
+        out.push(("extentsize", EXTENTSIZE.to_string()));
+        let (keepdirty, dirty) = if state.role == Role::Primary {
+            (KEEPDIRTY, state.dirty)
+        } else {
+            (0, 0)
+        };
         out.push(("keepdirty", keepdirty.to_string()));
-        out.push(("dirty", state.dirty.to_string()));
+        out.push(("dirty", dirty.to_string()));
     }
 
     /// `create`: like `hastctl create`, possible only while hastd does not use the device.
@@ -755,17 +789,109 @@ impl Daemon {
         Ok(())
     }
 
-    /// A rig-requested event: set `dirty` if given, then run the hook.
-    fn event(&self, name: &str, event: &str, dirty: Option<u64>) -> Result<(), (i32, String)> {
-        if name != self.config.resource {
-            return Err((EHAST_NOENTRY, format!("no resource {name:?}")));
-        }
-        if let Some(dirty) = dirty {
-            self.lock().dirty = dirty;
+    /// A rig-requested sync event: set `dirty` if given, then run the hook. hastd runs
+    /// `syncstart`, `syncdone` and `syncintr` from the primary's sync thread only
+    /// (sbin/hastd/primary.c; secondary.c sends none of them), so they are refused elsewhere.
+    fn sync_event(&self, name: &str, event: &str, dirty: Option<u64>) -> Result<(), (i32, String)> {
+        self.known(name)?;
+        {
+            let mut state = self.lock();
+            if state.role != Role::Primary || state.worker.is_none() {
+                return Err((
+                    EHAST_INVALID,
+                    format!(
+                        "{event} runs on the primary only, and this host is {}",
+                        state.role
+                    ),
+                ));
+            }
+            if let Some(dirty) = dirty {
+                state.dirty = dirty;
+            }
         }
         log("INFO", &format!("[{name}] {event} (requested)."));
         self.hook(&[event, name]);
         Ok(())
+    }
+
+    /// `split-brain`: on either side (primary.c and secondary.c both send it); the worker
+    /// exits after it.
+    fn split_brain(&self, name: &str) -> Result<(), (i32, String)> {
+        self.known(name)?;
+        log(
+            "ERROR",
+            &format!("[{name}] Split-brain detected (requested)."),
+        );
+        self.hook(&["split-brain", name]);
+        Ok(())
+    }
+
+    /// `disk-error`: the worker fails as on a local I/O error; [`Daemon::check_worker`] sees
+    /// it exit.
+    fn disk_error(&self, name: &str) -> Result<(), (i32, String)> {
+        self.known(name)?;
+        let mut state = self.lock();
+        let worker = state
+            .worker
+            .as_mut()
+            .ok_or((EHAST_INVALID, "no worker runs".to_owned()))?;
+        worker.fail().map_err(|why| (EHAST_INVALID, why))
+    }
+
+    fn known(&self, name: &str) -> Result<(), (i32, String)> {
+        if name == self.config.resource {
+            Ok(())
+        } else {
+            Err((EHAST_NOENTRY, format!("no resource {name:?}")))
+        }
+    }
+
+    /// hastd.c `child_exit()`: a primary's worker killed by a signal or exiting with
+    /// `EX_TEMPFAIL` is restarted after a second; any other exit puts the role back to init,
+    /// and no hook runs (not even `disconnect`: only a worker sends that). A secondary's worker
+    /// that exits is simply gone.
+    fn check_worker(&self) {
+        let mut state = self.lock();
+        let Some(status) = state.worker.as_mut().and_then(Worker::exited) else {
+            return;
+        };
+        let resource = self.config.resource.as_str();
+        let role = state.role;
+        state.worker = None;
+        log(
+            "ERROR",
+            &format!("[{resource}] ({role}) Worker process exited ungracefully ({status})."),
+        );
+        if role != Role::Primary {
+            self.reconcile(&mut state);
+            return;
+        }
+        let temporary = status.signal().is_some() || status.code() == Some(EX_TEMPFAIL);
+        if temporary {
+            drop(state);
+            std::thread::sleep(Duration::from_secs(1));
+            log(
+                "INFO",
+                &format!("[{resource}] ({role}) Restarting worker process."),
+            );
+            let mut state = self.lock();
+            self.reconcile(&mut state);
+            return;
+        }
+        // The parent only notes the exit: the worker that would have said `disconnect` is gone.
+        state.role = Role::Init;
+        state.connected = false;
+        if let Err(message) = remove_provider(&self.config) {
+            log("WARNING", &format!("[{resource}] {message}"));
+        }
+        if let Err(message) = write_role(&self.config, Role::Init) {
+            log("WARNING", &format!("[{resource}] {message}"));
+        }
+        log(
+            "INFO",
+            &format!("[{resource}] ({role}) Changing resource role back to init."),
+        );
+        self.reconcile(&mut state);
     }
 }
 
@@ -805,6 +931,7 @@ fn watch_peer_role(daemon: &Daemon) {
             Ok(role) => daemon.observe_role(role),
             Err(message) => log("WARNING", &message),
         }
+        daemon.check_worker();
         std::thread::sleep(POLL);
     }
 }
