@@ -5,7 +5,7 @@
 //! WIT imports, [`WasmHost`]) and against [`crate::testing::ScriptedHost`] in native unit tests.
 
 use crate::bindings::haven::policy as wit;
-use crate::{CarpState, HastRole, HastStatus, LogLevel, MountStatus, QueryError};
+use crate::{CarpState, HastRole, HastStatus, LogLevel, MountStatus, PeerState, QueryError};
 
 /// Everything a policy may ask of the daemon while it decides.
 pub trait Host {
@@ -30,6 +30,10 @@ pub trait Host {
     /// Monotonic milliseconds; constant during one event.
     fn now_ms(&self) -> u64;
 
+    /// Wall-clock milliseconds since 1970-01-01 UTC, for saying when (never for timing).
+    /// Since contract 2.0.
+    fn unix_ms(&self) -> u64;
+
     /// A value from the policy's key-value store.
     fn kv_get(&self, key: &str) -> Option<String>;
 
@@ -45,6 +49,10 @@ pub trait Host {
 
     /// Log a message into the daemon's log.
     fn log(&self, level: LogLevel, message: &str);
+
+    /// The peer link's state and the other host's last facts, with their age. Since contract
+    /// 2.0.
+    fn peer(&self) -> PeerState;
 }
 
 /// The real host: every call goes through the component's imports to the daemon.
@@ -80,6 +88,10 @@ impl Host for WasmHost {
         wit::clock::now_ms()
     }
 
+    fn unix_ms(&self) -> u64 {
+        wit::clock::unix_ms()
+    }
+
     fn kv_get(&self, key: &str) -> Option<String> {
         wit::kv::get(key)
     }
@@ -98,5 +110,9 @@ impl Host for WasmHost {
 
     fn log(&self, level: LogLevel, message: &str) {
         wit::log::log(level, message)
+    }
+
+    fn peer(&self) -> PeerState {
+        wit::peer::state()
     }
 }

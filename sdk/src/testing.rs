@@ -22,7 +22,8 @@
 //! policy that asks about something its grants would not cover.
 
 use crate::{
-    CarpState, HastReplication, HastRole, HastStatus, Host, LogLevel, MountStatus, QueryError,
+    CarpState, HastReplication, HastRole, HastStatus, Host, LogLevel, MountStatus, PeerFacts,
+    PeerLink, PeerState, QueryError,
 };
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,8 +38,11 @@ pub struct ScriptedHost {
     devices: BTreeMap<String, bool>,
     services: BTreeMap<String, bool>,
     now_ms: u64,
+    unix_ms: u64,
     kv: RefCell<BTreeMap<String, String>>,
     logs: RefCell<Vec<(LogLevel, String)>>,
+    /// None: no `[peer]` configured.
+    peer: Option<PeerState>,
 }
 
 /// `HastRole` is not `Ord`; workers are kept by a sortable key.
@@ -131,6 +135,30 @@ impl ScriptedHost {
         self
     }
 
+    /// The wall clock's reading (milliseconds since 1970).
+    pub fn unix_ms(mut self, unix_ms: u64) -> Self {
+        self.unix_ms = unix_ms;
+        self
+    }
+
+    /// The peer link in `link` for `for_ms` milliseconds (the facts are kept).
+    pub fn peer_link(mut self, link: PeerLink, for_ms: u64) -> Self {
+        let mut state = self.peer.take().unwrap_or_else(not_configured);
+        state.link = link;
+        state.link_for_ms = for_ms;
+        self.peer = Some(state);
+        self
+    }
+
+    /// The peer's last facts, `age_ms` old.
+    pub fn peer_facts(mut self, facts: PeerFacts, age_ms: u64) -> Self {
+        let mut state = self.peer.take().unwrap_or_else(not_configured);
+        state.facts = Some(facts);
+        state.facts_age_ms = Some(age_ms);
+        self.peer = Some(state);
+        self
+    }
+
     /// A key already in the policy's store.
     pub fn kv(self, key: &str, value: &str) -> Self {
         self.kv
@@ -147,6 +175,15 @@ impl ScriptedHost {
     /// Everything the policy logged, in order.
     pub fn logs(&self) -> Vec<(LogLevel, String)> {
         self.logs.borrow().clone()
+    }
+}
+
+fn not_configured() -> PeerState {
+    PeerState {
+        link: PeerLink::NotConfigured,
+        link_for_ms: 0,
+        facts: None,
+        facts_age_ms: None,
     }
 }
 
@@ -200,6 +237,10 @@ impl Host for ScriptedHost {
         self.now_ms
     }
 
+    fn unix_ms(&self) -> u64 {
+        self.unix_ms
+    }
+
     fn kv_get(&self, key: &str) -> Option<String> {
         self.kv.borrow().get(key).cloned()
     }
@@ -222,11 +263,18 @@ impl Host for ScriptedHost {
     fn log(&self, level: LogLevel, message: &str) {
         self.logs.borrow_mut().push((level, message.to_owned()));
     }
+
+    fn peer(&self) -> PeerState {
+        self.peer.clone().unwrap_or_else(not_configured)
+    }
 }
 
 /// Constructors for the events a test feeds a policy.
 pub mod events {
-    use crate::{CarpChange, CarpLink, CarpState, Event, HastHook, HastRole, HastRoleChange};
+    use crate::{
+        CarpChange, CarpLink, CarpState, Event, HastHook, HastRole, HastRoleChange, PeerEvent,
+        PeerFacts,
+    };
 
     /// A CARP vhid changed to `state` (previous state unknown).
     pub fn carp(vhid: u8, interface: &str, state: CarpState) -> Event {
@@ -263,5 +311,20 @@ pub mod events {
     /// A timer fired.
     pub fn timer(name: &str) -> Event {
         Event::TimerFired(name.to_owned())
+    }
+
+    /// The peer's hastd ran its `exec` hook (relayed by the peer link).
+    pub fn peer_hook(hook: HastHook) -> Event {
+        Event::Peer(PeerEvent::HastHook(hook))
+    }
+
+    /// The peer published new facts.
+    pub fn peer_facts(facts: PeerFacts) -> Event {
+        Event::Peer(PeerEvent::FactsChanged(facts))
+    }
+
+    /// The peer link came up (`true`) or went down.
+    pub fn peer_link(up: bool) -> Event {
+        Event::Peer(if up { PeerEvent::Up } else { PeerEvent::Down })
     }
 }

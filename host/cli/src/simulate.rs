@@ -24,7 +24,7 @@
 //! ```
 
 use crate::driver::{InjectedFailure, Record, SimHost};
-use haven_core::{Event, HastHook, Machine, StateChange};
+use haven_core::{Event, HastHook, Machine, PeerEvent, StateChange};
 use haven_runtime::pipeline::short_hash;
 use haven_runtime::{LoadedPolicy, Outcome, Pipeline, Runtime};
 use serde::Deserialize;
@@ -287,13 +287,7 @@ pub fn summarize_event(event: &Event) -> String {
                 change.resource, change.old, change.new
             )
         }
-        Event::HastHook(hook) => {
-            let kind = serde_json::to_value(hook)
-                .ok()
-                .and_then(|value| value.as_object().and_then(|o| o.keys().next().cloned()))
-                .unwrap_or_default();
-            format!("HAST {}: {kind}", hook.resource())
-        }
+        Event::HastHook(hook) => format!("HAST {}: {}", hook.resource(), hook_kind(hook)),
         Event::HastStatusChanged(status) => format!(
             "HAST {} status: {} {:?} dirty {}",
             status.resource,
@@ -314,7 +308,34 @@ pub fn summarize_event(event: &Event) -> String {
                 failure.reason
             )
         }
+        Event::Peer(PeerEvent::Up) => "peer link up".into(),
+        Event::Peer(PeerEvent::Down) => "peer link down".into(),
+        Event::Peer(PeerEvent::FactsChanged(facts)) => {
+            let hast: Vec<String> = facts
+                .hast
+                .iter()
+                .map(|h| {
+                    let dirty = h
+                        .dirty_bytes
+                        .map(|d| format!(" dirty {d}"))
+                        .unwrap_or_default();
+                    format!("{} {} {:?}{dirty}", h.resource, h.role, h.replication)
+                })
+                .collect();
+            format!("peer {} facts: HAST {}", facts.host, hast.join(", "))
+        }
+        Event::Peer(PeerEvent::HastHook(hook)) => {
+            format!("peer HAST {}: {}", hook.resource(), hook_kind(hook))
+        }
     }
+}
+
+/// A hook's name as the journal writes it (`sync-interrupted`).
+fn hook_kind(hook: &HastHook) -> String {
+    serde_json::to_value(hook)
+        .ok()
+        .and_then(|value| value.as_object().and_then(|o| o.keys().next().cloned()))
+        .unwrap_or_default()
 }
 
 /// One line: CARP states, HAST roles, mounts, running services.

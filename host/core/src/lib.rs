@@ -22,5 +22,5 @@ pub use config::{
     PolicyConfig, ServiceManagerKind, SourcesConfig, StorageKind,
 };
 pub use grants::{Grants, Missing, MountGrant, PlanRefusal};
-pub use model::{Machine, StateChange};
+pub use model::{Machine, PeerModel, StateChange};
 pub use types::*;

@@ -8,7 +8,8 @@
 use crate::grants::{Grants, hast_device};
 use crate::types::{
     Action, CarpState, CarpStatus, Event, HastHook, HastReplication, HastRole, HastStatus,
-    HastWorker, MountStatus, ServiceOp, ServiceStatus, StartupState, Step,
+    HastWorker, MountStatus, PeerEvent, PeerFacts, PeerLink, PeerState, ServiceOp, ServiceStatus,
+    StartupState, Step,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,6 +25,8 @@ pub const MIN_TIMER_MS: u32 = 100;
 pub struct Machine {
     /// Monotonic milliseconds.
     pub now_ms: u64,
+    /// Wall-clock milliseconds since the Unix epoch, at the same instant.
+    pub unix_ms: u64,
     /// CARP vhids by number.
     pub carp: BTreeMap<u8, CarpStatus>,
     /// Legacy carp pseudo-interfaces: up (master) or down.
@@ -40,6 +43,65 @@ pub struct Machine {
     pub services: BTreeMap<String, bool>,
     /// Armed timers: policy name → timer name → due time (ms).
     pub timers: BTreeMap<String, BTreeMap<String, u64>>,
+    /// The peer, as the peer link tells it.
+    pub peer: PeerModel,
+}
+
+/// The peer as the model keeps it: times on the machine's clock (negative for facts heard
+/// before this daemon started), so that ages follow the clock.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerModel {
+    pub link: PeerLink,
+    /// When the link entered its state.
+    pub link_since_ms: i64,
+    pub facts: Option<PeerFacts>,
+    /// When the facts were last heard (a heartbeat counts).
+    pub facts_heard_ms: Option<i64>,
+}
+
+impl PeerModel {
+    /// The model of a [`PeerState`] seen at `now_ms` (scenario files write ages).
+    pub fn from_state(state: PeerState, now_ms: u64) -> PeerModel {
+        let at = |age: u64| clock(now_ms).saturating_sub(clock(age));
+        PeerModel {
+            link: state.link,
+            link_since_ms: at(state.link_for_ms),
+            facts_heard_ms: state
+                .facts
+                .as_ref()
+                .map(|_| at(state.facts_age_ms.unwrap_or(0))),
+            facts: state.facts,
+        }
+    }
+
+    /// What a policy sees at `now_ms`.
+    pub fn state(&self, now_ms: u64) -> PeerState {
+        let age = |since: i64| u64::try_from(clock(now_ms).saturating_sub(since)).unwrap_or(0);
+        PeerState {
+            link: self.link,
+            link_for_ms: age(self.link_since_ms),
+            facts: self.facts.clone(),
+            facts_age_ms: self.facts.as_ref().and(self.facts_heard_ms).map(age),
+        }
+    }
+
+    /// The link is in `link` from `now_ms` on; no change if it already was.
+    pub fn set_link(&mut self, link: PeerLink, now_ms: u64) {
+        if self.link != link {
+            self.link = link;
+            self.link_since_ms = clock(now_ms);
+        }
+    }
+
+    /// The peer was heard at `now_ms`, with these facts.
+    pub fn heard(&mut self, facts: PeerFacts, now_ms: u64) {
+        self.facts = Some(facts);
+        self.facts_heard_ms = Some(clock(now_ms));
+    }
+}
+
+fn clock(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
 /// How a machine is written in scenario files and shown by `simulate`: lists, not maps, and
@@ -49,6 +111,9 @@ pub struct Machine {
 struct MachineSpec {
     #[serde(default)]
     now_ms: u64,
+    /// Wall time at `now-ms`; a fixed day when not given, so runs repeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unix_ms: Option<u64>,
     #[serde(default)]
     carp: Vec<CarpStatus>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -67,12 +132,25 @@ struct MachineSpec {
     services: BTreeMap<String, bool>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     timers: BTreeMap<String, BTreeMap<String, u64>>,
+    /// The peer, with ages as of `now-ms`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    peer: PeerState,
+}
+
+/// The wall time of a simulated machine's clock 0: 2026-01-01T00:00:00Z.
+pub const SIMULATED_EPOCH_MS: u64 = 1_767_225_600_000;
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 impl From<MachineSpec> for Machine {
     fn from(spec: MachineSpec) -> Machine {
         let mut machine = Machine {
             now_ms: spec.now_ms,
+            unix_ms: spec
+                .unix_ms
+                .unwrap_or(SIMULATED_EPOCH_MS.saturating_add(spec.now_ms)),
             carp: spec.carp.into_iter().map(|c| (c.vhid, c)).collect(),
             carp_links: spec.carp_links,
             devices: spec.devices.into_iter().collect(),
@@ -83,6 +161,7 @@ impl From<MachineSpec> for Machine {
                 .collect(),
             services: spec.services,
             timers: spec.timers,
+            peer: PeerModel::from_state(spec.peer, spec.now_ms),
             ..Machine::default()
         };
         for status in spec.hast {
@@ -114,6 +193,7 @@ impl From<Machine> for MachineSpec {
         });
         MachineSpec {
             now_ms: machine.now_ms,
+            unix_ms: Some(machine.unix_ms),
             carp: machine.carp.into_values().collect(),
             carp_links: machine.carp_links,
             hast: machine.hast.into_values().collect(),
@@ -126,6 +206,7 @@ impl From<Machine> for MachineSpec {
             mounts: machine.mounts.into_values().collect(),
             services: machine.services,
             timers: machine.timers,
+            peer: machine.peer.state(machine.now_ms),
         }
     }
 }
@@ -230,7 +311,16 @@ impl Machine {
                 self.hast.insert(status.resource.clone(), status.clone());
             }
             Event::Startup(state) => self.observe_startup(state),
-            Event::HastHook(_) | Event::Devd(_) | Event::TimerFired(_) | Event::StepFailed(_) => {}
+            Event::Peer(PeerEvent::Up) => self.peer.set_link(PeerLink::Up, self.now_ms),
+            Event::Peer(PeerEvent::Down) => self.peer.set_link(PeerLink::Down, self.now_ms),
+            Event::Peer(PeerEvent::FactsChanged(facts)) => {
+                self.peer.heard(facts.clone(), self.now_ms)
+            }
+            Event::HastHook(_)
+            | Event::Devd(_)
+            | Event::TimerFired(_)
+            | Event::StepFailed(_)
+            | Event::Peer(PeerEvent::HastHook(_)) => {}
         }
     }
 
@@ -408,7 +498,13 @@ impl Machine {
                 })
                 .collect(),
             interrupted: None,
+            state_lost: None,
         }
+    }
+
+    /// The peer as a policy sees it now.
+    pub fn peer_state(&self) -> PeerState {
+        self.peer.state(self.now_ms)
     }
 }
 

@@ -188,6 +188,92 @@ pub struct StartupState {
     pub services: Vec<ServiceStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted: Option<InterruptedStep>,
+    /// The policy's stored state could not be read back (contract 2.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_lost: Option<StateLost>,
+}
+
+/// Why a policy's stored key-value state was lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct StateLost {
+    pub reason: String,
+}
+
+// ------------------------------------------------------------------------------------ the peer
+
+/// One policy the peer runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PeerPolicy {
+    pub name: String,
+    pub module_hash: String,
+}
+
+/// What the peer's havend published about its host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PeerFacts {
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub carp: Vec<CarpStatus>,
+    #[serde(default)]
+    pub hast: Vec<HastStatus>,
+    #[serde(default)]
+    pub mounts: Vec<MountStatus>,
+    #[serde(default)]
+    pub services: Vec<ServiceStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_plan: Option<u64>,
+    #[serde(default)]
+    pub policies: Vec<PeerPolicy>,
+}
+
+/// Whether the peer link carries messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeerLink {
+    #[default]
+    NotConfigured,
+    Up,
+    Down,
+}
+
+impl PeerLink {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerLink::NotConfigured => "not-configured",
+            PeerLink::Up => "up",
+            PeerLink::Down => "down",
+        }
+    }
+}
+
+/// The peer as a policy sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PeerState {
+    #[serde(default)]
+    pub link: PeerLink,
+    #[serde(default)]
+    pub link_for_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<PeerFacts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts_age_ms: Option<u64>,
+}
+
+/// Something the peer link brought.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeerEvent {
+    Up,
+    Down,
+    FactsChanged(PeerFacts),
+    HastHook(HastHook),
 }
 
 /// A step of a plan failed.
@@ -212,6 +298,7 @@ pub enum Event {
     Devd(DevdEvent),
     TimerFired(String),
     StepFailed(StepFailure),
+    Peer(PeerEvent),
 }
 
 impl Event {
@@ -226,13 +313,14 @@ impl Event {
             Event::Devd(_) => "devd",
             Event::TimerFired(_) => "timer-fired",
             Event::StepFailed(_) => "step-failed",
+            Event::Peer(_) => "peer",
         }
     }
 
     /// The HAST resource the event is about, if it is a HAST event.
     pub fn hast_resource(&self) -> Option<&str> {
         match self {
-            Event::HastHook(hook) => Some(hook.resource()),
+            Event::HastHook(hook) | Event::Peer(PeerEvent::HastHook(hook)) => Some(hook.resource()),
             Event::HastStatusChanged(status) => Some(&status.resource),
             _ => None,
         }

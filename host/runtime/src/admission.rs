@@ -20,6 +20,11 @@
 //! - a newer minor: the policy may import what this host lacks;
 //! - no version at all, or one that is not `MAJOR.MINOR.PATCH`.
 //!
+//! An older major is run through a frozen copy of its last contract (`wit/v1/` for `1.1`):
+//! the linker holds both majors' imports, and the policy is typed against the bindings of the
+//! major its `handler` export names. Events a `1.x` policy cannot express (the peer's) are not
+//! delivered to it.
+//!
 //! Running an older minor needs nothing more from us: wasmtime's linker resolves an import of
 //! `haven:policy/kv@1.0.0` to our definition `@1.1.0`, and the generated bindings find the
 //! policy's `haven:policy/handler@1.0.0` export when looking for `@1.1.0` (both treat versions
@@ -27,7 +32,7 @@
 //! wasmtime would also link a newer minor, or fail with a type error instead of saying which
 //! versions disagree.
 
-use crate::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION};
+use crate::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION, OLDER_CONTRACTS};
 use wasmparser::{Parser, Payload};
 
 /// Why a module was not admitted.
@@ -241,22 +246,36 @@ fn check_version<'a>(name: &str, version: Option<&'a str>) -> Result<&'a str, Ad
     let Some(version) = version else {
         return Err(AdmissionError::UnversionedContract(name.to_owned()));
     };
-    let host = Version::parse(CONTRACT_VERSION).expect("CONTRACT_VERSION is MAJOR.MINOR.PATCH");
     match Version::parse(version) {
-        Some(module) if host.runs(module) => Ok(version),
+        Some(module) if spoken().any(|host| host.runs(module)) => Ok(version),
         _ => Err(AdmissionError::IncompatibleContract {
             found: version.to_owned(),
         }),
     }
 }
 
-/// What the host runs, for messages: `1.0 to 1.1`.
+/// The contracts this host speaks: its own and the last of each older major it keeps.
+fn spoken() -> impl Iterator<Item = Version> {
+    OLDER_CONTRACTS
+        .iter()
+        .chain([&CONTRACT_VERSION])
+        .map(|text| Version::parse(text).expect("contract versions are MAJOR.MINOR.PATCH"))
+}
+
+/// The major of a version [`check_export_names`] accepted.
+pub(crate) fn major(version: &str) -> u64 {
+    Version::parse(version).map_or(0, |version| version.major)
+}
+
+/// What the host runs, for messages: `1.0 to 1.1, 2.0`.
 fn compatible_range() -> String {
-    match Version::parse(CONTRACT_VERSION) {
-        Some(Version { major: 0, minor }) => format!("0.{minor}"),
-        Some(Version { major, minor }) => format!("{major}.0 to {major}.{minor}"),
-        None => CONTRACT_VERSION.to_owned(),
-    }
+    let ranges: Vec<String> = spoken()
+        .map(|Version { major, minor }| match (major, minor) {
+            (0, _) | (_, 0) => format!("{major}.{minor}"),
+            _ => format!("{major}.0 to {major}.{minor}"),
+        })
+        .collect();
+    ranges.join(", ")
 }
 
 /// A contract version, `MAJOR.MINOR.PATCH`. The patch is not kept: patch releases change
@@ -301,8 +320,8 @@ mod tests {
     /// The host's message for a module built against `found`.
     fn incompatible(found: &str) -> String {
         format!(
-            "was built against haven:policy@{found}; this host speaks haven:policy@1.1.0 and \
-             runs policies built against 1.0 to 1.1"
+            "was built against haven:policy@{found}; this host speaks haven:policy@2.0.0 and \
+             runs policies built against 1.0 to 1.1, 2.0"
         )
     }
 
@@ -333,7 +352,7 @@ mod tests {
         assert_eq!(
             unversioned.to_string(),
             "uses `haven:policy/carp`, which carries no version; this host speaks \
-             haven:policy@1.1.0 and runs policies built against 1.0 to 1.1"
+             haven:policy@2.0.0 and runs policies built against 1.0 to 1.1, 2.0"
         );
     }
 
@@ -351,8 +370,14 @@ mod tests {
             check_export_names(["other", "haven:policy/handler-extra@1.0.0"]),
             Err(AdmissionError::NoHandler)
         );
-        let future = check_export_names(["haven:policy/handler@2.0.0"]).unwrap_err();
-        assert_eq!(future.to_string(), incompatible("2.0.0"));
+        assert_eq!(
+            check_export_names(["haven:policy/handler@2.0.0"]),
+            Ok("2.0.0".into())
+        );
+        let future = check_export_names(["haven:policy/handler@3.0.0"]).unwrap_err();
+        assert_eq!(future.to_string(), incompatible("3.0.0"));
+        let newer = check_export_names(["haven:policy/handler@2.1.0"]).unwrap_err();
+        assert_eq!(newer.to_string(), incompatible("2.1.0"));
         assert_eq!(
             check_export_names(["haven:policy/handler"]),
             Err(AdmissionError::UnversionedContract(
@@ -365,14 +390,17 @@ mod tests {
     fn versions_a_host_runs() {
         let host = Version::parse(CONTRACT_VERSION).unwrap();
         assert!(host.runs(host), "a host runs its own version");
-        let runs = |module: &str| Version::parse(module).is_some_and(|module| host.runs(module));
-        // Older minors and any patch of a minor we know.
-        for module in ["1.0.0", "1.0.3", "1.1.0", "1.1.12"] {
+        let runs = |module: &str| {
+            Version::parse(module).is_some_and(|module| spoken().any(|host| host.runs(module)))
+        };
+        // Its own major, the older major it keeps (its minors, any patch).
+        for module in ["2.0.0", "2.0.4", "1.0.0", "1.0.3", "1.1.0", "1.1.12"] {
             assert!(runs(module), "{module}");
         }
         // Another major, a newer minor, the pre-stable 0.x, and what is not MAJOR.MINOR.PATCH.
         for module in [
-            "2.0.0",
+            "3.0.0",
+            "2.1.0",
             "0.1.0",
             "1.2.0",
             "1.1",

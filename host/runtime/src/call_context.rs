@@ -4,7 +4,7 @@
 //! filtered by the policy's grants. Key-value writes are buffered and committed by the caller
 //! only when the call succeeds; logs are kept within the per-call budget and handed back.
 
-use crate::bindings::{Convert, haven::policy as wit, to_wit};
+use crate::bindings::Convert;
 use haven_core::text::{clip, escape};
 use haven_core::{Grants, Limits, LogLevel, Machine, Missing};
 use std::collections::{BTreeMap, BTreeSet};
@@ -81,16 +81,16 @@ impl CallContext {
         &self.limits
     }
 
-    /// Note a refused query and tell the policy. Only the first few are kept and logged: a
-    /// policy may ask a million times in one call, and each costs only a counter.
-    fn refuse(&mut self, missing: Missing) -> wit::types::QueryError {
+    /// Note a refused query. Only the first few are kept and logged: a policy may ask a
+    /// million times in one call, and each costs only a counter.
+    fn refuse(&mut self, missing: Missing) -> Refusal {
         let message = clip(&missing.to_string(), MAX_REFUSED_BYTES).into_owned();
         self.refused_count = self.refused_count.saturating_add(1);
         if self.refused_queries.len() < MAX_REFUSED_KEPT {
             tracing::warn!(refused_query = %escape(&message), "policy query refused");
             self.refused_queries.push(message.clone());
         }
-        wit::types::QueryError::NotGranted(message)
+        Refusal::NotGranted(message)
     }
 
     /// The store's keys as this call sees them: the stored ones with this call's writes applied.
@@ -113,85 +113,82 @@ impl CallContext {
     }
 }
 
-impl wit::types::Host for CallContext {}
-
-impl wit::carp::Host for CallContext {
-    fn state(&mut self, vhid: u8) -> Option<wit::types::CarpState> {
-        self.machine.carp_state(vhid).map(to_wit)
-    }
+/// Why a query was not answered: the contract's `query-error`, in every major.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    NotGranted(String),
+    Unknown(String),
 }
 
-impl wit::hast::Host for CallContext {
-    fn status(
-        &mut self,
-        resource: String,
-    ) -> Result<wit::types::HastStatus, wit::types::QueryError> {
+/// The answers to the contract's queries, in `haven-core` types; each major's bindings below
+/// only convert.
+impl CallContext {
+    fn carp_state(&mut self, vhid: u8) -> Option<haven_core::CarpState> {
+        self.machine.carp_state(vhid)
+    }
+
+    fn hast_status(&mut self, resource: String) -> Result<haven_core::HastStatus, Refusal> {
         if let Err(missing) = self.grants.hast(&resource) {
             return Err(self.refuse(missing));
         }
         match self.machine.hast.get(&resource) {
-            Some(status) => Ok(to_wit(status.clone())),
-            None => Err(wit::types::QueryError::Unknown(format!(
-                "HAST resource `{resource}`"
-            ))),
+            Some(status) => Ok(status.clone()),
+            None => Err(Refusal::Unknown(format!("HAST resource `{resource}`"))),
         }
     }
 
-    fn worker_running(
+    fn hast_worker_running(
         &mut self,
         resource: String,
-        role: wit::types::HastRole,
-    ) -> Result<bool, wit::types::QueryError> {
+        role: haven_core::HastRole,
+    ) -> Result<bool, Refusal> {
         if let Err(missing) = self.grants.hast(&resource) {
             return Err(self.refuse(missing));
         }
-        Ok(self.machine.worker_running(&resource, role.convert()))
+        Ok(self.machine.worker_running(&resource, role))
     }
-}
 
-impl wit::storage::Host for CallContext {
-    fn mounted(
-        &mut self,
-        mountpoint: String,
-    ) -> Result<Option<wit::types::MountStatus>, wit::types::QueryError> {
+    fn mounted(&mut self, mountpoint: String) -> Result<Option<haven_core::MountStatus>, Refusal> {
         if let Err(missing) = self.grants.mountpoint(&mountpoint) {
             return Err(self.refuse(missing));
         }
-        Ok(self.machine.mounts.get(&mountpoint).cloned().map(to_wit))
+        Ok(self.machine.mounts.get(&mountpoint).cloned())
     }
 
-    fn device_exists(&mut self, path: String) -> Result<bool, wit::types::QueryError> {
+    fn device_exists(&mut self, path: String) -> Result<bool, Refusal> {
         if let Err(missing) = self.grants.device(&path) {
             return Err(self.refuse(missing));
         }
         Ok(self.machine.device_exists(&path))
     }
-}
 
-impl wit::services::Host for CallContext {
-    fn is_running(&mut self, name: String) -> Result<bool, wit::types::QueryError> {
+    fn service_running(&mut self, name: String) -> Result<bool, Refusal> {
         if let Err(missing) = self.grants.service(&name) {
             return Err(self.refuse(missing));
         }
         Ok(self.machine.service_running(&name))
     }
-}
 
-impl wit::clock::Host for CallContext {
     fn now_ms(&mut self) -> u64 {
         self.machine.now_ms
     }
-}
 
-impl wit::kv::Host for CallContext {
-    fn get(&mut self, key: String) -> Option<String> {
+    fn unix_ms(&mut self) -> u64 {
+        self.machine.unix_ms
+    }
+
+    fn peer_state(&mut self) -> haven_core::PeerState {
+        self.machine.peer_state()
+    }
+
+    fn kv_get(&mut self, key: String) -> Option<String> {
         match self.kv_writes.get(&key) {
             Some(write) => write.clone(),
             None => self.kv.get(&key).cloned(),
         }
     }
 
-    fn set(&mut self, key: String, value: String) -> Result<(), String> {
+    fn kv_set(&mut self, key: String, value: String) -> Result<(), String> {
         let entry_bytes = key.len() + value.len();
         if entry_bytes > self.limits.max_kv_entry_bytes as usize {
             return Err(format!(
@@ -209,7 +206,7 @@ impl wit::kv::Host for CallContext {
         Ok(())
     }
 
-    fn remove(&mut self, key: String) {
+    fn kv_remove(&mut self, key: String) {
         // Only a key that exists is worth a write: removing keys that were never set, however
         // many and however long, must not grow what the host keeps for this call.
         let exists = match self.kv_writes.get(&key) {
@@ -227,13 +224,11 @@ impl wit::kv::Host for CallContext {
         }
     }
 
-    fn keys(&mut self) -> Vec<String> {
+    fn kv_list(&mut self) -> Vec<String> {
         self.kv_keys().into_iter().map(str::to_owned).collect()
     }
-}
 
-impl wit::log::Host for CallContext {
-    fn log(&mut self, level: wit::types::LogLevel, message: String) {
+    fn log(&mut self, level: LogLevel, message: String) {
         let over_count = self.logs.len() >= self.limits.max_log_messages as usize;
         let over_bytes = self.log_bytes + message.len() > self.limits.max_log_bytes as usize;
         if over_count || over_bytes {
@@ -241,10 +236,123 @@ impl wit::log::Host for CallContext {
             return;
         }
         self.log_bytes += message.len();
-        self.logs.push(PolicyLog {
-            level: level.convert(),
-            message,
-        });
+        self.logs.push(PolicyLog { level, message });
+    }
+}
+
+/// The query interfaces every major has, for the bindings module `$version`: each function
+/// converts and calls the answer above.
+macro_rules! queries {
+    ($version:ident) => {
+        mod $version {
+            use super::{CallContext, Refusal};
+            use crate::bindings::{Convert, $version::haven::policy as wit};
+            use wit::types::{CarpState, HastRole, HastStatus, LogLevel, MountStatus, QueryError};
+
+            impl Convert<QueryError> for Refusal {
+                fn convert(self) -> QueryError {
+                    match self {
+                        Refusal::NotGranted(what) => QueryError::NotGranted(what),
+                        Refusal::Unknown(what) => QueryError::Unknown(what),
+                    }
+                }
+            }
+
+            /// `Result`s convert both sides.
+            fn answer<T: Convert<U>, U>(result: Result<T, Refusal>) -> Result<U, QueryError> {
+                result.map(Convert::convert).map_err(Convert::convert)
+            }
+
+            impl wit::types::Host for CallContext {}
+
+            impl wit::carp::Host for CallContext {
+                fn state(&mut self, vhid: u8) -> Option<CarpState> {
+                    self.carp_state(vhid).convert()
+                }
+            }
+
+            impl wit::hast::Host for CallContext {
+                fn status(&mut self, resource: String) -> Result<HastStatus, QueryError> {
+                    answer(self.hast_status(resource))
+                }
+
+                fn worker_running(
+                    &mut self,
+                    resource: String,
+                    role: HastRole,
+                ) -> Result<bool, QueryError> {
+                    answer(self.hast_worker_running(resource, role.convert()))
+                }
+            }
+
+            impl wit::storage::Host for CallContext {
+                fn mounted(
+                    &mut self,
+                    mountpoint: String,
+                ) -> Result<Option<MountStatus>, QueryError> {
+                    answer(self.mounted(mountpoint))
+                }
+
+                fn device_exists(&mut self, path: String) -> Result<bool, QueryError> {
+                    answer(self.device_exists(path))
+                }
+            }
+
+            impl wit::services::Host for CallContext {
+                fn is_running(&mut self, name: String) -> Result<bool, QueryError> {
+                    answer(self.service_running(name))
+                }
+            }
+
+            impl wit::kv::Host for CallContext {
+                fn get(&mut self, key: String) -> Option<String> {
+                    self.kv_get(key)
+                }
+
+                fn set(&mut self, key: String, value: String) -> Result<(), String> {
+                    self.kv_set(key, value)
+                }
+
+                fn remove(&mut self, key: String) {
+                    self.kv_remove(key)
+                }
+
+                fn keys(&mut self) -> Vec<String> {
+                    self.kv_list()
+                }
+            }
+
+            impl wit::log::Host for CallContext {
+                fn log(&mut self, level: LogLevel, message: String) {
+                    CallContext::log(self, level.convert(), message)
+                }
+            }
+        }
+    };
+}
+
+queries!(v1);
+queries!(v2);
+
+impl crate::bindings::v1::haven::policy::clock::Host for CallContext {
+    fn now_ms(&mut self) -> u64 {
+        CallContext::now_ms(self)
+    }
+}
+
+impl crate::bindings::v2::haven::policy::clock::Host for CallContext {
+    fn now_ms(&mut self) -> u64 {
+        CallContext::now_ms(self)
+    }
+
+    fn unix_ms(&mut self) -> u64 {
+        CallContext::unix_ms(self)
+    }
+}
+
+impl crate::bindings::v2::haven::policy::peer::Host for CallContext {
+    fn state(&mut self) -> crate::bindings::v2::haven::policy::types::PeerState {
+        self.peer_state().convert()
     }
 }
 
@@ -265,7 +373,6 @@ pub fn commit_kv(store: &mut Arc<KvStore>, writes: BTreeMap<String, Option<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wit::kv::Host as _;
 
     #[test]
     fn kv_keys_include_this_calls_writes() {
@@ -279,9 +386,9 @@ mod tests {
             Arc::default(),
             Arc::new(stored),
         );
-        context.set("c".into(), "3".into()).unwrap();
-        context.remove("a".into());
-        assert_eq!(context.keys(), ["b", "c"]);
+        context.kv_set("c".into(), "3".into()).unwrap();
+        context.kv_remove("a".into());
+        assert_eq!(context.kv_list(), ["b", "c"]);
     }
 
     #[test]
@@ -294,14 +401,14 @@ mod tests {
             Arc::new(stored),
         );
         for n in 0..1000 {
-            context.remove(format!("{n:>4096}"));
+            context.kv_remove(format!("{n:>4096}"));
         }
         assert!(context.kv_writes.is_empty());
-        context.set("new".into(), "x".into()).unwrap();
-        context.remove("new".into());
+        context.kv_set("new".into(), "x".into()).unwrap();
+        context.kv_remove("new".into());
         assert!(context.kv_writes.is_empty(), "a write undone is no write");
-        context.remove("a".into());
+        context.kv_remove("a".into());
         assert_eq!(context.kv_writes, [("a".to_owned(), None)].into());
-        assert_eq!(context.get("a".into()), None);
+        assert_eq!(context.kv_get("a".into()), None);
     }
 }

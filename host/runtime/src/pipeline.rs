@@ -221,6 +221,9 @@ impl Pipeline {
     }
 
     fn concerns(&self, policy: &LoadedPolicy, event: &Event, recipients: Recipients<'_>) -> bool {
+        if !policy.receives(event) {
+            return false;
+        }
         match recipients {
             Recipients::Only(name) => policy.name == name,
             Recipients::Concerned => match event.hast_resource() {

@@ -17,7 +17,7 @@
 //! at load with a compile error.
 
 use crate::admission::{self, AdmissionError};
-use crate::bindings::{Convert, PolicyPre, to_wit};
+use crate::bindings::{Answer, PolicyPre};
 use crate::cache::ArtifactCache;
 use crate::call_context::{CallContext, KvStore, PolicyLog};
 use crate::compiler_process::CompilerProcess;
@@ -157,7 +157,7 @@ pub struct CompiledPolicy {
     /// The contract version the policy was built against, from its `handler` export: the
     /// host's own or an older minor (see [`crate::admission`]).
     pub contract: String,
-    pre: PolicyPre<CallContext>,
+    pre: PolicyPre,
     /// The limits `describe` ran under; `configure` asks again only under other limits.
     described_with: Limits,
 }
@@ -191,6 +191,12 @@ impl LoadedPolicy {
     /// The grants the policy runs under.
     pub fn grants(&self) -> &Grants {
         &self.grants
+    }
+
+    /// Whether the policy's contract can express `event`: a policy built against `1.x`
+    /// hears nothing of the peer.
+    pub fn receives(&self, event: &Event) -> bool {
+        self.compiled.pre.receives(event)
     }
 }
 
@@ -286,7 +292,12 @@ impl Runtime {
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(engine_error)?;
         let mut linker = Linker::new(&engine);
-        crate::bindings::Policy::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+        crate::bindings::v2::Policy::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |context: &mut CallContext| context,
+        )
+        .map_err(engine_error)?;
+        crate::bindings::v1::Policy::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
             |context: &mut CallContext| context,
         )
@@ -352,10 +363,7 @@ impl Runtime {
         let compiled = self.link(component, module_hash, from_cache, started, limits)?;
         // Only what was admitted, linked and described is cached.
         if !from_cache && let Some(cache) = &self.cache {
-            cache.store(
-                &compiled.module_hash,
-                compiled.pre.instance_pre().component(),
-            );
+            cache.store(&compiled.module_hash, compiled.pre.component());
         }
         Ok(compiled)
     }
@@ -394,10 +402,11 @@ impl Runtime {
         limits: &Limits,
     ) -> Result<CompiledPolicy, LoadError> {
         let (imports, contract) = self.check_interface(&component)?;
+        let major = admission::major(&contract);
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .and_then(PolicyPre::new)
+            .and_then(|pre| PolicyPre::new(pre, major))
             .map_err(|error| LoadError::Link(format!("{error:#}")))?;
         let compile_time = started.elapsed();
         let mut compiled = CompiledPolicy {
@@ -484,15 +493,7 @@ impl Runtime {
             Default::default(),
             Default::default(),
         );
-        let outcome = policy
-            .compiled
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| {
-                instance
-                    .haven_policy_handler()
-                    .call_init(&mut store, &policy.settings)
-            });
+        let outcome = policy.compiled.pre.init(&mut store, &policy.settings);
         match outcome {
             Ok(Ok(())) => Ok(policy),
             Ok(Err(message)) => Err(LoadError::Init(CallFailure::Init(clip_error(message)))),
@@ -516,9 +517,7 @@ impl Runtime {
         );
         let info: PolicyInfo = compiled
             .pre
-            .instantiate(&mut store)
-            .and_then(|instance| instance.haven_policy_handler().call_describe(&mut store))
-            .map(Convert::convert)
+            .describe(&mut store)
             .map_err(|error| classify(&error, &store))?;
         for (what, text) in [("a name", &info.name), ("a version", &info.version)] {
             if text.is_empty() || text.len() > MAX_INFO_BYTES {
@@ -559,21 +558,20 @@ impl Runtime {
         let started = Instant::now();
         let mut store = self.store(&policy.grants, &policy.limits, machine, kv);
         let result = (|| {
-            let instance = policy
+            let answer = policy
                 .compiled
                 .pre
-                .instantiate(&mut store)
+                .handle(&mut store, &policy.settings, event.clone())
                 .map_err(|error| classify(&error, &store))?;
-            let handler = instance.haven_policy_handler();
-            handler
-                .call_init(&mut store, &policy.settings)
-                .map_err(|error| classify(&error, &store))?
-                .map_err(|message| CallFailure::Init(clip_error(message)))?;
-            let plan: Plan = handler
-                .call_handle(&mut store, &to_wit(event.clone()))
-                .map_err(|error| classify(&error, &store))?
-                .map_err(|message| CallFailure::Returned(clip_error(message)))?
-                .convert();
+            let plan = match answer {
+                Answer::InitRefused(message) => {
+                    return Err(CallFailure::Init(clip_error(message)));
+                }
+                Answer::Handled(Ok(plan)) => plan,
+                Answer::Handled(Err(message)) => {
+                    return Err(CallFailure::Returned(clip_error(message)));
+                }
+            };
             let limit = policy.limits.max_plan_steps;
             if plan.steps.len() > limit as usize {
                 return Err(CallFailure::PlanTooLong {

@@ -151,8 +151,8 @@ fn assert_refused(version: &str) {
         assert_eq!(
             error.to_string(),
             format!(
-                "was built against haven:policy@{version}; this host speaks haven:policy@1.1.0 \
-                 and runs policies built against 1.0 to 1.1"
+                "was built against haven:policy@{version}; this host speaks haven:policy@2.0.0 \
+                 and runs policies built against 1.0 to 1.1, 2.0"
             ),
             "{form}"
         );
@@ -161,7 +161,7 @@ fn assert_refused(version: &str) {
 
 #[test]
 fn a_policy_built_against_another_major_is_refused_naming_both_versions() {
-    assert_refused("2.0.0");
+    assert_refused("3.0.0");
     // The contract before it was declared stable: what every policy was built against before.
     assert_refused("0.1.0");
 }
@@ -171,4 +171,25 @@ fn a_policy_built_against_a_newer_minor_is_refused_naming_both_versions() {
     // It may import what this host lacks. Wasmtime alone would link it when it happens not to,
     // and otherwise fail naming a missing function rather than the versions that disagree.
     assert_refused("1.2.0");
+    assert_refused("2.1.0");
+}
+
+/// A `1.x` policy that claims `2.0.0` passes admission (the versions are spoken) but not the
+/// type check of the `2.0` contract: it is refused when loaded, never run with the wrong types.
+#[test]
+fn a_policy_whose_types_do_not_match_its_claimed_major_is_refused_at_load() {
+    for (form, bytes) in built_against("2.0.0") {
+        let error = runtime().compile(&bytes, &Default::default()).unwrap_err();
+        assert!(error.to_string().contains("variant"), "{form}: {error}");
+    }
+}
+
+/// A `1.x` policy cannot express the peer's events: the host does not deliver them to it.
+#[test]
+fn a_1_x_policy_is_not_handed_peer_events() {
+    let [(_, core), _] = built_against(BUILT_AGAINST);
+    let compiled = runtime().compile(&core, &Default::default()).unwrap();
+    let loaded = runtime().configure(compiled, &config()).unwrap();
+    assert!(!loaded.receives(&Event::Peer(haven_core::PeerEvent::Up)));
+    assert!(loaded.receives(&Event::TimerFired("tick".into())));
 }

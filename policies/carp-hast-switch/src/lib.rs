@@ -5,8 +5,8 @@
 //! - `lib.rs` (here): the policy type and event dispatch, which ties the modules together.
 //! - `settings`: the settings and their validation, so mistakes surface at load time.
 //! - `carp`: which role a CARP event asks for, and the flap hold-down.
-//! - `sync`: the per-resource sync state from hastd's hooks, and the refusal to promote onto
-//!   incomplete data.
+//! - `sync`: the per-resource sync state from the peer's relayed hooks and status (and this
+//!   host's own hooks), and the refusal to promote onto incomplete data.
 //! - `plans`: the idempotent promotion and demotion plans, computed from queries.
 //! - `failure`: what a failed (or interrupted) step means and what to do about it.
 
@@ -58,6 +58,10 @@ impl Policy for CarpHastSwitch {
             Event::HastHook(hook) => self.on_hook(hook, host),
             Event::TimerFired(name) => self.on_timer(name, host),
             Event::StepFailed(failure) => self.on_step_failed(failure, host),
+            Event::Peer(peer) => {
+                sync::on_peer(&self.settings, peer, host)?;
+                Ok(Plan::none())
+            }
             // Polling only confirms what the hooks and CARP already said; devd events other
             // than CARP's are not this policy's business.
             Event::HastStatusChanged(_) | Event::Devd(_) => Ok(Plan::none()),
@@ -136,6 +140,9 @@ impl CarpHastSwitch {
     /// the convergence plans it again if, and only if, the machine still needs it. A restart or
     /// reload is a human's doing, so it also allows a failed promotion to be tried again.
     fn on_startup(&self, state: &StartupState, host: &dyn Host) -> Result<Plan> {
+        if let Some(lost) = &state.state_lost {
+            sync::on_state_lost(&self.settings, &lost.reason, host)?;
+        }
         if let Some(interrupted) = &state.interrupted {
             let step = failure::describe(&interrupted.step.action);
             let message = format!("{step} was interrupted; converging from the current state");

@@ -33,11 +33,26 @@ pub struct Settings {
     /// Promote even onto a local copy known to be incomplete. An operator's override.
     #[serde(default)]
     pub allow_unsynchronised_promotion: bool,
+    /// What to do when the peer link is configured but nothing is known about the local
+    /// copy: the peer was never heard and no record survives.
+    #[serde(default)]
+    pub unknown_copy: UnknownCopy,
     /// Deadlines of the steps this policy plans.
     #[serde(default)]
     pub timeouts: Timeouts,
     /// The HAST resources to switch, in the order they are promoted and demoted.
     pub resources: Vec<Resource>,
+}
+
+/// What an unknown copy means (see the README's "What each host knows").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnknownCopy {
+    /// Refuse to promote, with a critical alert: safe, and a human decides.
+    #[default]
+    Refuse,
+    /// Promote, with a warning: availability first, at the risk of serving old data.
+    Promote,
 }
 
 /// Step deadlines, in milliseconds.

@@ -1,16 +1,24 @@
-//! Tracking whether the local copy of each HAST resource is complete, from hastd's `exec`
-//! hooks, and refusing to promote onto a copy known to be incomplete.
+//! Tracking whether the local copy of each HAST resource is complete, and refusing to promote
+//! onto a copy known to be incomplete.
 //!
 //! This module exists because of the recipe author's first warning: never switch while `dirty`
 //! is non-zero. Promoting a secondary whose resync was interrupted, or that is on the losing
 //! side of a split-brain, serves old data and makes the next resync overwrite the newer copy.
-//! The state is kept per resource in the key-value store as `sync:<resource>`, one of
-//! `syncing`, `synced`, `interrupted` or `split-brain`; no key means nothing is known against
-//! the copy.
+//!
+//! Only the primary's hastd knows: it alone runs `syncstart`, `syncdone` and `syncintr`, and
+//! only its `hastctl list` counts `dirty`. So while the peer is primary, this host records
+//! what the peer link relays about *our* copy: the peer's sync hooks, and its status (dirty
+//! bytes while degraded: we are behind; complete with nothing dirty: we are in sync).
+//!
+//! The state is kept per resource in the key-value store (which the daemon keeps on disk) as
+//! `sync:<resource>`, one of `syncing`, `synced`, `interrupted`, `behind`, `split-brain` or
+//! `unknown` (the store was lost), with `sync-fact:<resource>` saying which fact set it, where
+//! it came from and when. No key means nothing is known against the copy.
 
-use crate::settings::Settings;
+use crate::settings::{Settings, UnknownCopy};
 use haven_sdk::{
-    AlertSeverity, Error, HastHook, HastRole, HastRoleChange, Host, LogLevel, Plan, Result,
+    AlertSeverity, Error, HastHook, HastReplication, HastRole, HastRoleChange, Host, LogLevel,
+    PeerEvent, PeerFacts, PeerLink, Plan, Result,
 };
 
 /// What is known about the local copy of a resource.
@@ -24,14 +32,20 @@ pub enum SyncState {
     Interrupted,
     /// Both hosts wrote while apart; which copy is right is a human decision.
     SplitBrain,
+    /// The primary wrote while disconnected from us (its `dirty` grew while degraded).
+    Behind,
+    /// What was recorded was lost with the policy's store.
+    Unknown,
 }
 
 impl SyncState {
-    const ALL: [SyncState; 4] = [
+    const ALL: [SyncState; 6] = [
         SyncState::Syncing,
         SyncState::Synced,
         SyncState::Interrupted,
         SyncState::SplitBrain,
+        SyncState::Behind,
+        SyncState::Unknown,
     ];
 
     /// The value stored in the key-value store.
@@ -41,6 +55,8 @@ impl SyncState {
             SyncState::Synced => "synced",
             SyncState::Interrupted => "interrupted",
             SyncState::SplitBrain => "split-brain",
+            SyncState::Behind => "behind",
+            SyncState::Unknown => "unknown",
         }
     }
 
@@ -53,6 +69,11 @@ impl SyncState {
 /// The key-value store key of a resource's sync state.
 fn key(resource: &str) -> String {
     format!("sync:{resource}")
+}
+
+/// The key of the fact behind it.
+fn fact_key(resource: &str) -> String {
+    format!("sync-fact:{resource}")
 }
 
 /// The recorded sync state of a resource. A value this policy never writes is an error rather
@@ -73,10 +94,56 @@ pub fn recorded(resource: &str, host: &dyn Host) -> Result<Option<SyncState>> {
         })
 }
 
-/// Record a resource's sync state.
-fn record(resource: &str, state: SyncState, host: &dyn Host) -> Result<()> {
+/// Record a resource's sync state and the fact behind it, stamped with the wall time. Nothing
+/// is written when the state is already recorded: the store is synced to disk on every write.
+fn record(resource: &str, state: SyncState, fact: &str, host: &dyn Host) -> Result<()> {
+    if recorded(resource, host)? == Some(state) {
+        return Ok(());
+    }
     host.kv_set(&key(resource), state.as_str())?;
+    let when = utc(host.unix_ms());
+    host.kv_set(&fact_key(resource), &format!("{fact}, recorded {when}"))?;
+    log(
+        host,
+        LogLevel::Info,
+        resource,
+        &format!("our copy is {}: {fact}", state.as_str()),
+    );
     Ok(())
+}
+
+/// The fact behind a resource's record, if one was kept.
+fn fact(resource: &str, host: &dyn Host) -> String {
+    host.kv_get(&fact_key(resource))
+        .unwrap_or_else(|| "no fact recorded".to_owned())
+}
+
+/// `2026-12-04 19:20:03 UTC` from milliseconds since 1970 (proleptic Gregorian calendar).
+pub fn utc(unix_ms: u64) -> String {
+    let seconds = unix_ms / 1000;
+    let (days, of_day) = (seconds / 86_400, seconds % 86_400);
+    // Days since 1970-01-01 to a civil date, shifting the year to start in March so that the
+    // leap day ends it.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60
+    )
 }
 
 /// `None` when promotion may go ahead; otherwise the plan to answer with instead: one critical
@@ -85,13 +152,31 @@ fn record(resource: &str, state: SyncState, host: &dyn Host) -> Result<()> {
 /// back: its copy is the one in use, and finishing the promotion (mount, services) only serves
 /// it.
 pub fn refusal(settings: &Settings, host: &dyn Host) -> Result<Option<Plan>> {
+    let peer = host.peer();
     let mut incomplete = Vec::new();
     for resource in &settings.resources {
         if host.hast_status(&resource.name)?.role == HastRole::Primary {
             continue;
         }
-        if let Some(state) = recorded(&resource.name, host)?.filter(|state| state.is_incomplete()) {
-            incomplete.push(format!("`{}` ({})", resource.name, state.as_str()));
+        let name = &resource.name;
+        match recorded(name, host)? {
+            Some(SyncState::Unknown) if settings.unknown_copy == UnknownCopy::Promote => {}
+            Some(state) if state.is_incomplete() => {
+                let fact = fact(name, host);
+                incomplete.push(format!("`{name}` ({}: {fact})", state.as_str()));
+            }
+            Some(_) => {}
+            None if peer.link == PeerLink::NotConfigured || peer.facts.is_some() => {}
+            None if settings.unknown_copy == UnknownCopy::Promote => log(
+                host,
+                LogLevel::Warn,
+                name,
+                "promoting a copy nothing is known about (unknown-copy = \"promote\")",
+            ),
+            None => incomplete.push(format!(
+                "`{name}` (unknown: the peer link is configured but the peer was never heard \
+                 and no record survives; unknown-copy = \"refuse\")"
+            )),
         }
     }
     if incomplete.is_empty() {
@@ -107,8 +192,8 @@ pub fn refusal(settings: &Settings, host: &dyn Host) -> Result<Option<Plan>> {
         return Ok(None);
     }
     let message = format!(
-        "refusing to promote: the local copy of HAST resource {incomplete} is known to be \
-         incomplete, and the peer may hold newer data. To promote anyway, set \
+        "refusing to promote: the local copy of HAST resource {incomplete} is not known to be \
+         complete, and the peer may hold newer data. To promote anyway, set \
          allow-unsynchronised-promotion = true in this policy's settings and reload it \
          (then set it back to false)."
     );
@@ -119,6 +204,120 @@ pub fn refusal(settings: &Settings, host: &dyn Host) -> Result<Option<Plan>> {
     ))
 }
 
+/// What the peer link brought: while the peer is primary for one of our resources (and we are
+/// not), its sync hooks and its status describe our copy.
+pub fn on_peer(settings: &Settings, event: &PeerEvent, host: &dyn Host) -> Result<()> {
+    let peer = host.peer();
+    let peer_name = peer.facts.as_ref().map_or_else(
+        || "the peer".to_owned(),
+        |facts| format!("peer {}", facts.host),
+    );
+    match event {
+        PeerEvent::HastHook(hook) => {
+            let resource = hook.resource();
+            let state = match hook {
+                HastHook::SyncStart(_) => SyncState::Syncing,
+                HastHook::SyncDone(_) => SyncState::Synced,
+                HastHook::SyncInterrupted(_) => SyncState::Interrupted,
+                _ => return Ok(()),
+            };
+            if settings.resource(resource).is_none() || locally_primary(resource, host)? {
+                return Ok(());
+            }
+            let fact = format!(
+                "{peer_name}'s hastd ran `{}` as primary (relayed by the peer link)",
+                hook_word(hook)
+            );
+            record(resource, state, &fact, host)
+        }
+        PeerEvent::FactsChanged(facts) => on_peer_facts(settings, facts, &peer_name, host),
+        PeerEvent::Up => {
+            host.log(LogLevel::Info, &format!("peer link up ({peer_name})"));
+            Ok(())
+        }
+        PeerEvent::Down => {
+            let message = format!(
+                "peer link down ({peer_name}): nothing is done on that alone; the last facts \
+                 heard are kept"
+            );
+            host.log(LogLevel::Warn, &message);
+            Ok(())
+        }
+    }
+}
+
+/// The peer's status as its primary: dirty bytes while degraded mean it wrote what we lack;
+/// complete with nothing dirty means our copy equals its own.
+fn on_peer_facts(
+    settings: &Settings,
+    facts: &PeerFacts,
+    peer_name: &str,
+    host: &dyn Host,
+) -> Result<()> {
+    for status in &facts.hast {
+        let resource = status.resource.as_str();
+        if status.role != HastRole::Primary
+            || settings.resource(resource).is_none()
+            || locally_primary(resource, host)?
+        {
+            continue;
+        }
+        let dirty = status.dirty_bytes.unwrap_or(0);
+        match status.replication {
+            HastReplication::Degraded if dirty > 0 => {
+                // A more specific record (an interrupted sync, a split-brain) stays.
+                let keep = matches!(
+                    recorded(resource, host)?,
+                    Some(SyncState::Interrupted | SyncState::SplitBrain)
+                );
+                if !keep {
+                    let fact = format!(
+                        "{peer_name} is primary, degraded, with {dirty} dirty bytes (relayed \
+                         hastctl list)"
+                    );
+                    record(resource, SyncState::Behind, &fact, host)?;
+                }
+            }
+            HastReplication::Complete if dirty == 0 => {
+                let fact = format!(
+                    "{peer_name} is primary, complete, with 0 dirty bytes (relayed hastctl list)"
+                );
+                record(resource, SyncState::Synced, &fact, host)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The store was lost: what it held is unknown, which is not the same as nothing known.
+pub fn on_state_lost(settings: &Settings, reason: &str, host: &dyn Host) -> Result<()> {
+    for resource in &settings.resources {
+        if !locally_primary(&resource.name, host)? {
+            let fact = format!("this policy's stored state was lost ({reason})");
+            record(&resource.name, SyncState::Unknown, &fact, host)?;
+        }
+    }
+    Ok(())
+}
+
+fn locally_primary(resource: &str, host: &dyn Host) -> Result<bool> {
+    Ok(host.hast_status(resource)?.role == HastRole::Primary)
+}
+
+/// The word hastd's `exec` hook gets for a sync event.
+fn hook_word(hook: &HastHook) -> &'static str {
+    match hook {
+        HastHook::SyncStart(_) => "syncstart",
+        HastHook::SyncDone(_) => "syncdone",
+        HastHook::SyncInterrupted(_) => "syncintr",
+        HastHook::SplitBrain(_) => "split-brain",
+        HastHook::Connect(_) => "connect",
+        HastHook::Disconnect(_) => "disconnect",
+        HastHook::RoleChanged(_) => "role",
+    }
+}
+
 /// Record what a hastd hook says about one of our resources. Hooks about other resources are
 /// ignored. Only a split-brain asks for anything: an alert for a human.
 pub fn on_hook(settings: &Settings, hook: &HastHook, host: &dyn Host) -> Result<Plan> {
@@ -126,11 +325,11 @@ pub fn on_hook(settings: &Settings, hook: &HastHook, host: &dyn Host) -> Result<
     if settings.resource(resource).is_none() {
         return Ok(Plan::none());
     }
-    let record_sync = |hook, state| record_own_sync(resource, hook, state, host);
+    let record_sync = |state| record_own_sync(resource, hook_word(hook), state, host);
     match hook {
-        HastHook::SyncStart(_) => record_sync("syncstart", SyncState::Syncing)?,
-        HastHook::SyncDone(_) => record_sync("syncdone", SyncState::Synced)?,
-        HastHook::SyncInterrupted(_) => record_sync("syncintr", SyncState::Interrupted)?,
+        HastHook::SyncStart(_) => record_sync(SyncState::Syncing)?,
+        HastHook::SyncDone(_) => record_sync(SyncState::Synced)?,
+        HastHook::SyncInterrupted(_) => record_sync(SyncState::Interrupted)?,
         HastHook::SplitBrain(_) => {
             record_split_brain(resource, host)?;
             return Ok(split_brain_alert(resource));
@@ -151,15 +350,18 @@ fn record_split_brain(resource: &str, host: &dyn Host) -> Result<()> {
         log(host, LogLevel::Warn, resource, what);
         return Ok(());
     }
-    record(resource, SyncState::SplitBrain, host)
+    let fact = "this host's hastd ran `split-brain`";
+    record(resource, SyncState::SplitBrain, fact, host)
 }
 
-/// Sync hooks describe the copy being written. That is ours only while we are secondary; on
-/// the primary they describe the peer's copy, which says nothing against ours.
+/// Sync hooks describe the copy being written. That is ours only while we are secondary (a
+/// stock hastd never runs them there, but one that did would be right); on the primary they
+/// describe the peer's copy, which says nothing against ours.
 fn record_own_sync(resource: &str, hook: &str, state: SyncState, host: &dyn Host) -> Result<()> {
     let role = host.hast_status(resource)?.role;
     if role == HastRole::Secondary {
-        return record(resource, state, host);
+        let fact = format!("this host's hastd ran `{hook}`");
+        return record(resource, state, &fact, host);
     }
     let what = format!(
         "{hook} not recorded: in role {} it describes the peer's copy, not ours",
@@ -178,9 +380,14 @@ fn on_role_change(change: &HastRoleChange, host: &dyn Host) -> Result<()> {
     let recovering =
         || -> Result<bool> { Ok(recorded(&change.resource, host)? == Some(SyncState::SplitBrain)) };
     match (change.old, change.new) {
-        (_, HastRole::Primary) => host.kv_remove(&key(&change.resource)),
+        (_, HastRole::Primary) => {
+            host.kv_remove(&key(&change.resource));
+            host.kv_remove(&fact_key(&change.resource));
+        }
         (HastRole::Init, HastRole::Secondary) if recovering()? => {
-            record(&change.resource, SyncState::Syncing, host)?
+            let fact = "recovering from a split-brain (role init to secondary): a full resync \
+                        follows";
+            record(&change.resource, SyncState::Syncing, fact, host)?
         }
         (old, new) => {
             let what = format!("role changed from {} to {}", old.as_str(), new.as_str());

@@ -150,6 +150,7 @@ fn startup(interrupted: Option<InterruptedStep>) -> Event {
         mounts: Vec::new(),
         services: Vec::new(),
         interrupted,
+        state_lost: None,
     })
 }
 
@@ -765,5 +766,144 @@ fn every_problem_is_reported_at_once() {
     assert!(
         error.message().contains("vhid") && error.message().contains("fstype"),
         "{error}"
+    );
+}
+
+// ------------------------------------------------------------------ what the peer relays
+
+/// The peer `hasta` as primary of `test`, with its replication and dirty count.
+fn peer_primary(replication: HastReplication, dirty: u64) -> haven_sdk::PeerFacts {
+    haven_sdk::PeerFacts {
+        host: "hasta".into(),
+        version: "0.1.0".into(),
+        carp: Vec::new(),
+        hast: vec![HastStatus {
+            resource: "test".into(),
+            role: HastRole::Primary,
+            replication,
+            dirty_bytes: Some(dirty),
+        }],
+        mounts: Vec::new(),
+        services: Vec::new(),
+        running_plan: None,
+        policies: Vec::new(),
+    }
+}
+
+/// A standby that hears its primary peer over an up link.
+fn standby_hearing(facts: haven_sdk::PeerFacts) -> ScriptedHost {
+    standby()
+        .peer_link(haven_sdk::PeerLink::Up, 5_000)
+        .peer_facts(facts, 100)
+        .unix_ms(1_764_876_003_000)
+}
+
+#[test]
+fn the_peers_relayed_syncintr_refuses_promotion_naming_the_fact_and_when() {
+    let host = standby_hearing(peer_primary(HastReplication::Complete, 2_097_152));
+    let hook = events::peer_hook(HastHook::SyncInterrupted("test".into()));
+    assert!(run(&host, hook).is_none());
+    assert_eq!(kv(&host, "sync:test").as_deref(), Some("interrupted"));
+    let plan = run(&host, carp(CarpState::Master));
+    let (severity, message) = only_alert(&plan);
+    assert_eq!(severity, AlertSeverity::Critical);
+    assert!(
+        message.contains("peer hasta's hastd ran `syncintr` as primary")
+            && message.contains("2025-12-04 19:20:03 UTC"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_relayed_syncdone_allows_promotion() {
+    let host = standby_hearing(peer_primary(HastReplication::Complete, 0));
+    for hook in [
+        HastHook::SyncStart("test".into()),
+        HastHook::SyncDone("test".into()),
+    ] {
+        run(&host, events::peer_hook(hook));
+    }
+    assert_eq!(kv(&host, "sync:test").as_deref(), Some("synced"));
+    assert_eq!(run(&host, carp(CarpState::Master)), full_promotion());
+}
+
+#[test]
+fn a_degraded_primary_with_dirty_bytes_puts_us_behind_and_a_clean_reconnect_in_sync() {
+    let host = standby_hearing(peer_primary(HastReplication::Degraded, 4096));
+    run(
+        &host,
+        events::peer_facts(peer_primary(HastReplication::Degraded, 4096)),
+    );
+    assert_eq!(kv(&host, "sync:test").as_deref(), Some("behind"));
+    let plan = run(&host, carp(CarpState::Master));
+    let (_, message) = only_alert(&plan);
+    assert!(message.contains("4096 dirty bytes"), "{message}");
+    // Connected again with nothing left to copy: in sync.
+    run(
+        &host,
+        events::peer_facts(peer_primary(HastReplication::Complete, 0)),
+    );
+    assert_eq!(kv(&host, "sync:test").as_deref(), Some("synced"));
+    // Complete with dirty extents (keepdirty, or a sync running) changes nothing.
+    run(
+        &host,
+        events::peer_facts(peer_primary(HastReplication::Complete, 64 << 20)),
+    );
+    assert_eq!(kv(&host, "sync:test").as_deref(), Some("synced"));
+}
+
+#[test]
+fn an_unknown_copy_is_refused_by_default_and_promoted_when_set() {
+    // The link is configured but the peer was never heard, and nothing is recorded.
+    let host = standby().peer_link(haven_sdk::PeerLink::Down, 60_000);
+    let plan = run(&host, carp(CarpState::Master));
+    let (severity, message) = only_alert(&plan);
+    assert_eq!(severity, AlertSeverity::Critical);
+    assert!(message.contains("never heard"), "{message}");
+    let host = standby().peer_link(haven_sdk::PeerLink::Down, 60_000);
+    let plan = run_with("unknown-copy = \"promote\"", &host, carp(CarpState::Master));
+    assert_eq!(plan, full_promotion());
+    // No peer link at all: as before it, the hooks this host hears are all it knows.
+    assert_eq!(run(&standby(), carp(CarpState::Master)), full_promotion());
+}
+
+#[test]
+fn lost_state_is_unknown_not_empty() {
+    let host = standby_hearing(peer_primary(HastReplication::Complete, 0));
+    let lost = Event::Startup(StartupState {
+        state_lost: Some(haven_sdk::StateLost {
+            reason: "damaged file".into(),
+        }),
+        ..match startup(None) {
+            Event::Startup(state) => state,
+            _ => unreachable!(),
+        }
+    });
+    run(&host, lost);
+    assert_eq!(kv(&host, "sync:test").as_deref(), Some("unknown"));
+    let plan = run(&host, carp(CarpState::Master));
+    let (_, message) = only_alert(&plan);
+    assert!(message.contains("damaged file"), "{message}");
+}
+
+#[test]
+fn relayed_hooks_are_ignored_while_this_host_is_primary() {
+    let host = active()
+        .peer_link(haven_sdk::PeerLink::Up, 1)
+        .peer_facts(peer_primary(HastReplication::Complete, 0), 1);
+    run(
+        &host,
+        events::peer_hook(HastHook::SyncInterrupted("test".into())),
+    );
+    assert_eq!(kv(&host, "sync:test"), None);
+}
+
+#[test]
+fn utc_formats_civil_dates() {
+    assert_eq!(crate::sync::utc(0), "1970-01-01 00:00:00 UTC");
+    assert_eq!(crate::sync::utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
+    assert_eq!(
+        crate::sync::utc(1_764_876_003_000),
+        "2025-12-04 19:20:03 UTC"
     );
 }
