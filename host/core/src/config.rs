@@ -173,7 +173,30 @@ pub struct Config {
     pub carp: Vec<CarpAddress>,
     /// How the FreeBSD and Linux executors act (`[executor]`).
     pub executor: ExecutorConfig,
+    /// The link to the other host's havend (`[peer]`); none: this host knows nothing of it.
+    pub peer: Option<PeerConfig>,
 }
+
+/// The `[peer]` table: where the other host's havend listens, where this one listens, and the
+/// keys that authenticate both (`havenctl peer-keys` writes them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PeerConfig {
+    /// The other host's address and port, e.g. `10.0.0.2:7420` (a name is looked up on every
+    /// connection attempt).
+    pub address: String,
+    /// Where this havend accepts the peer's connection: `0.0.0.0:7420` by default.
+    pub listen: std::net::SocketAddr,
+    /// This host's key file: its private key and the peer's public key.
+    pub key_file: PathBuf,
+    /// How often facts are sent when nothing changes: 1000 ms, 100 to 60000.
+    pub heartbeat_ms: u32,
+    /// Silence after which the link counts as down: 3500 ms, more than twice the heartbeat.
+    pub timeout_ms: u32,
+}
+
+/// The peer link's default port.
+pub const DEFAULT_PEER_PORT: u16 = 7420;
 
 /// The `[daemon]` table: where `havend` keeps things and how much of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -515,6 +538,18 @@ struct RawConfig {
     carp: Vec<RawCarp>,
     #[serde(default)]
     executor: RawExecutor,
+    #[serde(default)]
+    peer: Option<Spanned<RawPeer>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawPeer {
+    address: Spanned<String>,
+    listen: Option<Spanned<String>>,
+    key_file: Spanned<String>,
+    heartbeat_ms: Option<Spanned<u32>>,
+    timeout_ms: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -634,12 +669,14 @@ impl Config {
         let carp = build_carp(raw.carp).map_err(located)?;
         let sources = build_sources(raw.sources, &carp).map_err(located)?;
         let executor = build_executor(raw.executor).map_err(located)?;
+        let peer = raw.peer.map(build_peer).transpose().map_err(located)?;
         Ok(Config {
             policies,
             daemon,
             sources,
             carp,
             executor,
+            peer,
         })
     }
 
@@ -885,6 +922,73 @@ fn build_daemon(raw: RawDaemon) -> Located<DaemonConfig> {
             256,
             default.compile_memory_mib,
         )?,
+    })
+}
+
+fn build_peer(raw: Spanned<RawPeer>) -> Located<PeerConfig> {
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let address = raw.address;
+    let valid_address = address
+        .get_ref()
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| {
+            !host.is_empty()
+                && !host.starts_with('-')
+                && host.len() <= 255
+                && !host.contains(char::is_whitespace)
+                && port.parse::<u16>().is_ok_and(|port| port != 0)
+        });
+    if !valid_address {
+        return Err((
+            address.span(),
+            format!(
+                "peer: address `{}` must be host:port (e.g. 10.0.0.2:{DEFAULT_PEER_PORT})",
+                address.get_ref()
+            ),
+        ));
+    }
+    let listen = match raw.listen {
+        Some(listen) => listen.get_ref().parse().map_err(|_| {
+            (
+                listen.span(),
+                format!(
+                    "peer: listen `{}` must be an IP address and port (e.g. 0.0.0.0:{DEFAULT_PEER_PORT})",
+                    listen.get_ref()
+                ),
+            )
+        })?,
+        None => std::net::SocketAddr::from(([0, 0, 0, 0], DEFAULT_PEER_PORT)),
+    };
+    let key_file = path_or(Some(raw.key_file), "peer: key-file", PathBuf::new())?;
+    let heartbeat_ms = at_least(raw.heartbeat_ms, "peer: heartbeat-ms", 100, 1000)?;
+    if heartbeat_ms > 60_000 {
+        return Err((
+            span,
+            format!("peer: heartbeat-ms is {heartbeat_ms}, at most 60000"),
+        ));
+    }
+    let default_timeout = heartbeat_ms.saturating_mul(3).saturating_add(500);
+    let timeout_ms = match raw.timeout_ms {
+        Some(timeout) if *timeout.get_ref() <= heartbeat_ms.saturating_mul(2) => {
+            return Err((
+                timeout.span(),
+                format!(
+                    "peer: timeout-ms is {}; it must be more than twice heartbeat-ms ({heartbeat_ms}), \
+                     or one late heartbeat takes the link down",
+                    timeout.get_ref()
+                ),
+            ));
+        }
+        Some(timeout) => timeout.into_inner(),
+        None => default_timeout,
+    };
+    Ok(PeerConfig {
+        address: address.into_inner(),
+        listen,
+        key_file,
+        heartbeat_ms,
+        timeout_ms,
     })
 }
 

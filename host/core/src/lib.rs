@@ -18,7 +18,7 @@ pub mod types;
 
 pub use config::{
     CarpAddress, CarpInstance, Config, ConfigError, DaemonConfig, DevdSource, ExecutorConfig,
-    ExecutorKind, ExecutorTools, FailureMode, HastctlSource, KeepalivedSource, Limits,
+    ExecutorKind, ExecutorTools, FailureMode, HastctlSource, KeepalivedSource, Limits, PeerConfig,
     PolicyConfig, ServiceManagerKind, SourcesConfig, StorageKind,
 };
 pub use grants::{Grants, Missing, MountGrant, PlanRefusal};
