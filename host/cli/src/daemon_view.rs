@@ -9,9 +9,73 @@ use crate::simulate::summarize_event;
 use haven_core::text::{clip, escape};
 use haven_daemon::journal::{DecisionOutcome, Entry, Record};
 use haven_daemon::reload::ReloadOutcome;
-use haven_daemon::status::Status;
+use haven_daemon::status::{PeerView, Status};
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
+
+/// The peer link and what the peer last said. Everything the peer sent is escaped: it is
+/// text another host controls.
+fn render_peer(out: &mut String, peer: &PeerView) {
+    let state = &peer.state;
+    let for_how_long = humantime::format_duration(Duration::from_secs(state.link_for_ms / 1000));
+    let _ = write!(
+        out,
+        "\nPeer link: {} for {for_how_long}",
+        state.link.as_str()
+    );
+    match (&state.facts, state.facts_age_ms) {
+        (Some(facts), Some(age)) => {
+            let _ = writeln!(
+                out,
+                "; {} (havend {}) last heard {} ago",
+                escape(&clip(&facts.host, 64)),
+                escape(&clip(&facts.version, 64)),
+                humantime::format_duration(Duration::from_secs(age / 1000))
+            );
+            for hast in &facts.hast {
+                let _ = writeln!(
+                    out,
+                    "  peer HAST {}: {} {} dirty {}",
+                    escape(&clip(&hast.resource, 256)),
+                    hast.role,
+                    lower(hast.replication),
+                    hast.dirty_bytes.map_or("-".to_owned(), |d| d.to_string())
+                );
+            }
+            for carp in &facts.carp {
+                let _ = writeln!(
+                    out,
+                    "  peer CARP vhid {} on {}: {}",
+                    carp.vhid,
+                    escape(&clip(&carp.interface, 64)),
+                    lower(carp.state)
+                );
+            }
+        }
+        _ => {
+            let _ = writeln!(out, "; the peer was never heard");
+        }
+    }
+    let counters = &peer.counters;
+    let refused: Vec<String> = counters
+        .refused
+        .iter()
+        .map(|(kind, count)| format!("{kind} {count}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  link: {} received, {} sent, sessions {} in / {} out, refused: {}",
+        counters.received,
+        counters.sent,
+        counters.sessions_in,
+        counters.sessions_out,
+        if refused.is_empty() {
+            "none".to_owned()
+        } else {
+            refused.join(", ")
+        }
+    );
+}
 
 /// `havenctl status`: a readable table of the daemon's status.
 pub fn render_status(status: &Status) -> String {
@@ -67,6 +131,9 @@ pub fn render_status(status: &Status) -> String {
             rows.push(vec![service.name.clone(), yes_no(service.running)]);
         }
     });
+    if let Some(peer) = &status.peer {
+        render_peer(&mut out, peer);
+    }
     section(
         &mut out,
         "Policies",

@@ -18,7 +18,7 @@ use haven_core::{
 };
 use haven_daemon::journal::{DecisionOutcome, Entry, Journal, Record};
 use haven_daemon::status::Status;
-use haven_test_artifacts::support::{hastctl_list, run_once, write_script};
+use haven_test_artifacts::support::hastctl_list;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::fs;
@@ -131,30 +131,6 @@ hastctl = {hastctl}
         fs::write(self.config(), self.config_text(options)).unwrap();
     }
 
-    /// Replace a file atomically: a reader sees the old text or the new, never half.
-    fn replace(&self, name: &str, text: &str) {
-        let temporary = self.path(&format!("{name}.tmp"));
-        fs::write(&temporary, text).unwrap();
-        fs::rename(&temporary, self.path(name)).unwrap();
-    }
-
-    // ---- the hastctl stand-in
-
-    /// Install the `hastctl` stand-in, answering `list` with `output`.
-    fn install_hastctl(&self, output: &str) {
-        self.set_hastctl_output(output);
-        let program = self.hastctl();
-        write_script(&program, HASTCTL_STANDIN);
-        // Run once, before havend may: see `run_once`.
-        let output = run_once(&program);
-        assert_eq!(output.status.code(), Some(1), "{output:?}");
-    }
-
-    /// What the stand-in's next `hastctl list` prints.
-    fn set_hastctl_output(&self, output: &str) {
-        self.replace("hastctl.out", output);
-    }
-
     /// How many times `hastctl list` has run.
     fn hastctl_runs(&self) -> usize {
         fs::read_to_string(self.path("hastctl.calls"))
@@ -162,23 +138,6 @@ hastctl = {hastctl}
             .unwrap_or(0)
     }
 }
-
-/// A stand-in for FreeBSD's hastctl(8), test code only: havend runs it by absolute path with a
-/// cleared environment, as it runs the real one. `hastctl list` prints the file `hastctl.out`
-/// next to it (which tests replace atomically) and logs the run in `hastctl.calls`; while a
-/// file `hastctl.hold` exists, it waits before answering, like a hastd slow to answer.
-const HASTCTL_STANDIN: &str = r#"#!/bin/sh
-dir=${0%/*}
-if [ "$1" != list ]; then
-    echo "hastctl: unknown command: $1" >&2
-    exit 1
-fi
-echo list >>"$dir/hastctl.calls"
-while [ -e "$dir/hastctl.hold" ]; do
-    sleep 0.02
-done
-exec cat "$dir/hastctl.out"
-"#;
 
 /// `hastctl list` for the seed's resource `test`.
 fn hast_list(role: &str, status: &str, dirty: &str) -> String {

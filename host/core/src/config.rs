@@ -696,7 +696,7 @@ impl Config {
     }
 
     /// `[sources.keepalived]`'s instances as the `notify_fifo` reader looks them up: name to
-    /// `(vhid, interface)`; empty without that table. The map `haven_daemon::keepalived_fifo`
+    /// `(vhid, interface)`; empty without that table. The map `haven_daemon::sources::keepalived_fifo`
     /// takes.
     pub fn keepalived_instances(&self) -> BTreeMap<String, (u8, String)> {
         self.sources

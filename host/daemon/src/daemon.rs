@@ -12,20 +12,21 @@
 //! sources and the control socket, and waits for all of them, each within a bound.
 
 use crate::control::{self, ControlSocket, Request, Response};
-use crate::devd_client::{DevdClient, DevdMessage, DevdOptions};
 use crate::event_loop::{EventLoop, raise_alert};
-use crate::hastctl_poller::{HastMessage, HastctlOptions, HastctlPoller};
 use crate::inbox::{Inbox, Report};
 use crate::journal::{Entry, Journal, JournalError, Recovered};
-use crate::keepalived_fifo::{FifoMessage, KeepalivedFifo};
 use crate::queue::Pushed;
 use crate::reconcile::Reconciler;
 use crate::reload::{ReloadOutcome, Reloader};
+use crate::sources::devd_client::{DevdClient, DevdMessage, DevdOptions};
+use crate::sources::hastctl_poller::{HastMessage, HastctlOptions, HastctlPoller};
+use crate::sources::keepalived_fifo::{FifoMessage, KeepalivedFifo};
+use crate::sources::peer::{self, PeerSource};
 use crate::status::{Identity, StatusBoard};
 use haven_core::{AlertSeverity, Config, Event, ExecutorKind, HastStatus, Machine, PolicyConfig};
 use haven_executor::{DryRun, Executor, Platform, Runner, SystemExecutor};
 use haven_runtime::{
-    CompilerProcess, LoadedPolicy, Pipeline, Runtime, RuntimeError, RuntimeOptions,
+    CompilerProcess, KvFiles, LoadedPolicy, Pipeline, Runtime, RuntimeError, RuntimeOptions,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -64,6 +65,8 @@ struct Sources {
     devd: Option<DevdClient>,
     hastctl: Option<HastctlPoller>,
     keepalived: Option<KeepalivedFifo>,
+    /// Started before the event loop, which publishes through it.
+    peer: Option<PeerSource>,
 }
 
 impl Sources {
@@ -158,14 +161,30 @@ impl Daemon {
         }
 
         let reconciler = Reconciler::new(&config);
-        let (machine, problems) = reconciler.read(&Machine::default(), &policies);
+        let (mut machine, problems) = reconciler.read(&Machine::default(), &policies);
         for problem in problems {
             journal.append(&Entry::Note {
                 message: format!("startup: cannot read {problem}"),
             })?;
         }
+        let (peer_model, peer_problem) =
+            peer::peer_at_startup(config.peer.is_some(), &settings.state_dir, 0);
+        machine.peer = peer_model;
+        machine.unix_ms = peer::unix_ms();
+        startup_alerts.extend(peer_problem.map(|problem| (String::new(), problem)));
 
         let inbox = Inbox::new(settings.queue_capacity)?;
+        let peer_source = config.peer.as_ref().and_then(|peer| {
+            PeerSource::start(peer, &inbox, &settings.state_dir)
+                .map_err(|error| {
+                    let message = format!(
+                        "the peer link did not start, so this host hears nothing of its peer: \
+                         {error}"
+                    );
+                    startup_alerts.push((String::new(), message));
+                })
+                .ok()
+        });
         let identity = Identity {
             config: config_path.to_owned(),
             state_dir: settings.state_dir.clone(),
@@ -177,10 +196,12 @@ impl Daemon {
         let board = StatusBoard::new(identity, Arc::new(machine.clone()), settings.decisions_kept);
         for (policy, message) in &startup_alerts {
             tracing::error!(policy = %policy, alert = %message, "operator alert");
+            // Alerts about the host (the peer link) have no policy.
+            let policy = Some(policy.as_str()).filter(|name| !name.is_empty());
             raise_alert(
                 &mut journal,
                 &board,
-                Some(policy),
+                policy,
                 AlertSeverity::Critical,
                 message,
             );
@@ -200,6 +221,20 @@ impl Daemon {
             })?,
         );
         let mut pipeline = Pipeline::new(runtime, policies, machine);
+        for (policy, why) in pipeline.keep_stores_in(KvFiles::new(settings.state_dir.join("kv"))) {
+            let message = format!(
+                "the stored state of policy `{policy}` could not be read back ({why}); it starts \
+                 empty, and the policy is told at startup that its state was lost"
+            );
+            tracing::error!(policy = %policy, alert = %message, "operator alert");
+            raise_alert(
+                &mut journal,
+                &board,
+                Some(&policy),
+                AlertSeverity::Critical,
+                &message,
+            );
+        }
         pipeline.continue_plan_ids_after(recovered.last_plan_id);
         inbox.continue_ids_after(recovered.last_event_id);
         journal.append(&Entry::Note {
@@ -238,11 +273,16 @@ impl Daemon {
             read_machine: Box::new(move |previous, policies| reconciler.read(previous, policies).0),
             interrupted: interrupted.map(|i| (i.policy.clone(), i.into())),
             started: Instant::now(),
+            peer: peer_source.as_ref().map(PeerSource::publisher),
         };
         let event_loop = spawn("event-loop", move || event_loop.run())?;
 
         let known_hast = board_hast(&board);
-        let sources = start_sources(&config, &inbox, known_hast);
+        let mut sources = start_sources(&config, &inbox, known_hast);
+        if let Some(peer) = &peer_source {
+            board.set_peer(peer.publisher());
+        }
+        sources.peer = peer_source;
         let handler = Handler {
             reloader: Arc::clone(&reloader),
             inbox: inbox.clone(),
@@ -382,7 +422,7 @@ fn start_sources(config: &Config, inbox: &Inbox, known_hast: Vec<HastStatus>) ->
 }
 
 const DEVD: &str = "devd";
-const HASTCTL: &str = crate::hastctl_poller::SOURCE;
+const HASTCTL: &str = crate::sources::hastctl_poller::SOURCE;
 const KEEPALIVED: &str = "keepalived";
 
 fn bad_input(source: &str, reason: String, text: String) -> Report {

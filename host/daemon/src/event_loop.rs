@@ -26,8 +26,12 @@ use crate::inbox::{Inbox, Next, Report};
 use crate::journal::{Entry, Journal, JournalError};
 use crate::reconcile::Granted;
 use crate::reload::{Prepared, ReloadOutcome};
+use crate::sources::peer::PeerPublisher;
 use crate::status::{PolicyStatus, RecentAlert, RecentDecision, RunningStep, StatusBoard};
-use haven_core::{Action, AlertSeverity, Event, InterruptedStep, Machine, Step};
+use haven_core::{
+    Action, AlertSeverity, Event, InterruptedStep, Machine, PeerFacts, PeerPolicy, ServiceStatus,
+    Step,
+};
 use haven_executor::runner::{Delivery, Observer, StepReport};
 use haven_executor::{Executor, Runner};
 use haven_runtime::pipeline::short_hash;
@@ -50,6 +54,9 @@ pub struct EventLoop<E> {
     pub interrupted: Option<(String, InterruptedStep)>,
     /// When the daemon started: the policies' clock counts from here.
     pub started: Instant,
+    /// The peer link's sending side, when `[peer]` is configured: this host's facts after
+    /// each event, and hastd's hooks as they arrive.
+    pub peer: Option<PeerPublisher>,
 }
 
 impl<E> std::fmt::Debug for EventLoop<E> {
@@ -75,6 +82,7 @@ impl<E: Executor> EventLoop<E> {
                 completed: false,
             });
         }
+        self.publish_to_peer();
         let syncer = Syncer::start(self.board.clone());
         loop {
             if self.inbox.is_empty() {
@@ -94,6 +102,10 @@ impl<E: Executor> EventLoop<E> {
                 Next::Event(queued) => {
                     self.fire_timers();
                     let mut event = queued.event;
+                    // The peer hears a hook first: it may be the only one that can use it.
+                    if let (Some(peer), Event::HastHook(hook)) = (&self.peer, &event) {
+                        peer.hook(hook.clone());
+                    }
                     self.fill_previous(&mut event);
                     let delivery = Delivery {
                         coalesced: queued.coalesced,
@@ -104,6 +116,7 @@ impl<E: Executor> EventLoop<E> {
                     });
                 }
             }
+            self.publish_to_peer();
             self.flush_journal();
         }
         let waiting = self.inbox.queue_stats().depth;
@@ -156,10 +169,12 @@ impl<E: Executor> EventLoop<E> {
             event_names: Vec::new(),
             plans_ended: 0,
             acted: false,
+            peer: self.peer.as_ref(),
         };
         let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let machine = self.runner.pipeline.machine_mut();
         machine.now_ms = machine.now_ms.max(now);
+        machine.unix_ms = crate::sources::peer::unix_ms();
         f(&mut self.runner, &mut observer, &mut ids);
         // The model follows what the steps did; after a plan on the real system, read the
         // system again, so the next decision sees facts (a service that died at start, a
@@ -224,6 +239,13 @@ impl<E: Executor> EventLoop<E> {
                 let severity = AlertSeverity::Warning;
                 raise_alert(&mut self.journal, &self.board, None, severity, &message);
                 self.board.reloaded(why, outcome);
+            }
+            Report::PeerHeard => {
+                let now = i64::try_from(self.now_ms()).unwrap_or(i64::MAX);
+                let peer = &mut self.runner.pipeline.machine_mut().peer;
+                if peer.facts.is_some() {
+                    peer.facts_heard_ms = Some(now);
+                }
             }
             Report::Resync { source, why } => {
                 tracing::info!(%source, %why, "re-reading the machine: events may have been missed");
@@ -298,13 +320,50 @@ impl<E: Executor> EventLoop<E> {
         }
     }
 
-    /// Read the machine from the system again, for the policies in force.
+    /// Read the machine from the system again, for the policies in force. What the peer
+    /// said is not on this system: it stays.
     fn reread_machine(&mut self) {
-        let fresh = (self.read_machine)(
+        let mut fresh = (self.read_machine)(
             self.runner.pipeline.machine(),
             self.runner.pipeline.policies(),
         );
-        *self.runner.pipeline.machine_mut() = fresh;
+        let machine = self.runner.pipeline.machine_mut();
+        fresh.peer = std::mem::take(&mut machine.peer);
+        fresh.unix_ms = machine.unix_ms;
+        *machine = fresh;
+    }
+
+    /// Hand this host's facts to the peer link (sent at once if they changed).
+    fn publish_to_peer(&self) {
+        let Some(peer) = &self.peer else {
+            return;
+        };
+        let pipeline = &self.runner.pipeline;
+        let machine = pipeline.machine();
+        peer.facts(PeerFacts {
+            host: peer.host().to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            carp: machine.carp.values().cloned().collect(),
+            hast: machine.hast.values().cloned().collect(),
+            mounts: machine.mounts.values().cloned().collect(),
+            services: machine
+                .services
+                .iter()
+                .map(|(name, running)| ServiceStatus {
+                    name: name.clone(),
+                    running: *running,
+                })
+                .collect(),
+            running_plan: None,
+            policies: pipeline
+                .policies()
+                .iter()
+                .map(|policy| PeerPolicy {
+                    name: policy.name.clone(),
+                    module_hash: policy.compiled.module_hash.clone(),
+                })
+                .collect(),
+        });
     }
 
     fn note(&mut self, message: String) {
@@ -497,6 +556,8 @@ struct Journaling<'a> {
     plans_ended: u32,
     /// Whether a step that acts on the system (not a timer or alert) started.
     acted: bool,
+    /// The peer hears which plan runs here.
+    peer: Option<&'a PeerPublisher>,
 }
 
 impl Journaling<'_> {
@@ -592,6 +653,9 @@ impl Observer for Journaling<'_> {
                 synced,
             );
         }
+        if let Some(peer) = self.peer {
+            peer.running_plan(Some(plan_id));
+        }
         self.board.set_running(Some(RunningStep {
             policy: policy.to_owned(),
             plan_id,
@@ -647,6 +711,9 @@ impl Observer for Journaling<'_> {
 
     fn plan_end(&mut self, policy: &str, plan_id: u64, completed: bool) {
         self.plans_ended += 1;
+        if let Some(peer) = self.peer {
+            peer.running_plan(None);
+        }
         self.board.set_running(None);
         self.append(&Entry::PlanEnd {
             plan_id,

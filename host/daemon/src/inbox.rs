@@ -49,6 +49,8 @@ pub enum Report {
         why: String,
         outcome: crate::reload::ReloadOutcome,
     },
+    /// The peer's unchanged facts were heard again (a heartbeat): only their age changes.
+    PeerHeard,
 }
 
 /// What the loop gets from [`Inbox::next`].
@@ -180,7 +182,8 @@ impl Inbox {
             Report::Resync { .. }
             | Report::Dropped(_)
             | Report::Reload(_)
-            | Report::ReloadRejected { .. } => {}
+            | Report::ReloadRejected { .. }
+            | Report::PeerHeard => {}
         }
         queue_report(&mut state, report);
         drop(state);

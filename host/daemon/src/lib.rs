@@ -16,8 +16,8 @@
 //!
 //! Modules, in the order data flows through them:
 //!
-//! - sources: [`devd_client`], [`hastctl_poller`], [`keepalived_fifo`] (threads built on
-//!   [`source_thread`]), and the hooks that arrive through [`control`];
+//! - [`sources`]: devd, `hastctl` polling, keepalived's FIFO and the peer link (threads
+//!   built on `sources::source_thread`), and the hooks that arrive through [`control`];
 //! - [`inbox`]: where sources leave events ([`queue`]) and reports for the loop;
 //! - [`event_loop`]: the one thread that decides and acts, through `haven-executor`'s runner;
 //! - [`journal`] and [`status`]: what the loop records, for after a crash and for operators;
@@ -27,17 +27,14 @@
 
 pub mod control;
 pub mod daemon;
-pub mod devd_client;
 pub mod event_loop;
-pub mod hastctl_poller;
 pub mod inbox;
 pub mod journal;
-pub mod keepalived_fifo;
 pub mod pidfile;
 pub mod queue;
 pub mod reconcile;
 pub mod reload;
-pub mod source_thread;
+pub mod sources;
 pub mod status;
 
 pub use daemon::{Daemon, StartError};

@@ -131,7 +131,7 @@ impl Reconciler {
         }
 
         if let Some((program, timeout)) = &self.hastctl {
-            match crate::hastctl_poller::poll_once(program, *timeout) {
+            match crate::sources::hastctl_poller::poll_once(program, *timeout) {
                 Ok(statuses) => {
                     machine.hast = statuses
                         .into_iter()

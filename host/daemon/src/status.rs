@@ -11,7 +11,11 @@ use crate::inbox::{Inbox, SourceCounters};
 use crate::journal::DecisionOutcome;
 use crate::queue::QueueStats;
 use crate::reload::ReloadOutcome;
-use haven_core::{CarpStatus, HastStatus, Machine, MountStatus, ServiceStatus};
+use crate::sources::peer::PeerPublisher;
+use haven_core::{
+    CarpStatus, HastStatus, Machine, MountStatus, PeerLink, PeerState, ServiceStatus,
+};
+use haven_peer::LinkCounters;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
@@ -61,6 +65,20 @@ pub struct Status {
     /// The last reload's outcome, if there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reload: Option<LastReload>,
+    /// The peer as this host knows it; none without `[peer]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<PeerView>,
+}
+
+/// The peer link and what the peer last said, for `havenctl status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PeerView {
+    /// The link's state, how long it has been so, the peer's last facts and their age.
+    #[serde(flatten)]
+    pub state: PeerState,
+    /// What the link refused and counted.
+    pub counters: LinkCounters,
 }
 
 /// How many reloads were loaded and rejected since the daemon started.
@@ -163,6 +181,8 @@ struct Board {
     last_reload: Option<LastReload>,
     /// Bumped on every reload outcome, for [`StatusBoard::wait_for_reloads`].
     reload_generation: u64,
+    /// The peer link's counters, when it runs.
+    peer: Option<PeerPublisher>,
 }
 
 /// The shared board; clones are handles to the same one.
@@ -195,6 +215,7 @@ impl StatusBoard {
                 reloads: ReloadCounts::default(),
                 last_reload: None,
                 reload_generation: 0,
+                peer: None,
             })),
             decided: Arc::new(Condvar::new()),
             journal_failing: Arc::default(),
@@ -205,6 +226,11 @@ impl StatusBoard {
         self.board
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Show the peer link's counters in status.
+    pub fn set_peer(&self, peer: PeerPublisher) {
+        self.lock().peer = Some(peer);
     }
 
     /// The model as last pinned.
@@ -382,12 +408,21 @@ impl StatusBoard {
         let board = self.lock();
         let machine = &board.machine;
         let identity = &board.identity;
+        let uptime_ms = u64::try_from(board.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let peer = (machine.peer.link != PeerLink::NotConfigured).then(|| PeerView {
+            state: machine.peer.state(uptime_ms),
+            counters: board
+                .peer
+                .as_ref()
+                .map(PeerPublisher::counters)
+                .unwrap_or_default(),
+        });
         Status {
             pid: std::process::id(),
             config: identity.config.clone(),
             state_dir: identity.state_dir.clone(),
             executor: identity.executor.clone(),
-            uptime_ms: u64::try_from(board.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            uptime_ms,
             carp: machine.carp.values().cloned().collect(),
             hast: machine
                 .hast
@@ -420,6 +455,7 @@ impl StatusBoard {
             alerts: board.alerts.iter().cloned().collect(),
             reloads: board.reloads,
             last_reload: board.last_reload.clone(),
+            peer,
         }
     }
 }

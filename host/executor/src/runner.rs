@@ -139,16 +139,22 @@ impl<E: Executor> Runner<E> {
         ids: &mut dyn FnMut() -> u64,
         observer: &mut dyn Observer,
     ) {
-        let deliveries = self
+        let events: Vec<(String, Event)> = self
             .pipeline
             .startup_events()
             .into_iter()
             .filter(|(policy, _)| wanted(policy))
+            .collect();
+        let deliveries = events
+            .into_iter()
             .map(|(policy, mut event)| {
-                if let (Event::Startup(state), Some((owner, step))) = (&mut event, interrupted)
-                    && owner == policy
-                {
-                    state.interrupted = Some(step.clone());
+                if let Event::Startup(state) = &mut event {
+                    if let Some((owner, step)) = interrupted
+                        && owner == policy
+                    {
+                        state.interrupted = Some(step.clone());
+                    }
+                    state.state_lost = self.pipeline.take_state_lost(&policy);
                 }
                 Delivery::to(ids(), "startup", event, &policy)
             })

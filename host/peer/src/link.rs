@@ -65,7 +65,7 @@ pub enum PeerNews {
 pub type Sink = Arc<dyn Fn(PeerNews) + Send + Sync>;
 
 /// The link's counters, for status and tests.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct LinkCounters {
     /// Authenticated sessions from the peer.

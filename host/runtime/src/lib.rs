@@ -5,12 +5,14 @@
 //! limits ([`runtime`]), answering their queries from the machine model within their grants
 //! ([`call_context`]). [`pipeline`] hands an event to every policy concerned and checks each
 //! plan against the policy's grants: the "policies → plan check" stage of Haven's data flow.
+//! [`kv_files`] keeps the policies' key-value stores on disk across restarts.
 
 pub mod admission;
 mod bindings;
 pub mod cache;
 pub mod call_context;
 pub mod compiler_process;
+pub mod kv_files;
 pub mod pipeline;
 pub mod runtime;
 
@@ -18,6 +20,7 @@ pub use admission::AdmissionError;
 pub use bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION};
 pub use call_context::{KvStore, PolicyLog};
 pub use compiler_process::CompilerProcess;
+pub use kv_files::{KvFileError, KvFiles};
 pub use pipeline::{Decision, Outcome, Pipeline};
 pub use runtime::{
     COMPILER, Call, CallFailure, CompiledPolicy, LoadError, LoadedPolicy, Runtime, RuntimeError,

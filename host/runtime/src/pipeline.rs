@@ -8,9 +8,10 @@
 //! as changes to [`Pipeline::machine_mut`] and as `step-failed` events.
 
 use crate::call_context::{KvStore, PolicyLog, commit_kv};
+use crate::kv_files::KvFiles;
 use crate::runtime::{CallFailure, LoadedPolicy, Runtime};
 use haven_core::text::escape;
-use haven_core::{Event, FailureMode, Machine, Plan, PlanRefusal};
+use haven_core::{Event, FailureMode, Machine, Plan, PlanRefusal, StateLost};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,6 +102,10 @@ pub struct Pipeline {
     policies: Vec<LoadedPolicy>,
     machine: Arc<Machine>,
     kv: BTreeMap<String, Arc<KvStore>>,
+    /// Where the stores are kept across restarts; none in simulations and tests.
+    kv_files: Option<KvFiles>,
+    /// Stores that could not be read back, by policy: the policy hears it at its next startup.
+    state_lost: BTreeMap<String, String>,
     stats: BTreeMap<String, PolicyStats>,
     alerts: AlertCoalescer,
     next_plan_id: u64,
@@ -114,10 +119,48 @@ impl Pipeline {
             policies,
             machine: Arc::new(machine),
             kv: BTreeMap::new(),
+            kv_files: None,
+            state_lost: BTreeMap::new(),
             stats: BTreeMap::new(),
             alerts: AlertCoalescer::default(),
             next_plan_id: 1,
         }
+    }
+
+    /// Keep the policies' stores in `files` from now on, and load what they hold. Returns,
+    /// for each policy whose store could not be read back, why: the caller raises a critical
+    /// alert, and the policy is told at its next startup event.
+    pub fn keep_stores_in(&mut self, files: KvFiles) -> Vec<(String, String)> {
+        self.kv_files = Some(files);
+        let names: Vec<String> = self.policies.iter().map(|p| p.name.clone()).collect();
+        names
+            .into_iter()
+            .filter_map(|name| self.load_store(&name).map(|why| (name, why)))
+            .collect()
+    }
+
+    /// Load one policy's store from the files; why it was lost, if it was.
+    fn load_store(&mut self, policy: &str) -> Option<String> {
+        let files = self.kv_files.as_ref()?;
+        match files.load(policy) {
+            Ok(Some(store)) => {
+                self.kv.insert(policy.to_owned(), Arc::new(store));
+                None
+            }
+            Ok(None) => None,
+            Err(error) => {
+                let why = error.to_string();
+                self.state_lost.insert(policy.to_owned(), why.clone());
+                Some(why)
+            }
+        }
+    }
+
+    /// Whether a policy's store was lost, for its startup event; told once.
+    pub fn take_state_lost(&mut self, policy: &str) -> Option<StateLost> {
+        self.state_lost
+            .remove(policy)
+            .map(|reason| StateLost { reason })
     }
 
     /// Number the next plans after `last` (a restarted daemon goes on from its journal's
@@ -143,10 +186,21 @@ impl Pipeline {
             .collect();
         for name in &removed {
             self.kv.remove(name);
+            if let Some(Err(error)) = self.kv_files.as_ref().map(|files| files.remove(name)) {
+                tracing::warn!(policy = %name, %error, "cannot remove a removed policy's store");
+            }
             self.stats.remove(name);
             self.machine_mut().timers.remove(name);
         }
+        let added: Vec<String> = policies
+            .iter()
+            .map(|policy| policy.name.clone())
+            .filter(|name| !self.policies.iter().any(|policy| &policy.name == name))
+            .collect();
         self.policies = policies;
+        for name in added {
+            self.load_store(&name);
+        }
         removed
     }
 
@@ -248,9 +302,22 @@ impl Pipeline {
         for log in &call.logs {
             log_policy_line(log);
         }
+        let mut unsaved = None;
         let outcome = match call.result {
             Ok(plan) => {
+                let wrote = !call.kv_writes.is_empty();
                 commit_kv(kv, call.kv_writes);
+                // On disk before any step of the plan runs.
+                if let (true, Some(files)) = (wrote, &self.kv_files)
+                    && let Err(error) = files.save(&policy.name, kv)
+                {
+                    tracing::error!(%error, "policy state not saved");
+                    unsaved = Some(format!(
+                        "policy `{}`: its state could not be saved, a restart would lose it: \
+                         {error}",
+                        policy.name
+                    ));
+                }
                 let armed = self.machine.armed_timers(&policy.name);
                 match policy
                     .grants()
@@ -281,6 +348,10 @@ impl Pipeline {
         if matches!(outcome, Outcome::NoAction | Outcome::Plan { .. }) {
             self.alerts.recovered(&policy.name);
         }
+        let host_alert = match (host_alert, unsaved) {
+            (Some(alert), Some(unsaved)) => Some(format!("{alert}; {unsaved}")),
+            (alert, unsaved) => alert.or(unsaved),
+        };
         match &outcome {
             Outcome::NoAction => {
                 tracing::debug!(elapsed_us = call.elapsed.as_micros() as u64, "no action")

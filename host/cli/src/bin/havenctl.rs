@@ -121,6 +121,17 @@ enum Command {
         #[command(subcommand)]
         hook: Hook,
     },
+    /// Make the peer link's keys for both hosts of a pair: DIR/<host-a>.key and
+    /// DIR/<host-b>.key (mode 0600). Copy each to its host and name it in `[peer] key-file`.
+    PeerKeys {
+        /// This pair's first host name (as you will call it in logs and status).
+        host_a: String,
+        /// The second host name.
+        host_b: String,
+        /// Where to write the two key files.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
     /// Create a new policy crate in DIR, with a unit test and a scenario that pass.
     New {
         /// The folder to create; its name is the policy's name.
@@ -150,6 +161,44 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `havenctl peer-keys`: both hosts' key files at once, so they always match.
+fn peer_keys_command(host_a: &str, host_b: &str, out: &Path) -> Result<ExitCode> {
+    for host in [host_a, host_b] {
+        let valid = !host.is_empty()
+            && host.len() <= 64
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+            && !host.starts_with(['-', '.']);
+        if !valid {
+            anyhow::bail!(
+                "host name {host:?}: use 1 to 64 letters, digits, `-`, `.` or `_`, not starting \
+                 with `-` or `.`"
+            );
+        }
+    }
+    if host_a == host_b {
+        anyhow::bail!("the two hosts must have different names, not both {host_a:?}");
+    }
+    let (a, b) = haven_peer::PeerKeys::generate_pair(host_a, host_b)?;
+    for keys in [&a, &b] {
+        let path = out.join(format!("{}.key", keys.host));
+        keys.write_new(&path)?;
+        println!(
+            "wrote {} (mode 0600): {}'s key file",
+            path.display(),
+            keys.host
+        );
+    }
+    println!(
+        "\nnext: copy each file to its host (e.g. /etc/haven/peer.key, mode 0600) and add to its \
+         haven.toml:\n\n[peer]\naddress = \"<the other host>:{port}\"\nkey-file = \
+         \"/etc/haven/peer.key\"",
+        port = haven_core::config::DEFAULT_PEER_PORT
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_logging(verbose: u8) {
@@ -186,6 +235,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::PeerKeys {
+        host_a,
+        host_b,
+        out,
+    } = &cli.command
+    {
+        return peer_keys_command(host_a, host_b, out);
+    }
     if let Some(code) = daemon_command(&cli)? {
         return Ok(code);
     }
@@ -207,6 +264,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::New { .. }
+        | Command::PeerKeys { .. }
         | Command::Status { .. }
         | Command::Log { .. }
         | Command::Notify { .. }

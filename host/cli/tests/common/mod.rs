@@ -8,6 +8,7 @@
 
 use haven_daemon::journal::{JOURNAL_FILE, Journal, Record};
 use haven_daemon::status::Status;
+use haven_test_artifacts::support::{run_once, write_script};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rustix::net::sockopt::{Timeout, set_socket_timeout};
@@ -126,7 +127,48 @@ impl Setup {
     pub fn hastctl(&self) -> PathBuf {
         self.path("hastctl")
     }
+
+    /// Replace a file atomically: a reader sees the old text or the new, never half.
+    pub fn replace(&self, name: &str, text: &str) {
+        let temporary = self.path(&format!("{name}.tmp"));
+        fs::write(&temporary, text).unwrap();
+        fs::rename(&temporary, self.path(name)).unwrap();
+    }
+
+    // ---- the hastctl stand-in
+
+    /// Install the `hastctl` stand-in, answering `list` with `output`.
+    pub fn install_hastctl(&self, output: &str) {
+        self.set_hastctl_output(output);
+        let program = self.hastctl();
+        write_script(&program, HASTCTL_STANDIN);
+        // Run once, before havend may: see `run_once`.
+        let output = run_once(&program);
+        assert_eq!(output.status.code(), Some(1), "{output:?}");
+    }
+
+    /// What the stand-in's next `hastctl list` prints.
+    pub fn set_hastctl_output(&self, output: &str) {
+        self.replace("hastctl.out", output);
+    }
 }
+
+/// A stand-in for FreeBSD's hastctl(8), test code only: havend runs it by absolute path with a
+/// cleared environment, as it runs the real one. `hastctl list` prints the file `hastctl.out`
+/// next to it (which tests replace atomically) and logs the run in `hastctl.calls`; while a
+/// file `hastctl.hold` exists, it waits before answering, like a hastd slow to answer.
+const HASTCTL_STANDIN: &str = r#"#!/bin/sh
+dir=${0%/*}
+if [ "$1" != list ]; then
+    echo "hastctl: unknown command: $1" >&2
+    exit 1
+fi
+echo list >>"$dir/hastctl.calls"
+while [ -e "$dir/hastctl.hold" ]; do
+    sleep 0.02
+done
+exec cat "$dir/hastctl.out"
+"#;
 
 // --------------------------------------------------------------------------- devd stand-in
 

@@ -28,7 +28,7 @@
 //!
 //! [`poll_once`] runs the command once, the same way, for the daemon's startup.
 
-use crate::source_thread::SourceThread;
+use crate::sources::source_thread::SourceThread;
 use haven_core::{Event, HastStatus};
 use haven_executor::command::{self, CommandError, excerpt};
 use haven_sources::{HastctlList, read_hastctl_list};
@@ -53,7 +53,7 @@ pub const DEFAULT_PROGRAM: &str = "/sbin/hastctl";
 // The runner's limits, which apply to every hastctl run.
 pub use haven_executor::command::{CHILD_PATH, EXCERPT_LIMIT, MAX_OUTPUT, POLL_SLICE};
 
-pub use crate::source_thread::STOP_TIMEOUT;
+pub use crate::sources::source_thread::STOP_TIMEOUT;
 
 /// What to run and how often.
 #[derive(Debug, Clone, PartialEq, Eq)]

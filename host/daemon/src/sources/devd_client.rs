@@ -22,7 +22,7 @@
 //!   within about 100 ms; it waits at most [`STOP_TIMEOUT`] for it and then gives up on it
 //!   (only possible if the sink itself blocks).
 
-use crate::source_thread::{Backoff, SourceThread};
+use crate::sources::source_thread::{Backoff, SourceThread};
 use haven_core::Event;
 use haven_sources::devd_line_to_event;
 use rustix::io::Errno;
@@ -52,7 +52,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How long `connect` may block (Linux blocks on a full listen backlog; FreeBSD refuses).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub use crate::source_thread::STOP_TIMEOUT;
+pub use crate::sources::source_thread::STOP_TIMEOUT;
 
 /// Reconnection backoff.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -331,7 +331,7 @@ fn line_message(line: &[u8]) -> DevdMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source_thread::assert_joined;
+    use crate::sources::source_thread::assert_joined;
     use haven_core::{CarpChange, CarpLink, CarpState, DevdKind};
     use rustix::net::{SendFlags, accept, bind, listen, send, socket};
     use std::sync::mpsc;

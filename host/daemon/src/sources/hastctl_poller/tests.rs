@@ -1,5 +1,5 @@
 use super::*;
-use crate::source_thread::assert_joined;
+use crate::sources::source_thread::assert_joined;
 use haven_core::{HastReplication, HastRole};
 use haven_executor::command::process_gone;
 use haven_test_artifacts::support::{hastctl_list, run_once, wait_until, write_script};

@@ -38,7 +38,7 @@
 //!   ends the thread within about [`POLL_INTERVAL`]; it waits at most [`STOP_TIMEOUT`] for it
 //!   and then gives up on it (only possible if the sink itself blocks).
 
-use crate::source_thread::{Backoff, SourceThread};
+use crate::sources::source_thread::{Backoff, SourceThread};
 use haven_core::Event;
 use haven_sources::keepalived::KeepalivedError;
 use haven_sources::notify_fifo_line_to_event;
@@ -65,7 +65,7 @@ pub const READ_BUFFER: usize = 16 * 1024;
 /// How long `poll` waits before looking for a stop request (and for a recreated FIFO).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
-pub use crate::source_thread::STOP_TIMEOUT;
+pub use crate::sources::source_thread::STOP_TIMEOUT;
 
 /// How much of an over-long line [`FifoMessage::BadInput`] quotes.
 const QUOTED_PREFIX: usize = 200;

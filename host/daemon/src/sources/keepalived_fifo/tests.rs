@@ -1,5 +1,5 @@
 use super::*;
-use crate::source_thread::assert_joined;
+use crate::sources::source_thread::assert_joined;
 use haven_core::{CarpChange, CarpState};
 use nix::sys::stat::Mode as NixMode;
 use nix::unistd::mkfifo;

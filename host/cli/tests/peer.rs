@@ -1,0 +1,243 @@
+//! Two real havends on loopback, linked by `[peer]` with keys from `havenctl peer-keys`:
+//! hasta (HAST primary, as its hastctl says) and hastb (secondary). What only hasta's hastd
+//! can say about hastb's copy reaches hastb's seed policy, is kept on disk through a restart,
+//! and stops a promotion; strangers on the link are refused and counted.
+
+mod common;
+
+use common::{HAVENCTL, Havend, Setup, poll_until, seed, toml_path};
+use haven_core::{Event, HastHook, PeerEvent, PeerLink};
+use haven_daemon::journal::{Entry, Journal, Record};
+use haven_test_artifacts::support::hastctl_list;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const POLL_FAST: Duration = Duration::from_millis(20);
+
+/// A port free now on loopback.
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+}
+
+/// One host: its folder, config and daemon.
+struct Host {
+    setup: Setup,
+    name: &'static str,
+}
+
+impl Host {
+    fn new(
+        name: &'static str,
+        role: &str,
+        dirty: &str,
+        listen: SocketAddr,
+        peer: SocketAddr,
+    ) -> Host {
+        let setup = Setup::in_tmp(&format!("peer-{name}-"));
+        setup.install_hastctl(&hastctl_list("test", role, "complete", dirty));
+        let config = format!(
+            "{policy}[daemon]\nexecutor = \"dry-run\"\nstate-dir = {state}\ncontrol-dir = {control}\n\n\
+             [executor.tools]\nhastctl = {hastctl}\n\n\
+             [sources.hastctl]\nprogram = {hastctl}\ninterval-ms = 50\ntimeout-ms = 20000\n\n\
+             [peer]\naddress = \"{peer}\"\nlisten = \"{listen}\"\nkey-file = {keys}\nheartbeat-ms = 200\n",
+            policy = seed(
+                "mysql",
+                Path::new(haven_test_artifacts::CARP_HAST_SWITCH),
+                0
+            ),
+            state = toml_path(&setup.state_dir()),
+            control = toml_path(&setup.control_dir()),
+            hastctl = toml_path(&setup.hastctl()),
+            keys = toml_path(&setup.path(&format!("{name}.key"))),
+        );
+        std::fs::write(setup.config(), config).unwrap();
+        Host { setup, name }
+    }
+
+    fn start(&self) -> Havend {
+        let mut daemon = Havend::launch(
+            &self.setup,
+            &[],
+            self.setup.path("havend.stderr"),
+            POLL_FAST,
+            Some(60),
+        );
+        daemon.wait_ready();
+        daemon
+    }
+
+    fn records(&self) -> Vec<Record> {
+        Journal::read_all(&self.setup.state_dir())
+            .map(|contents| contents.records)
+            .unwrap_or_default()
+    }
+
+    fn wait_journal<T>(
+        &self,
+        daemon: &Havend,
+        what: &str,
+        probe: impl Fn(&[Record]) -> Option<T>,
+    ) -> T {
+        poll_until(POLL_FAST, || probe(&self.records())).unwrap_or_else(|| {
+            panic!(
+                "{}: timed out waiting for {what}\n{}",
+                self.name,
+                daemon.diagnostics()
+            )
+        })
+    }
+}
+
+/// Keys for both, written by `havenctl peer-keys` as an operator would.
+fn make_keys(a: &Host, b: &Host) {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(HAVENCTL)
+        .args(["peer-keys", "hasta", "hastb", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("[peer]"), "{stdout}");
+    for host in [a, b] {
+        let from = dir.path().join(format!("{}.key", host.name));
+        std::fs::copy(&from, host.setup.path(&format!("{}.key", host.name))).unwrap();
+    }
+    // A second run refuses to overwrite the keys it made.
+    let again = Command::new(HAVENCTL)
+        .args(["peer-keys", "hasta", "hastb", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+}
+
+fn peer_events(records: &[Record]) -> Vec<PeerEvent> {
+    records
+        .iter()
+        .filter_map(|record| match &record.entry {
+            Entry::Event {
+                event: Event::Peer(event),
+                ..
+            } => Some(event.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn alerts(records: &[Record]) -> Vec<String> {
+    records
+        .iter()
+        .filter_map(|record| match &record.entry {
+            Entry::Alert { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_primarys_syncintr_reaches_the_secondary_survives_its_restart_and_stops_a_promotion() {
+    let (a_addr, b_addr) = (free_port(), free_port());
+    let a = Host::new("hasta", "primary", "2097152 (2.0MB)", a_addr, b_addr);
+    let b = Host::new("hastb", "secondary", "0 (0B)", b_addr, a_addr);
+    make_keys(&a, &b);
+    let hasta = a.start();
+    let hastb = b.start();
+
+    // hastb hears hasta: up, and its facts (primary, 2 MiB dirty).
+    let status = poll_until(POLL_FAST, || {
+        let status = hastb.status();
+        let peer = status.peer.clone()?;
+        (peer.state.link == PeerLink::Up && peer.state.facts.is_some()).then_some(peer)
+    })
+    .unwrap_or_else(|| panic!("hastb never heard hasta\n{}", hastb.diagnostics()));
+    let facts = status.state.facts.unwrap();
+    assert_eq!(facts.host, "hasta");
+    assert_eq!(facts.hast[0].dirty_bytes, Some(2_097_152));
+    let text = String::from_utf8_lossy(&hastb.havenctl(&["status"]).stdout).into_owned();
+    assert!(
+        text.contains("Peer link: up") && text.contains("hasta"),
+        "{text}"
+    );
+
+    // hasta's hastd runs syncintr: hastb's policy records it, on disk.
+    let hook = hasta.havenctl(&["hast-hook", "syncintr", "test"]);
+    assert!(hook.status.success(), "{hook:?}");
+    b.wait_journal(&hastb, "the relayed syncintr", |records| {
+        peer_events(records)
+            .contains(&PeerEvent::HastHook(HastHook::SyncInterrupted(
+                "test".into(),
+            )))
+            .then_some(())
+    });
+    let kv = b.setup.state_dir().join("kv/mysql.json");
+    poll_until(POLL_FAST, || {
+        std::fs::read_to_string(&kv)
+            .ok()
+            .filter(|text| text.contains("\"sync:test\":\"interrupted\""))
+    })
+    .unwrap_or_else(|| panic!("the record never reached the disk\n{}", hastb.diagnostics()));
+
+    // hastb restarts: the record and the peer's facts are read back.
+    drop(hastb);
+    let hastb = b.start();
+    let state = hastb.status().peer.expect("a peer").state;
+    assert!(state.facts.is_some(), "the peer's facts were not kept");
+
+    // hasta dies; CARP makes hastb master: it refuses, naming the fact and where it came from.
+    drop(hasta);
+    let master = r#"{"carp-changed":{"vhid":1,"interface":"em0","state":"master"}}"#;
+    assert!(hastb.havenctl(&["notify", master]).status.success());
+    let refusal = b.wait_journal(&hastb, "a refusal", |records| {
+        alerts(records)
+            .into_iter()
+            .find(|message| message.contains("refusing to promote"))
+    });
+    assert!(
+        refusal.contains("peer hasta's hastd ran `syncintr` as primary") && refusal.contains("UTC"),
+        "{refusal}"
+    );
+}
+
+#[test]
+fn a_stranger_on_the_link_is_refused_counted_and_journaled() {
+    let (a_addr, b_addr) = (free_port(), free_port());
+    let a = Host::new("hasta", "primary", "0 (0B)", a_addr, b_addr);
+    let b = Host::new("hastb", "secondary", "0 (0B)", b_addr, a_addr);
+    make_keys(&a, &b);
+    let hastb = b.start();
+    // Not Haven at all, then a frame that claims 16 MiB.
+    {
+        use std::io::Write as _;
+        let mut stream = TcpStream::connect(b_addr).unwrap();
+        let _ = stream.write_all(b"\0\0\0\x05hello");
+        let mut stream = TcpStream::connect(b_addr).unwrap();
+        let _ = stream.write_all(&(16u32 << 20).to_be_bytes());
+    }
+    let counters = poll_until(POLL_FAST, || {
+        let counters = hastb.status().peer?.counters;
+        (counters.refused.contains_key("handshake") && counters.refused.contains_key("oversized"))
+            .then_some(counters)
+    })
+    .unwrap_or_else(|| panic!("no refusal counted\n{}", hastb.diagnostics()));
+    assert!(counters.sessions_in == 0, "{counters:?}");
+    b.wait_journal(&hastb, "bad input from the peer source", |records| {
+        records
+            .iter()
+            .any(|record| {
+                matches!(&record.entry, Entry::BadInput { source, reason, .. }
+                    if source == "peer" && reason.contains("oversized"))
+            })
+            .then_some(())
+    });
+    // Then the right peer: the link comes up.
+    let _hasta = a.start();
+    poll_until(POLL_FAST, || {
+        (hastb.status().peer?.state.link == PeerLink::Up).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the real peer was not heard\n{}", hastb.diagnostics()));
+}
