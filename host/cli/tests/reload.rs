@@ -24,12 +24,12 @@ use haven_daemon::control::{self, Request, Response};
 use haven_daemon::journal::{DecisionOutcome, Entry, Record};
 use haven_daemon::reload::ReloadOutcome;
 use haven_daemon::status::Status;
+use haven_test_artifacts::support::hastctl_list;
 use nix::sys::signal::{Signal, kill};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -129,15 +129,6 @@ impl Setup {
         logs.join("havend.stderr")
     }
 
-    /// A `hastctl` stand-in printing `hastctl list` for the seed's resource `test`, secondary
-    /// and in sync, written before havend starts (so nothing has it open for writing when
-    /// havend runs it); the config's `[sources.hastctl]` names it.
-    fn install_hastctl(&self) {
-        let program = self.hastctl();
-        fs::write(&program, HASTCTL_STANDIN).unwrap();
-        fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
-    }
-
     /// The module file of the tests with one replaceable policy.
     fn module(&self) -> PathBuf {
         self.path("policy.wasm")
@@ -171,7 +162,7 @@ impl Setup {
 
     /// Replace a file atomically: write a temporary file in the same folder, then rename it
     /// over the file. A reader sees the old bytes or the new, never half.
-    fn replace(&self, path: &Path, bytes: &[u8]) {
+    fn replace_bytes(&self, path: &Path, bytes: &[u8]) {
         let name = path.file_name().unwrap().to_str().unwrap();
         let temporary = path.with_file_name(format!(".{name}.partial"));
         fs::write(&temporary, bytes).unwrap();
@@ -179,16 +170,9 @@ impl Setup {
     }
 
     fn replace_config(&self, text: &str) {
-        self.replace(&self.config(), text.as_bytes());
+        self.replace_bytes(&self.config(), text.as_bytes());
     }
 }
-
-/// `hastctl list` for the resource `test`: secondary, complete, nothing dirty.
-const HASTCTL_STANDIN: &str = "#!/bin/sh\n\
-    [ \"$1\" = list ] || exit 1\n\
-    printf 'test:\\n  role: secondary\\n  provname: test\\n  localpath: /dev/vdb\\n  \
-    extentsize: 2097152 (2.0MB)\\n  keepdirty: 64\\n  remoteaddr: 192.168.1.52\\n  \
-    replication: memsync\\n  status: complete\\n  dirty: 0 (0B)\\n'\n";
 
 /// The devd line of the steady stream's `seq`th event: an IFNET notify about a physical
 /// interface, a generic `devd` event that never coalesces.
@@ -626,7 +610,7 @@ fn under_a_steady_stream_many_replacements_lose_or_repeat_no_event() {
     let mut in_force = initial.clone();
     for (n, version) in versions.into_iter().enumerate() {
         let from = daemon.mark();
-        setup.replace(&setup.module(), &version.bytes());
+        setup.replace_bytes(&setup.module(), &version.bytes());
         let what = format!("the outcome of replacement {n} ({version:?})");
         let outcome = daemon.wait_journal(&what, |records| {
             reloads(records).into_iter().find(|reload| {
@@ -861,7 +845,7 @@ fn a_broken_module_or_config_leaves_the_old_version_serving() {
 
     // A module importing WASI: rejected, and the old version keeps deciding.
     let from = daemon.mark();
-    setup.replace(&setup.module(), &Version::Wasi.bytes());
+    setup.replace_bytes(&setup.module(), &Version::Wasi.bytes());
     let reload = daemon.wait_reload("the rejection of the WASI module", from);
     assert_eq!(reload.result, "rejected", "{reload:?}");
     let reason = reload.reason.clone().unwrap();
@@ -916,7 +900,7 @@ fn a_broken_module_or_config_leaves_the_old_version_serving() {
 
     // A good module again: loaded.
     let from = daemon.mark();
-    setup.replace(&setup.module(), &Version::B.bytes());
+    setup.replace_bytes(&setup.module(), &Version::B.bytes());
     let reload = daemon.wait_reload("the good module loaded", from);
     assert!(reload.loaded(), "{reload:?}");
     let hash_b = reload.hash_of("keeper").unwrap().to_owned();
@@ -1056,7 +1040,7 @@ fn a_config_reload_that_changes_grants_takes_effect_for_the_next_event() {
 fn a_removed_policy_is_unloaded_and_its_timers_cancelled() {
     const HOLD_DOWN_MS: u64 = 4_000;
     let setup = Setup::new();
-    setup.install_hastctl();
+    setup.install_hastctl(&hastctl_list("test", "secondary", "complete", "0 (0B)"));
     fs::write(setup.module(), Version::A.bytes()).unwrap();
     let seed_module = Path::new(haven_test_artifacts::CARP_HAST_SWITCH);
     let other = misbehaving("other", &setup.module(), "good", "", "");
@@ -1187,7 +1171,7 @@ fn sighup_reloads() {
     let initial = daemon.with_records(|records| started_with(records).unwrap()["hup"].clone());
 
     let from = daemon.mark();
-    setup.replace(&target, &Version::B.bytes());
+    setup.replace_bytes(&target, &Version::B.bytes());
     // Unnoticed until the signal.
     assert_eq!(short(&daemon.probe("before").module_hash), initial);
     assert!(daemon.with_records(|records| reloads(&records[from..]).is_empty()));
@@ -1261,7 +1245,7 @@ fn a_reload_is_not_lost_when_the_loop_is_busy_and_reports_pile_up() {
     status("reports dropped", &|status| status.reports_dropped > 0);
 
     // A new module for `main`, prepared while the loop is still busy.
-    setup.replace(&setup.module(), &Version::B.bytes());
+    setup.replace_bytes(&setup.module(), &Version::B.bytes());
     poll_until(POLL, || {
         let stderr = fs::read_to_string(setup.stderr()).unwrap();
         (stderr.matches("reload ready").count() == 2).then_some(())
@@ -1304,7 +1288,7 @@ fn a_module_rejected_while_running_does_not_stop_the_next_start() {
 
     // The module is replaced by one that does not load: rejected, the old version serves.
     let from = daemon.mark();
-    setup.replace(&setup.module(), &Version::Wasi.bytes());
+    setup.replace_bytes(&setup.module(), &Version::Wasi.bytes());
     let reload = daemon.wait_reload("the rejection of the WASI module", from);
     assert_eq!(reload.result, "rejected", "{reload:?}");
     drop(daemon);

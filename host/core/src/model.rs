@@ -502,6 +502,14 @@ impl Machine {
         }
     }
 
+    /// Move the clock forward to `now_ms` (never back); the wall clock moves with it.
+    pub fn advance_clock(&mut self, now_ms: u64) {
+        if now_ms > self.now_ms {
+            self.unix_ms = self.unix_ms.saturating_add(now_ms - self.now_ms);
+            self.now_ms = now_ms;
+        }
+    }
+
     /// The peer as a policy sees it now.
     pub fn peer_state(&self) -> PeerState {
         self.peer.state(self.now_ms)

@@ -188,7 +188,7 @@ impl<E: Executor> Runner<E> {
                 if fired == MAX_TIMER_FIRINGS {
                     observer.timers_cut(fired);
                     let machine = self.pipeline.machine_mut();
-                    machine.now_ms = machine.now_ms.max(now_ms);
+                    machine.advance_clock(now_ms);
                     return;
                 }
                 // An earlier firing of this pass may have cancelled or re-armed it.
@@ -196,7 +196,7 @@ impl<E: Executor> Runner<E> {
                     continue;
                 }
                 let machine = self.pipeline.machine_mut();
-                machine.now_ms = machine.now_ms.max(due);
+                machine.advance_clock(due);
                 machine.cancel_timer(&policy, &name);
                 fired += 1;
                 let delivery = Delivery::to(ids(), "timer", Event::TimerFired(name), &policy);
@@ -204,7 +204,7 @@ impl<E: Executor> Runner<E> {
             }
         }
         let machine = self.pipeline.machine_mut();
-        machine.now_ms = machine.now_ms.max(now_ms);
+        machine.advance_clock(now_ms);
     }
 
     /// Hand an event to the policies and carry out their plans, then any follow-ups.

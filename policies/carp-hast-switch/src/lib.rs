@@ -21,8 +21,8 @@ mod tests;
 use carp::{Decision, SETTLE_TIMER, Target};
 use failure::Phase;
 use haven_sdk::{
-    Action, AlertSeverity, Event, HastHook, Host, LogLevel, Plan, Policy, PolicyInfo, Result,
-    StartupState, StepFailure,
+    Action, AlertSeverity, Event, HastHook, Host, LogLevel, PeerEvent, Plan, Policy, PolicyInfo,
+    Result, StartupState, StepFailure,
 };
 
 pub use settings::{Resource, Settings, Timeouts};
@@ -58,10 +58,7 @@ impl Policy for CarpHastSwitch {
             Event::HastHook(hook) => self.on_hook(hook, host),
             Event::TimerFired(name) => self.on_timer(name, host),
             Event::StepFailed(failure) => self.on_step_failed(failure, host),
-            Event::Peer(peer) => {
-                sync::on_peer(&self.settings, peer, host)?;
-                Ok(Plan::none())
-            }
+            Event::Peer(peer) => self.on_peer(peer, host),
             // Polling only confirms what the hooks and CARP already said; devd events other
             // than CARP's are not this policy's business.
             Event::HastStatusChanged(_) | Event::Devd(_) => Ok(Plan::none()),
@@ -115,6 +112,25 @@ impl CarpHastSwitch {
             ),
         );
         failure::forget_promotion_failure(host);
+        self.converge(Target::Master, host)
+    }
+
+    /// The peer link brought news: record what it says about our copy. A promotion refused
+    /// because nothing was known is tried again once the peer is heard, if CARP still wants
+    /// this host master (a lone host that booted first waits for its peer, as DRBD does).
+    fn on_peer(&self, event: &PeerEvent, host: &dyn Host) -> Result<Plan> {
+        sync::on_peer(&self.settings, event, host)?;
+        let retry = matches!(event, PeerEvent::FactsChanged(_))
+            && sync::peer_heard_after_unknown_refusal(host)
+            && !carp::settle_pending(host)
+            && carp::current_target(&self.settings, host) == Some(Target::Master);
+        if !retry {
+            return Ok(Plan::none());
+        }
+        host.log(
+            LogLevel::Info,
+            "the peer is heard now; deciding the refused promotion again",
+        );
         self.converge(Target::Master, host)
     }
 

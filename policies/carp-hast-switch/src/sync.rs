@@ -71,6 +71,19 @@ fn key(resource: &str) -> String {
     format!("sync:{resource}")
 }
 
+/// Set while a promotion waits for the peer to be heard (an unknown copy was refused).
+const UNKNOWN_REFUSED: &str = "sync-waiting-for-peer";
+
+/// Whether a promotion was refused because nothing was known, and the peer is heard now:
+/// the caller tries it again. Clears the mark.
+pub fn peer_heard_after_unknown_refusal(host: &dyn Host) -> bool {
+    if host.kv_get(UNKNOWN_REFUSED).is_none() || host.peer().facts.is_none() {
+        return false;
+    }
+    host.kv_remove(UNKNOWN_REFUSED);
+    true
+}
+
 /// The key of the fact behind it.
 fn fact_key(resource: &str) -> String {
     format!("sync-fact:{resource}")
@@ -154,6 +167,7 @@ pub fn utc(unix_ms: u64) -> String {
 pub fn refusal(settings: &Settings, host: &dyn Host) -> Result<Option<Plan>> {
     let peer = host.peer();
     let mut incomplete = Vec::new();
+    let mut unknown = false;
     for resource in &settings.resources {
         if host.hast_status(&resource.name)?.role == HastRole::Primary {
             continue;
@@ -173,10 +187,13 @@ pub fn refusal(settings: &Settings, host: &dyn Host) -> Result<Option<Plan>> {
                 name,
                 "promoting a copy nothing is known about (unknown-copy = \"promote\")",
             ),
-            None => incomplete.push(format!(
-                "`{name}` (unknown: the peer link is configured but the peer was never heard \
-                 and no record survives; unknown-copy = \"refuse\")"
-            )),
+            None => {
+                unknown = true;
+                incomplete.push(format!(
+                    "`{name}` (unknown: the peer link is configured but the peer was never \
+                     heard and no record survives; unknown-copy = \"refuse\")"
+                ))
+            }
         }
     }
     if incomplete.is_empty() {
@@ -190,6 +207,10 @@ pub fn refusal(settings: &Settings, host: &dyn Host) -> Result<Option<Plan>> {
         );
         host.log(LogLevel::Warn, &message);
         return Ok(None);
+    }
+    if unknown {
+        // Once the peer is heard, the promotion is tried again (see `lib.rs`).
+        host.kv_set(UNKNOWN_REFUSED, "1")?;
     }
     let message = format!(
         "refusing to promote: the local copy of HAST resource {incomplete} is not known to be \

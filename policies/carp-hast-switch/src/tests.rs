@@ -860,6 +860,16 @@ fn an_unknown_copy_is_refused_by_default_and_promoted_when_set() {
     let (severity, message) = only_alert(&plan);
     assert_eq!(severity, AlertSeverity::Critical);
     assert!(message.contains("never heard"), "{message}");
+    // The peer speaks (it is secondary, nothing against our copy): the promotion goes ahead.
+    let peer = haven_sdk::PeerFacts {
+        hast: Vec::new(),
+        ..peer_primary(HastReplication::Complete, 0)
+    };
+    let heard = host
+        .carp(1, "em0", CarpState::Master)
+        .peer_facts(peer.clone(), 0);
+    assert_eq!(run(&heard, events::peer_facts(peer)), full_promotion());
+    assert_eq!(kv(&heard, "sync-waiting-for-peer"), None);
     let host = standby().peer_link(haven_sdk::PeerLink::Down, 60_000);
     let plan = run_with("unknown-copy = \"promote\"", &host, carp(CarpState::Master));
     assert_eq!(plan, full_promotion());

@@ -88,6 +88,20 @@ impl Side {
             Side::B => "port-b",
         }
     }
+    /// Its address on the pair's own link (the peer link runs there, as HAST's replication
+    /// usually does on a crossover cable), and that link's port in the lan machine.
+    pub fn sync_ip(self) -> &'static str {
+        match self {
+            Side::A => "10.74.0.1",
+            Side::B => "10.74.0.2",
+        }
+    }
+    fn sync_port(self) -> &'static str {
+        match self {
+            Side::A => "sync-a",
+            Side::B => "sync-b",
+        }
+    }
 }
 
 /// What moves the service when CARP changes.
@@ -149,8 +163,10 @@ impl Rig {
             disk.device()
         ));
         let lan = Machine::start("lan")?;
-        lan.run("ip", &["link", "add", "br0", "type", "bridge"])?;
-        lan.run("ip", &["link", "set", "br0", "up"])?;
+        for bridge in ["br0", "br1"] {
+            lan.run("ip", &["link", "add", bridge, "type", "bridge"])?;
+            lan.run("ip", &["link", "set", bridge, "up"])?;
+        }
         let client = Machine::start("client")?;
         plug(&lan, &client, "port-client", CLIENT_IP)?;
         std::fs::create_dir_all(dir.path().join("hast"))
@@ -158,6 +174,16 @@ impl Rig {
         // /dev/hast: where each host's private tmpfs for /dev/hast/<resource> goes.
         std::fs::create_dir_all("/dev/hast")
             .map_err(|error| RigError::new(format!("cannot create /dev/hast: {error}")))?;
+        // The peer link's keys, made as an operator makes them.
+        let keys = dir.path().join("keys");
+        std::fs::create_dir_all(&keys)
+            .map_err(|error| RigError::new(format!("cannot create keys/: {error}")))?;
+        crate::command_output(
+            std::process::Command::new(bins::rig_binary("havenctl")?)
+                .args(["peer-keys", Side::A.name(), Side::B.name(), "--out"])
+                .arg(&keys),
+        )
+        .map_err(|error| error.context("havenctl peer-keys"))?;
         let watch = MountWatch::start(disk.device().to_owned());
         Ok(Rig {
             options,
@@ -214,6 +240,12 @@ impl Rig {
         let mut machine = Machine::start(name)?;
         self.watch.set_pid(side, machine.pid());
         plug(&self.lan, &machine, side.lan_port(), side.ip())?;
+        plug_into(
+            &self.lan,
+            &machine,
+            (side.sync_port(), "br1"),
+            ("eth1", side.sync_ip()),
+        )?;
         let host_dir = self.host_dir(side);
         let etc_mysql = host_dir.join("etc-mysql");
         mariadb::write_config(&etc_mysql, &format!("{MOUNTPOINT}/{DATADIR_IN_FS}"), VIP)?;
@@ -300,6 +332,8 @@ impl Rig {
         let state = path_str(&self.host_dir(side).join("state"))?;
         let hastctl = path_str(&bins::rig_binary("hastctl")?)?;
         let hold_down = self.options.hold_down_ms;
+        let keys = path_str(&self.dir.path().join(format!("keys/{}.key", side.name())))?;
+        let (own, peer) = (side.sync_ip(), side.peer().sync_ip());
         Ok(format!(
             r#"# {name}: the seed's two-host example on the rig's Linux hosts.
 [limits]
@@ -349,6 +383,11 @@ service-manager = "sysv"
 
 [executor.tools]
 hastctl = "{hastctl}"
+
+[peer]
+address = "{peer}:7420"
+listen = "{own}:7420"
+key-file = "{keys}"
 "#,
             name = side.name(),
         ))
@@ -410,6 +449,49 @@ hastctl = "{hastctl}"
             .map(drop)
     }
 
+    /// Stop a host's havend (SIGTERM, as `service havend restart` would) and start it again
+    /// on the same state folder; returns once the new one answers.
+    pub fn restart_havend(&mut self, side: Side) -> Result<(), RigError> {
+        self.log
+            .note(format!("restarting havend on {}", side.name()));
+        let mut machine = self.hosts[side.index()]
+            .take()
+            .ok_or_else(|| RigError::new(format!("{} is down", side.name())))?;
+        let stopped = machine
+            .run("pkill", &["-TERM", "-x", "havend"])
+            .map(drop)
+            .and_then(|()| {
+                if wait_until(READY, || machine.run("pgrep", &["-x", "havend"]).is_err()) {
+                    Ok(())
+                } else {
+                    Err(RigError::new(format!(
+                        "{}: havend did not stop",
+                        side.name()
+                    )))
+                }
+            });
+        let started = stopped.and_then(|()| self.start_havend(&mut machine, side));
+        self.hosts[side.index()] = Some(machine);
+        started
+    }
+
+    /// Cut the pair's own link (the peer link's) or join it again; the lan, and CARP on it,
+    /// stay as they are.
+    pub fn set_peer_link(&self, up: bool) -> Result<(), RigError> {
+        let state = if up { "3" } else { "0" };
+        self.log.note(format!(
+            "the peer link is {}",
+            if up { "restored" } else { "cut" }
+        ));
+        for side in [Side::A, Side::B] {
+            self.lan.run(
+                "bridge",
+                &["link", "set", "dev", side.sync_port(), "state", state],
+            )?;
+        }
+        Ok(())
+    }
+
     /// Stop a host's ucarp cleanly (SIGTERM: it runs its down script, `--shutdown`).
     pub fn stop_ucarp(&self, side: Side) -> Result<(), RigError> {
         self.log.note(format!("stopping ucarp on {}", side.name()));
@@ -424,6 +506,12 @@ hastctl = "{hastctl}"
         let mut all = vec!["--control-dir", "/run/haven"];
         all.extend_from_slice(args);
         self.up(side)?.run(&havenctl, &all)
+    }
+
+    /// The HAST stand-in's `hastctl args…` on a host.
+    pub fn hastctl(&self, side: Side, args: &[&str]) -> Result<String, RigError> {
+        let hastctl = path_str(&bins::rig_binary("hastctl")?)?;
+        self.up(side)?.run(&hastctl, args)
     }
 
     /// A rig-only request to a host's HAST stand-in (e.g. `sync-interrupted test`).
@@ -533,6 +621,16 @@ fn sweep_stale_rigs() {
 /// Connect `machine` to the lan's bridge with a veth pair (`eth0` inside, `port` on the
 /// bridge) and give it `address`.
 fn plug(lan: &Machine, machine: &Machine, port: &str, address: &str) -> Result<(), RigError> {
+    plug_into(lan, machine, (port, "br0"), ("eth0", address))
+}
+
+/// [`plug`] into `bridge`, as `interface` on the machine.
+fn plug_into(
+    lan: &Machine,
+    machine: &Machine,
+    (port, bridge): (&str, &str),
+    (interface, address): (&str, &str),
+) -> Result<(), RigError> {
     // In the lan's network only: `netns <pid>` names the machine by the rig's own pids.
     crate::command_output(lan.net_command("ip").args([
         "link",
@@ -542,12 +640,12 @@ fn plug(lan: &Machine, machine: &Machine, port: &str, address: &str) -> Result<(
         "veth",
         "peer",
         "name",
-        "eth0",
+        interface,
         "netns",
         &machine.pid().to_string(),
     ]))
     .map_err(|error| error.context("lan"))?;
-    lan.run("ip", &["link", "set", port, "master", "br0"])?;
+    lan.run("ip", &["link", "set", port, "master", bridge])?;
     lan.run("ip", &["link", "set", port, "up"])?;
     machine.run(
         "ip",
@@ -556,10 +654,10 @@ fn plug(lan: &Machine, machine: &Machine, port: &str, address: &str) -> Result<(
             "add",
             &format!("{address}/{PREFIX}"),
             "dev",
-            "eth0",
+            interface,
         ],
     )?;
-    machine.run("ip", &["link", "set", "eth0", "up"])?;
+    machine.run("ip", &["link", "set", interface, "up"])?;
     Ok(())
 }
 

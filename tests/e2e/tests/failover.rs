@@ -337,31 +337,50 @@ fn flapping_link_never_mounts_twice() {
     assert_serves_alone(&rig, serving);
 }
 
-/// 6. Refusal: hastb is told its copy is not synchronised (the stand-in reports an
-///    interrupted sync) and then hasta dies: hastb does not promote and raises a critical
-///    alert. The operator's override, set in the config and reloaded, then promotes it.
-#[test]
-fn an_unsynchronised_copy_is_not_promoted_until_the_operator_says_so() {
-    let Some(_serial) = serial() else { return };
-    let (mut rig, prober) = serving_pair(RigOptions::default());
-    let writer = Writer::start(rig.client(), VIP);
-    assert!(wait_until(FAILOVER_LIMIT, || writer.acked_count() >= 20));
+/// The primary's sync is interrupted: hasta's hastd runs `syncintr` and counts dirty bytes,
+/// hastb's hastd says nothing (it cannot: `dirty: 0` on a secondary), and hastb's havend
+/// records what the peer link relays.
+fn interrupt_the_sync_on_hasta(rig: &Rig) {
     must(
-        &rig,
-        rig.hast_request(Side::B, "sync-interrupted test"),
-        "interrupt the sync",
+        rig,
+        rig.hast_request(Side::A, "sync-interrupted test"),
+        "interrupt the sync on the primary",
     );
-    let recorded = wait_until(FAILOVER_LIMIT, || {
-        entries(&rig, Side::B, "event")
+    let refused = rig.hast_request(Side::B, "sync-interrupted test");
+    assert!(
+        refused.is_err(),
+        "the stand-in ran a sync hook on the secondary: {refused:?}"
+    );
+    let relayed = wait_until(FAILOVER_LIMIT, || {
+        entries(rig, Side::B, "event")
             .iter()
-            .any(|entry| entry.to_string().contains("interrupted"))
+            .any(|entry| entry["event"]["peer"]["hast-hook"]["sync-interrupted"] == "test")
+    });
+    assert!(
+        relayed,
+        "hastb never heard of hasta's syncintr\n{}",
+        rig.log.tail(80)
+    );
+    wait_recorded(rig, "interrupted");
+}
+
+/// hastb's seed policy has `state` recorded for `test`, on disk.
+fn wait_recorded(rig: &Rig, state: &str) {
+    let path = rig.host_dir(Side::B).join("state/kv/mysql.json");
+    let wanted = format!("\"sync:test\":\"{state}\"");
+    let recorded = wait_until(FAILOVER_LIMIT, || {
+        std::fs::read_to_string(&path).is_ok_and(|text| text.contains(&wanted))
     });
     assert!(
         recorded,
-        "hastb's havend never heard of the interrupted sync\n{}",
+        "hastb's store never held {wanted}\n{}",
         rig.log.tail(80)
     );
+}
 
+/// hasta loses power; CARP makes hastb master, and hastb refuses with a critical alert that
+/// names the relayed fact.
+fn crash_hasta_and_assert_refused(rig: &mut Rig, prober: &Prober) {
     let since = rig.log.now();
     rig.power_off(Side::A);
     assert!(
@@ -375,19 +394,37 @@ fn an_unsynchronised_copy_is_not_promoted_until_the_operator_says_so() {
             .is_some()
     );
     let alerted = wait_until(FAILOVER_LIMIT, || {
-        entries(&rig, Side::B, "alert").iter().any(|alert| {
+        entries(rig, Side::B, "alert").iter().any(|alert| {
             alert["severity"] == "critical"
-                && alert["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("interrupted"))
+                && alert["message"].as_str().is_some_and(|m| {
+                    m.contains("refusing to promote")
+                        && m.contains("peer hasta's hastd ran `syncintr` as primary")
+                })
         })
     });
-    assert!(alerted, "no critical alert on hastb\n{}", rig.log.tail(120));
+    assert!(
+        alerted,
+        "no critical alert naming the relayed fact on hastb\n{}",
+        rig.log.tail(120)
+    );
     assert!(
         !rig.mounted(Side::B),
         "hastb mounted an unsynchronised copy"
     );
     assert!(!prober.answers(Duration::from_millis(500)));
+}
+
+/// 6. Refusal (issue 12 a): the sync is interrupted on the primary, the primary dies, and the
+///    secondary refuses, its alert naming the relayed fact. The operator's override, set in
+///    the config and reloaded, then promotes it.
+#[test]
+fn an_interrupted_sync_relayed_from_the_primary_stops_the_promotion() {
+    let Some(_serial) = serial() else { return };
+    let (mut rig, prober) = serving_pair(RigOptions::default());
+    let writer = Writer::start(rig.client(), VIP);
+    assert!(wait_until(FAILOVER_LIMIT, || writer.acked_count() >= 20));
+    interrupt_the_sync_on_hasta(&rig);
+    crash_hasta_and_assert_refused(&mut rig, &prober);
     let (acked, _) = writer.finish();
 
     // The operator decides: the override, then a reload.
@@ -403,4 +440,116 @@ fn an_unsynchronised_copy_is_not_promoted_until_the_operator_says_so() {
     );
     assert_nothing_lost(&rig, &acked);
     assert_serves_alone(&rig, Side::B);
+}
+
+/// 7. (issue 12 b) The same, with hastb's havend restarted between the interruption and the
+///    crash: the record was on disk, and hastb still refuses.
+#[test]
+fn the_relayed_record_survives_a_restart_of_the_secondarys_havend() {
+    let Some(_serial) = serial() else { return };
+    let (mut rig, prober) = serving_pair(RigOptions::default());
+    interrupt_the_sync_on_hasta(&rig);
+    let restarted = rig.restart_havend(Side::B);
+    must(&rig, restarted, "restart hastb's havend");
+    crash_hasta_and_assert_refused(&mut rig, &prober);
+}
+
+/// 8. (issue 12 b) The same, with hastb's whole namespace rebooted in between: its hastd comes
+///    back as secondary knowing nothing, and hastb still refuses from its kept record.
+#[test]
+fn the_relayed_record_survives_a_reboot_of_the_secondary() {
+    let Some(_serial) = serial() else { return };
+    let (mut rig, prober) = serving_pair(RigOptions::default());
+    interrupt_the_sync_on_hasta(&rig);
+    rig.power_off(Side::B);
+    let booted = rig.boot(Side::B);
+    must(&rig, booted, "reboot hastb");
+    let listed = must(
+        &rig,
+        rig.hastctl(Side::B, &["list", "test"]),
+        "hastctl list on hastb",
+    );
+    assert!(listed.contains("dirty: 0 (0B)"), "{listed}");
+    crash_hasta_and_assert_refused(&mut rig, &prober);
+}
+
+/// 9. (issue 12 c) A completed sync, relayed, then a crash: hastb promotes, and no
+///    acknowledged row is lost.
+#[test]
+fn a_completed_sync_relayed_then_a_crash_promotes_losing_nothing() {
+    let Some(_serial) = serial() else { return };
+    let (mut rig, prober) = serving_pair(RigOptions::default());
+    let writer = Writer::start(rig.client(), VIP);
+    assert!(wait_until(FAILOVER_LIMIT, || writer.acked_count() >= 20));
+    must(
+        &rig,
+        rig.hast_request(Side::A, "sync-start test 4194304"),
+        "start a sync",
+    );
+    wait_recorded(&rig, "syncing");
+    must(
+        &rig,
+        rig.hast_request(Side::A, "sync-done test"),
+        "finish it",
+    );
+    wait_recorded(&rig, "synced");
+    rig.power_off(Side::A);
+    assert!(
+        prober.wait_answering(FAILOVER_LIMIT),
+        "hastb never served\n{}",
+        rig.log.tail(120)
+    );
+    let (acked, _) = writer.finish();
+    assert!(!acked.is_empty());
+    assert_nothing_lost(&rig, &acked);
+    assert_serves_alone(&rig, Side::B);
+    assert_promoted(&rig, Side::B);
+}
+
+/// 10. (issue 12 e) The peer link is cut while CARP still sees both hosts: both policies hear
+///     that the peer is unreachable, and nothing acts on that alone; the link comes back.
+#[test]
+fn a_cut_peer_link_alone_moves_nothing() {
+    let Some(_serial) = serial() else { return };
+    let (rig, prober) = serving_pair(RigOptions::default());
+    let steps_before = [Side::A, Side::B].map(|side| steps_started(&rig, side).len());
+    must(&rig, rig.set_peer_link(false), "cut the peer link");
+    let peer_event = |side: Side, what: &str| {
+        entries(&rig, side, "event")
+            .iter()
+            .any(|entry| entry["event"]["peer"] == what)
+    };
+    let heard = wait_until(FAILOVER_LIMIT, || {
+        peer_event(Side::A, "down") && peer_event(Side::B, "down")
+    });
+    assert!(
+        heard,
+        "a policy never heard the link go down\n{}",
+        rig.log.tail(80)
+    );
+    let status = must(&rig, rig.havenctl(Side::B, &["status"]), "status");
+    assert!(status.contains("Peer link: down"), "{status}");
+    // Every decision about it is made; none acted.
+    let settled = wait_until(FAILOVER_LIMIT, || {
+        [Side::A, Side::B].iter().all(|side| {
+            entries(&rig, *side, "event").len() <= entries(&rig, *side, "decision").len()
+        })
+    });
+    assert!(settled, "{}", rig.log.tail(80));
+    let steps_after = [Side::A, Side::B].map(|side| steps_started(&rig, side).len());
+    assert_eq!(
+        steps_before, steps_after,
+        "a step ran on the link's loss alone"
+    );
+    assert!(
+        prober.answers(Duration::from_secs(2)),
+        "the database stopped answering"
+    );
+    assert_serves_alone(&rig, Side::A);
+    must(&rig, rig.set_peer_link(true), "restore the peer link");
+    assert!(
+        wait_until(FAILOVER_LIMIT, || peer_event(Side::B, "up")),
+        "{}",
+        rig.log.tail(80)
+    );
 }
