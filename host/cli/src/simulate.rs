@@ -22,9 +22,17 @@
 //! event = { carp-changed = { vhid = 1, interface = "em0", state = "master", previous = "backup" } }
 //! # change = { ... }, fail = { step = 2, reason = "..." } as in scenario files
 //! ```
+//!
+//! With two hosts and `peer-link = true` at the top, the hosts are linked as two havends with
+//! `[peer]`: after each event a host's facts go to the other when they changed, and hastd's
+//! hooks are relayed as they happen, each as a `peer` event. An entry `peer-link = false` (at
+//! its `at-ms`, no `host`) cuts the link: both hear `peer down`; `peer-link = true` restores
+//! it: both hear `peer up` and the other's facts.
 
 use crate::driver::{InjectedFailure, Record, SimHost};
-use haven_core::{Event, HastHook, Machine, PeerEvent, StateChange};
+use haven_core::{
+    Event, HastHook, Machine, PeerEvent, PeerFacts, PeerLink, PeerPolicy, StateChange,
+};
 use haven_runtime::pipeline::short_hash;
 use haven_runtime::{LoadedPolicy, Outcome, Pipeline, Runtime};
 use serde::Deserialize;
@@ -42,6 +50,9 @@ pub struct Timeline {
     state: Option<Machine>,
     #[serde(default)]
     hosts: BTreeMap<String, Machine>,
+    /// Link the two hosts as havends with `[peer]` do.
+    #[serde(default)]
+    peer_link: bool,
     event: Vec<TimelineEvent>,
 }
 
@@ -61,6 +72,9 @@ struct TimelineEvent {
     change: Option<StateChange>,
     #[serde(default)]
     fail: Option<InjectedFailure>,
+    /// Cut (`false`) or restore (`true`) the peer link.
+    #[serde(default)]
+    peer_link: Option<bool>,
 }
 
 /// A timeline that cannot be replayed.
@@ -97,6 +111,17 @@ impl Timeline {
                 ));
             }
             last = event.at_ms;
+            if let Some(up) = event.peer_link {
+                if !timeline.peer_link {
+                    return fail(format!(
+                        "peer-link = {up} needs `peer-link = true` at the top of the timeline"
+                    ));
+                }
+                if event.startup || event.event.is_some() || event.host.is_some() {
+                    return fail("peer-link stands alone: no `host`, `event` or `startup`".into());
+                }
+                continue;
+            }
             if event.startup == event.event.is_some() {
                 return fail("needs exactly one of `startup = true` or `event`".into());
             }
@@ -104,6 +129,12 @@ impl Timeline {
             if !timeline.host_names().iter().any(|name| name == host) {
                 return fail(format!("unknown host `{host}`"));
             }
+        }
+        if timeline.peer_link && timeline.hosts.len() != 2 {
+            return Err(TimelineError::Parse(format!(
+                "peer-link = true links two hosts; this timeline has {}",
+                timeline.hosts.len()
+            )));
         }
         Ok(timeline)
     }
@@ -146,11 +177,22 @@ pub fn run(runtime: &Arc<Runtime>, policies: &[LoadedPolicy], timeline: &Timelin
             short_hash(&policy.compiled.module_hash)
         );
     }
+    let mut link = timeline.peer_link.then(|| PeerLinkSim::start(&mut hosts));
     for entry in &timeline.event {
         for (name, host) in hosts.iter_mut() {
             let mut records = Vec::new();
             host.advance_to(entry.at_ms, &mut records);
             render(&mut out, name, &records);
+        }
+        if let Some(link) = &mut link {
+            link.exchange(&mut hosts, &mut out);
+        }
+        if let (Some(up), Some(link)) = (entry.peer_link, &mut link) {
+            if let Some(note) = &entry.note {
+                let _ = writeln!(out, "\n{}  {:<6} -- {note}", clock(entry.at_ms), "link");
+            }
+            link.set(up, &mut hosts, &mut out);
+            continue;
         }
         let name = entry.host.clone().unwrap_or_else(|| "local".into());
         let host = hosts.get_mut(&name).expect("host names were checked");
@@ -167,6 +209,17 @@ pub fn run(runtime: &Arc<Runtime>, policies: &[LoadedPolicy], timeline: &Timelin
             None => host.startup(&mut failure, &mut records),
         }
         render(&mut out, &name, &records);
+        if let Some(link) = &mut link {
+            if let Some(Event::HastHook(hook)) = &entry.event {
+                link.relay(
+                    &name,
+                    Event::Peer(PeerEvent::HastHook(hook.clone())),
+                    &mut hosts,
+                    &mut out,
+                );
+            }
+            link.exchange(&mut hosts, &mut out);
+        }
     }
     let _ = writeln!(out, "\nfinal state");
     for (name, host) in &hosts {
@@ -177,6 +230,119 @@ pub fn run(runtime: &Arc<Runtime>, policies: &[LoadedPolicy], timeline: &Timelin
         );
     }
     out
+}
+
+/// The peer link between the two simulated hosts, as the daemons' would carry it.
+struct PeerLinkSim {
+    up: bool,
+    /// The facts each host last sent, by sender.
+    sent: BTreeMap<String, PeerFacts>,
+}
+
+impl PeerLinkSim {
+    /// Linked from the start: each host knows the other's starting facts.
+    fn start(hosts: &mut BTreeMap<String, SimHost>) -> PeerLinkSim {
+        let mut link = PeerLinkSim {
+            up: true,
+            sent: BTreeMap::new(),
+        };
+        let names: Vec<String> = hosts.keys().cloned().collect();
+        for name in &names {
+            let facts = facts_of(name, &hosts[name]);
+            link.sent.insert(name.clone(), facts.clone());
+            let other = other_than(&names, name);
+            let machine = hosts
+                .get_mut(&other)
+                .expect("two hosts")
+                .pipeline_mut()
+                .machine_mut();
+            let now = machine.now_ms;
+            machine.peer.set_link(PeerLink::Up, now);
+            machine.peer.heard(facts, now);
+        }
+        link
+    }
+
+    /// Send each host's facts to the other when they changed (and the link is up).
+    fn exchange(&mut self, hosts: &mut BTreeMap<String, SimHost>, out: &mut String) {
+        if !self.up {
+            return;
+        }
+        let names: Vec<String> = hosts.keys().cloned().collect();
+        for name in &names {
+            let facts = facts_of(name, &hosts[name]);
+            if self.sent.get(name) != Some(&facts) {
+                self.sent.insert(name.clone(), facts.clone());
+                self.relay(
+                    name,
+                    Event::Peer(PeerEvent::FactsChanged(facts)),
+                    hosts,
+                    out,
+                );
+            }
+        }
+    }
+
+    /// Deliver `event` from `from` to the other host, if the link is up.
+    fn relay(
+        &self,
+        from: &str,
+        event: Event,
+        hosts: &mut BTreeMap<String, SimHost>,
+        out: &mut String,
+    ) {
+        if !self.up {
+            return;
+        }
+        let names: Vec<String> = hosts.keys().cloned().collect();
+        let to = other_than(&names, from);
+        let mut records = Vec::new();
+        let host = hosts.get_mut(&to).expect("two hosts");
+        host.deliver(event, None, &mut None, &mut records);
+        render(out, &to, &records);
+    }
+
+    /// Cut or restore the link: both hosts hear it; on restore, each other's facts too.
+    fn set(&mut self, up: bool, hosts: &mut BTreeMap<String, SimHost>, out: &mut String) {
+        if self.up == up {
+            return;
+        }
+        self.up = up;
+        let event = Event::Peer(if up { PeerEvent::Up } else { PeerEvent::Down });
+        for (name, host) in hosts.iter_mut() {
+            let mut records = Vec::new();
+            host.deliver(event.clone(), None, &mut None, &mut records);
+            render(out, name, &records);
+        }
+        if up {
+            self.sent.clear();
+            self.exchange(hosts, out);
+        }
+    }
+}
+
+/// What `name`'s havend would publish.
+fn facts_of(name: &str, host: &SimHost) -> PeerFacts {
+    let policies = host
+        .pipeline()
+        .policies()
+        .iter()
+        .map(|policy| PeerPolicy {
+            name: policy.name.clone(),
+            module_hash: policy.compiled.module_hash.clone(),
+        })
+        .collect();
+    host.pipeline()
+        .machine()
+        .peer_facts(name, env!("CARGO_PKG_VERSION"), policies)
+}
+
+fn other_than(names: &[String], name: &str) -> String {
+    names
+        .iter()
+        .find(|other| *other != name)
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn clock(ms: u64) -> String {

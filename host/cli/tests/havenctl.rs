@@ -53,6 +53,53 @@ fn simulate_with_no_arguments_replays_the_bundled_failover() {
     );
 }
 
+/// Two simulated hosts linked by `[peer]`: hasta's syncintr reaches hastb as the daemons
+/// would relay it, the link is cut, and hastb refuses to promote, naming the fact.
+#[test]
+fn simulate_links_two_hosts_and_cuts_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("haven.toml");
+    let seed = std::fs::read_to_string(workspace().join("examples/seed/haven.toml")).unwrap();
+    let seed = seed.replace(
+        "/usr/local/libexec/haven/carp_hast_switch.wasm",
+        artifacts::CARP_HAST_SWITCH,
+    );
+    std::fs::write(&config, seed).unwrap();
+    let output = havenctl(&[
+        "simulate",
+        "--config",
+        config.to_str().unwrap(),
+        "--events",
+        "examples/seed/relayed-sync.toml",
+    ]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}{output:?}");
+    for wanted in [
+        "hastb  event #2 peer HAST test: sync-interrupted",
+        "hastb  event #4 peer link down",
+        "refusing to promote: the local copy of HAST resource `test` (interrupted: peer hasta's \
+         hastd ran `syncintr` as primary",
+        "hastb  CARP vhid 1 Master; HAST test secondary; mounted none; running none",
+    ] {
+        assert!(text.contains(wanted), "no {wanted:?} in\n{text}");
+    }
+    // A cut without the link configured is an error naming the fix.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[event]]\nat-ms = 0\npeer-link = false\n").unwrap();
+    let output = havenctl(&[
+        "simulate",
+        "--config",
+        config.to_str().unwrap(),
+        "--events",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("needs `peer-link = true` at the top"),
+        "{output:?}"
+    );
+}
+
 #[test]
 fn the_seed_scenarios_pass_on_the_real_runtime() {
     let scenarios = seed_scenarios();

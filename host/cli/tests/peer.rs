@@ -203,41 +203,116 @@ fn the_primarys_syncintr_reaches_the_secondary_survives_its_restart_and_stops_a_
     );
 }
 
+/// A recorder between hasta and hastb: forwards hasta's bytes to hastb and keeps them.
+fn recording_proxy(to: SocketAddr) -> (SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
+    use std::io::{Read as _, Write as _};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let recorder = std::thread::spawn(move || {
+        let (mut from, _) = listener.accept().unwrap();
+        let mut onward = TcpStream::connect(to).unwrap();
+        let (mut back, mut from_back) = (onward.try_clone().unwrap(), from.try_clone().unwrap());
+        std::thread::spawn(move || std::io::copy(&mut back, &mut from_back));
+        let mut recorded = Vec::new();
+        let mut buffer = [0u8; 4096];
+        // The handshake and a few messages are enough to replay.
+        while recorded.len() < 2048 {
+            match from.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    recorded.extend_from_slice(&buffer[..n]);
+                    if onward.write_all(&buffer[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        recorded
+    });
+    (address, recorder)
+}
+
 #[test]
-fn a_stranger_on_the_link_is_refused_counted_and_journaled() {
+fn strangers_garbage_oversized_frames_and_replays_are_refused_counted_and_journaled() {
+    use std::io::Write as _;
     let (a_addr, b_addr) = (free_port(), free_port());
-    let a = Host::new("hasta", "primary", "0 (0B)", a_addr, b_addr);
+    // hasta reaches hastb through a recorder, so that its session can be replayed.
+    let (proxy, recorder) = recording_proxy(b_addr);
+    let a = Host::new("hasta", "primary", "0 (0B)", a_addr, proxy);
     let b = Host::new("hastb", "secondary", "0 (0B)", b_addr, a_addr);
     make_keys(&a, &b);
     let hastb = b.start();
+
     // Not Haven at all, then a frame that claims 16 MiB.
-    {
-        use std::io::Write as _;
-        let mut stream = TcpStream::connect(b_addr).unwrap();
-        let _ = stream.write_all(b"\0\0\0\x05hello");
-        let mut stream = TcpStream::connect(b_addr).unwrap();
-        let _ = stream.write_all(&(16u32 << 20).to_be_bytes());
-    }
+    let mut stream = TcpStream::connect(b_addr).unwrap();
+    let _ = stream.write_all(b"\0\0\0\x05hello");
+    let mut stream = TcpStream::connect(b_addr).unwrap();
+    let _ = stream.write_all(&(16u32 << 20).to_be_bytes());
+    // A stranger: its own keys, claiming to be hasta.
+    let (stranger, _) = haven_peer::PeerKeys::generate_pair("hasta", "hastb").unwrap();
+    let stranger = haven_peer::PeerKeys {
+        peer_public_key: haven_peer::PeerKeys::load(&b.setup.path("hastb.key"))
+            .unwrap()
+            .public_key()
+            .unwrap(),
+        ..stranger
+    };
+    assert!(
+        haven_peer::wire::Session::initiate(TcpStream::connect(b_addr).unwrap(), &stranger)
+            .is_err()
+    );
     let counters = poll_until(POLL_FAST, || {
         let counters = hastb.status().peer?.counters;
-        (counters.refused.contains_key("handshake") && counters.refused.contains_key("oversized"))
-            .then_some(counters)
+        (counters.refused.get("handshake").copied().unwrap_or(0) >= 2
+            && counters.refused.contains_key("oversized"))
+        .then_some(counters)
     })
     .unwrap_or_else(|| panic!("no refusal counted\n{}", hastb.diagnostics()));
-    assert!(counters.sessions_in == 0, "{counters:?}");
-    b.wait_journal(&hastb, "bad input from the peer source", |records| {
-        records
-            .iter()
-            .any(|record| {
-                matches!(&record.entry, Entry::BadInput { source, reason, .. }
-                    if source == "peer" && reason.contains("oversized"))
-            })
-            .then_some(())
-    });
-    // Then the right peer: the link comes up.
-    let _hasta = a.start();
+    assert_eq!(counters.sessions_in, 0, "{counters:?}");
+
+    // The right peer: the link comes up, through the recorder.
+    let hasta = a.start();
     poll_until(POLL_FAST, || {
         (hastb.status().peer?.state.link == PeerLink::Up).then_some(())
     })
     .unwrap_or_else(|| panic!("the real peer was not heard\n{}", hastb.diagnostics()));
+    drop(hasta);
+    let recorded = recorder.join().unwrap();
+    // Its session, replayed: the first handshake message is accepted again (Noise allows
+    // that), but nothing after it authenticates in the new session.
+    let mut replay = TcpStream::connect(b_addr).unwrap();
+    let _ = replay.write_all(&recorded);
+    poll_until(POLL_FAST, || {
+        hastb
+            .status()
+            .peer?
+            .counters
+            .refused
+            .contains_key("unauthentic")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("the replay was not refused\n{}", hastb.diagnostics()));
+    b.wait_journal(&hastb, "bad input from the peer source", |records| {
+        let kinds: Vec<&str> = records
+            .iter()
+            .filter_map(|record| match &record.entry {
+                Entry::BadInput { source, reason, .. } if source == "peer" => Some(reason.as_str()),
+                _ => None,
+            })
+            .collect();
+        ["oversized", "handshake", "unauthentic"]
+            .iter()
+            .all(|kind| kinds.iter().any(|reason| reason.contains(kind)))
+            .then_some(())
+    });
+    // Each kind was journaled once, however many times it happened.
+    let handshakes = b
+        .records()
+        .iter()
+        .filter(|record| {
+            matches!(&record.entry, Entry::BadInput { reason, .. } if reason.contains("handshake"))
+        })
+        .count();
+    assert_eq!(handshakes, 1);
+    assert!(hastb.status().peer.unwrap().counters.received > 0);
 }

@@ -1323,6 +1323,47 @@ services = ["mysql-server"]
     }
 
     #[test]
+    fn the_peer_table_reads_with_defaults_and_refuses_what_cannot_work() {
+        let with_peer = |table: &str| parse(&format!("{GOOD}\n[peer]\n{table}"));
+        let peer = with_peer("address = \"10.0.0.2:7420\"\nkey-file = \"/etc/haven/peer.key\"\n")
+            .unwrap()
+            .peer
+            .unwrap();
+        assert_eq!(peer.listen, "0.0.0.0:7420".parse().unwrap());
+        assert_eq!((peer.heartbeat_ms, peer.timeout_ms), (1000, 3500));
+        assert!(parse(GOOD).unwrap().peer.is_none(), "no [peer], no link");
+        for (table, reason) in [
+            (
+                "address = \"10.0.0.2\"\nkey-file = \"/k\"",
+                "must be host:port",
+            ),
+            ("address = \"-x:1\"\nkey-file = \"/k\"", "must be host:port"),
+            ("address = \"h:0\"\nkey-file = \"/k\"", "must be host:port"),
+            ("address = \"h:1\"\nkey-file = \"k\"", "absolute"),
+            (
+                "address = \"h:1\"\nkey-file = \"/k\"\nlisten = \"any\"",
+                "listen",
+            ),
+            (
+                "address = \"h:1\"\nkey-file = \"/k\"\nheartbeat-ms = 50",
+                "at least 100",
+            ),
+            (
+                "address = \"h:1\"\nkey-file = \"/k\"\ntimeout-ms = 2000",
+                "more than twice",
+            ),
+            (
+                "address = \"h:1\"\nkey-file = \"/k\"\ncolour = 1",
+                "unknown field",
+            ),
+            ("key-file = \"/k\"", "missing field `address`"),
+        ] {
+            let error = with_peer(table).unwrap_err().to_string();
+            assert!(error.contains(reason), "{table}: {error}");
+        }
+    }
+
+    #[test]
     fn errors_name_file_line_and_reason() {
         let typo = GOOD.replace("timers = 1", "timerz = 1");
         assert!(

@@ -8,8 +8,8 @@
 use crate::grants::{Grants, hast_device};
 use crate::types::{
     Action, CarpState, CarpStatus, Event, HastHook, HastReplication, HastRole, HastStatus,
-    HastWorker, MountStatus, PeerEvent, PeerFacts, PeerLink, PeerState, ServiceOp, ServiceStatus,
-    StartupState, Step,
+    HastWorker, MountStatus, PeerEvent, PeerFacts, PeerLink, PeerPolicy, PeerState, ServiceOp,
+    ServiceStatus, StartupState, Step,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -499,6 +499,28 @@ impl Machine {
                 .collect(),
             interrupted: None,
             state_lost: None,
+        }
+    }
+
+    /// What this host's daemon publishes to its peer: the model's CARP, HAST, mounts and
+    /// services, with who it is and its policies. The running plan is set by the caller.
+    pub fn peer_facts(&self, host: &str, version: &str, policies: Vec<PeerPolicy>) -> PeerFacts {
+        PeerFacts {
+            host: host.to_owned(),
+            version: version.to_owned(),
+            carp: self.carp.values().cloned().collect(),
+            hast: self.hast.values().cloned().collect(),
+            mounts: self.mounts.values().cloned().collect(),
+            services: self
+                .services
+                .iter()
+                .map(|(name, running)| ServiceStatus {
+                    name: name.clone(),
+                    running: *running,
+                })
+                .collect(),
+            running_plan: None,
+            policies,
         }
     }
 

@@ -28,10 +28,7 @@ use crate::reconcile::Granted;
 use crate::reload::{Prepared, ReloadOutcome};
 use crate::sources::peer::PeerPublisher;
 use crate::status::{PolicyStatus, RecentAlert, RecentDecision, RunningStep, StatusBoard};
-use haven_core::{
-    Action, AlertSeverity, Event, InterruptedStep, Machine, PeerFacts, PeerPolicy, ServiceStatus,
-    Step,
-};
+use haven_core::{Action, AlertSeverity, Event, InterruptedStep, Machine, PeerPolicy, Step};
 use haven_executor::runner::{Delivery, Observer, StepReport};
 use haven_executor::{Executor, Runner};
 use haven_runtime::pipeline::short_hash;
@@ -340,30 +337,15 @@ impl<E: Executor> EventLoop<E> {
         };
         let pipeline = &self.runner.pipeline;
         let machine = pipeline.machine();
-        peer.facts(PeerFacts {
-            host: peer.host().to_owned(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            carp: machine.carp.values().cloned().collect(),
-            hast: machine.hast.values().cloned().collect(),
-            mounts: machine.mounts.values().cloned().collect(),
-            services: machine
-                .services
-                .iter()
-                .map(|(name, running)| ServiceStatus {
-                    name: name.clone(),
-                    running: *running,
-                })
-                .collect(),
-            running_plan: None,
-            policies: pipeline
-                .policies()
-                .iter()
-                .map(|policy| PeerPolicy {
-                    name: policy.name.clone(),
-                    module_hash: policy.compiled.module_hash.clone(),
-                })
-                .collect(),
-        });
+        let policies = pipeline
+            .policies()
+            .iter()
+            .map(|policy| PeerPolicy {
+                name: policy.name.clone(),
+                module_hash: policy.compiled.module_hash.clone(),
+            })
+            .collect();
+        peer.facts(machine.peer_facts(peer.host(), env!("CARGO_PKG_VERSION"), policies));
     }
 
     fn note(&mut self, message: String) {

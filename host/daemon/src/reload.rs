@@ -196,13 +196,15 @@ struct Worker {
     restart_only: RestartOnly,
 }
 
-/// The parts of the config that only a restart applies (sources, executor, state folders).
+/// The parts of the config that only a restart applies (sources, executor, state folders, the
+/// peer link).
 #[derive(Debug, PartialEq)]
 struct RestartOnly {
     daemon: haven_core::DaemonConfig,
     sources: haven_core::SourcesConfig,
     executor: haven_core::ExecutorConfig,
     carp: Vec<haven_core::CarpAddress>,
+    peer: Option<haven_core::PeerConfig>,
 }
 
 impl RestartOnly {
@@ -212,6 +214,7 @@ impl RestartOnly {
             sources: config.sources.clone(),
             executor: config.executor.clone(),
             carp: config.carp.clone(),
+            peer: config.peer.clone(),
         }
     }
 }
@@ -312,7 +315,8 @@ impl Worker {
         let sections = RestartOnly::of(&config);
         if sections != self.restart_only {
             tracing::warn!(
-                "[daemon], [sources.*], [executor] or [[carp]] changed: not applied until havend restarts"
+                "[daemon], [sources.*], [executor], [[carp]] or [peer] changed: not applied until havend \
+                 restarts"
             );
         }
         config

@@ -233,6 +233,29 @@ impl Rig {
         &self.client
     }
 
+    /// Boot both hosts, as a pair boots, wait until hasta serves, and create the scenarios'
+    /// schema. Both boot together: with the peer link configured, a lone host does not
+    /// promote a copy it knows nothing about (`unknown-copy`'s default) until it hears its
+    /// peer.
+    pub fn boot_serving_pair(&mut self) -> Result<Prober, RigError> {
+        self.boot(Side::A)
+            .map_err(|error| error.context("boot hasta"))?;
+        self.boot(Side::B)
+            .map_err(|error| error.context("boot hastb"))?;
+        let prober = self.prober()?;
+        if !prober.wait_answering(crate::crash::FAILOVER_LIMIT) {
+            return Err(RigError::new(format!(
+                "hasta never served within {:?}",
+                crate::crash::FAILOVER_LIMIT
+            )));
+        }
+        self.log
+            .note("the database answers on the shared address (hasta)");
+        self.create_schema(Side::A)
+            .map_err(|error| error.context("schema"))?;
+        Ok(prober)
+    }
+
     /// Boot a host: its mounts, the HAST stand-in, the failover logic, then ucarp.
     pub fn boot(&mut self, side: Side) -> Result<(), RigError> {
         let name = side.name();

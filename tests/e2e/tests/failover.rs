@@ -36,17 +36,8 @@ fn must<T>(rig: &Rig, result: Result<T, haven_e2e::RigError>, what: &str) -> T {
 /// every other scenario's start.
 fn serving_pair(options: RigOptions) -> (Rig, Prober) {
     let mut rig = Rig::new(options).expect("rig");
-    let booted = rig.boot(Side::A);
-    must(&rig, booted, "boot hasta");
-    let prober = must(&rig, rig.prober(), "prober");
-    assert!(
-        prober.wait_answering(FAILOVER_LIMIT),
-        "hasta never served:\n{}",
-        rig.log.tail(120)
-    );
-    let booted = rig.boot(Side::B);
-    must(&rig, booted, "boot hastb");
-    must(&rig, rig.create_schema(Side::A), "schema");
+    let prober = rig.boot_serving_pair();
+    let prober = must(&rig, prober, "boot the pair");
     (rig, prober)
 }
 

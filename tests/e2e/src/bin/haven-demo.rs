@@ -4,7 +4,7 @@
 //! then every acknowledged row looked for. Needs Linux and root; `scripts/demo` installs what
 //! it needs and runs it.
 
-use haven_e2e::crash::{self, FAILOVER_LIMIT};
+use haven_e2e::crash;
 use haven_e2e::log::Line;
 use haven_e2e::rig::{Rig, RigOptions, Side, VIP};
 use std::process::ExitCode;
@@ -32,15 +32,7 @@ fn demo() -> Result<(), haven_e2e::RigError> {
     );
     let mut rig = Rig::new(RigOptions::default())?;
     rig.log.note("rig ready: lan, client, shared disk");
-    rig.boot(Side::A)?;
-    let prober = rig.prober()?;
-    if !prober.wait_answering(FAILOVER_LIMIT) {
-        return Err(haven_e2e::RigError::new("hasta never served"));
-    }
-    rig.log
-        .note("the database answers on the shared address (hasta)");
-    rig.boot(Side::B)?;
-    rig.create_schema(Side::A)?;
+    let prober = rig.boot_serving_pair()?;
     let booted = rig.log.now();
     print_timeline(&rig, std::time::Duration::ZERO, booted);
 
