@@ -71,7 +71,7 @@ impl Host {
     }
 
     fn records(&self) -> Vec<Record> {
-        Journal::read_all(&self.setup.state_dir())
+        Journal::read_all(self.setup.state_dir())
             .map(|contents| contents.records)
             .unwrap_or_default()
     }

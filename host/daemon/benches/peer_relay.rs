@@ -162,15 +162,11 @@ mod bench {
         let hastb = Host::start("hastb", "secondary", &b_keys, b_addr, a_addr);
         // Wait until hastb has heard hasta (its first facts are decided on).
         let deadline = Instant::now() + TIMEOUT;
-        while !hastb
-            .daemon
-            .status_board()
-            .machine()
-            .peer
-            .facts
-            .as_ref()
-            .is_some_and(|facts| facts.host == "hasta")
-        {
+        let heard = || {
+            let machine = hastb.daemon.status_board().machine();
+            machine.peer.facts.as_ref().map(|facts| facts.host.clone()) == Some("hasta".into())
+        };
+        while !heard() {
             assert!(Instant::now() < deadline, "hastb never heard hasta");
             std::thread::sleep(Duration::from_millis(10));
         }

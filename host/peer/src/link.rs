@@ -93,7 +93,16 @@ struct Counters {
     sent: AtomicU64,
     hooks_dropped: AtomicU64,
     over_limit: AtomicU64,
-    refused: Mutex<BTreeMap<&'static str, (u64, Option<Instant>, u64)>>,
+    refused: Mutex<BTreeMap<&'static str, Trouble>>,
+}
+
+/// One kind of trouble: how often it happened, when it was last reported, and how many times
+/// since then it was only counted.
+#[derive(Default)]
+struct Trouble {
+    count: u64,
+    reported: Option<Instant>,
+    unreported: u64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -141,15 +150,16 @@ impl Shared {
         let kind = error.kind();
         let report = {
             let mut refused = lock(&self.counters.refused);
-            let (count, last, unreported) = refused.entry(kind).or_default();
-            *count += 1;
-            let due = last.is_none_or(|at| at.elapsed() >= TROUBLE_REPEAT);
+            let trouble = refused.entry(kind).or_default();
+            trouble.count += 1;
+            let due = trouble
+                .reported
+                .is_none_or(|at| at.elapsed() >= TROUBLE_REPEAT);
             if due {
-                let more = std::mem::take(unreported);
-                *last = Some(Instant::now());
-                Some(more)
+                trouble.reported = Some(Instant::now());
+                Some(std::mem::take(&mut trouble.unreported))
             } else {
-                *unreported += 1;
+                trouble.unreported += 1;
                 None
             }
         };
@@ -293,7 +303,7 @@ impl PeerLinkHandle {
             over_limit: load(&counters.over_limit),
             refused: lock(&counters.refused)
                 .iter()
-                .map(|(kind, (count, _, _))| ((*kind).to_owned(), *count))
+                .map(|(kind, trouble)| ((*kind).to_owned(), trouble.count))
                 .collect(),
         }
     }
@@ -394,7 +404,7 @@ fn send_loop(shared: &Shared) {
                     WireError::Io(_) | WireError::TimedOut | WireError::Closed
                 ) {
                     let mut refused = lock(&shared.counters.refused);
-                    refused.entry("connect").or_default().0 += 1;
+                    refused.entry("connect").or_default().count += 1;
                 } else {
                     shared.trouble(&error, "to the peer");
                 }

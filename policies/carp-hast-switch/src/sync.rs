@@ -299,11 +299,23 @@ fn on_peer_facts(
                     record(resource, SyncState::Behind, &fact, host)?;
                 }
             }
+            // Polled status lags the hooks (hastctl is read every few seconds; hooks arrive
+            // at once): a `syncintr` may be followed by status from before it. So the status
+            // only settles what no hook spoke about: no record, `behind` (which a reconnect
+            // without a resync ends) or `unknown`. A sync the hooks saw start or break ends
+            // with `syncdone`.
             HastReplication::Complete if dirty == 0 => {
-                let fact = format!(
-                    "{peer_name} is primary, complete, with 0 dirty bytes (relayed hastctl list)"
+                let settles = matches!(
+                    recorded(resource, host)?,
+                    None | Some(SyncState::Behind | SyncState::Unknown)
                 );
-                record(resource, SyncState::Synced, &fact, host)?;
+                if settles {
+                    let fact = format!(
+                        "{peer_name} is primary, complete, with 0 dirty bytes (relayed hastctl \
+                         list)"
+                    );
+                    record(resource, SyncState::Synced, &fact, host)?;
+                }
             }
             _ => {}
         }

@@ -852,6 +852,24 @@ fn a_degraded_primary_with_dirty_bytes_puts_us_behind_and_a_clean_reconnect_in_s
     assert_eq!(kv(&host, "sync:test").as_deref(), Some("synced"));
 }
 
+/// hastctl is polled; hooks arrive at once. Status from before a `syncintr` must not undo it.
+#[test]
+fn stale_status_after_a_relayed_syncintr_does_not_undo_it() {
+    let host = standby_hearing(peer_primary(HastReplication::Complete, 0));
+    run(
+        &host,
+        events::peer_hook(HastHook::SyncInterrupted("test".into())),
+    );
+    run(
+        &host,
+        events::peer_facts(peer_primary(HastReplication::Complete, 0)),
+    );
+    assert_eq!(kv(&host, "sync:test").as_deref(), Some("interrupted"));
+    // Only the primary's syncdone ends it.
+    run(&host, events::peer_hook(HastHook::SyncDone("test".into())));
+    assert_eq!(kv(&host, "sync:test").as_deref(), Some("synced"));
+}
+
 #[test]
 fn an_unknown_copy_is_refused_by_default_and_promoted_when_set() {
     // The link is configured but the peer was never heard, and nothing is recorded.
