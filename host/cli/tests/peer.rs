@@ -316,3 +316,62 @@ fn strangers_garbage_oversized_frames_and_replays_are_refused_counted_and_journa
     assert_eq!(handshakes, 1);
     assert!(hastb.status().peer.unwrap().counters.received > 0);
 }
+
+/// A policy store that cannot be read back is never silently emptied: it is moved aside, a
+/// critical alert says so, and the policy's startup event says its state was lost (the seed
+/// policy then counts its copy as unknown, and refuses to promote it on that alone).
+#[test]
+fn a_damaged_policy_store_is_an_alert_and_the_policy_is_told() {
+    let (a_addr, b_addr) = (free_port(), free_port());
+    let a = Host::new("hasta", "primary", "0 (0B)", a_addr, b_addr);
+    let b = Host::new("hastb", "secondary", "0 (0B)", b_addr, a_addr);
+    make_keys(&a, &b);
+    let kv_dir = b.setup.state_dir().join("kv");
+    std::fs::create_dir_all(&kv_dir).unwrap();
+    std::fs::write(
+        kv_dir.join("mysql.json"),
+        "{\"format\":\"haven-kv 1\",\"entr",
+    )
+    .unwrap();
+    let hastb = b.start();
+    let alert = b.wait_journal(&hastb, "the alert", |records| {
+        alerts(records)
+            .into_iter()
+            .find(|message| message.contains("could not be read back"))
+    });
+    assert!(
+        alert.contains("mysql") && alert.contains("damaged"),
+        "{alert}"
+    );
+    b.wait_journal(&hastb, "the startup event saying so", |records| {
+        records
+            .iter()
+            .any(|record| {
+                matches!(&record.entry, Entry::Event { event: Event::Startup(state), .. }
+                    if state.state_lost.is_some())
+            })
+            .then_some(())
+    });
+    assert!(
+        kv_dir.join("mysql.json.damaged").exists(),
+        "the damaged file was not kept"
+    );
+    poll_until(POLL_FAST, || {
+        std::fs::read_to_string(kv_dir.join("mysql.json"))
+            .ok()
+            .filter(|text| text.contains("\"sync:test\":\"unknown\""))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the policy did not record an unknown copy\n{}",
+            hastb.diagnostics()
+        )
+    });
+    let master = r#"{"carp-changed":{"vhid":1,"interface":"em0","state":"master"}}"#;
+    assert!(hastb.havenctl(&["notify", master]).status.success());
+    b.wait_journal(&hastb, "a refusal", |records| {
+        alerts(records)
+            .into_iter()
+            .find(|message| message.contains("refusing to promote") && message.contains("lost"))
+    });
+}
