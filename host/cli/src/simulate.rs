@@ -30,9 +30,7 @@
 //! it: both hear `peer up` and the other's facts.
 
 use crate::driver::{InjectedFailure, Record, SimHost};
-use haven_core::{
-    Event, HastHook, Machine, PeerEvent, PeerFacts, PeerLink, PeerPolicy, StateChange,
-};
+use haven_core::{Event, HastHook, Machine, PeerEvent, PeerFacts, PeerLink, StateChange};
 use haven_runtime::pipeline::short_hash;
 use haven_runtime::{LoadedPolicy, Outcome, Pipeline, Runtime};
 use serde::Deserialize;
@@ -323,18 +321,7 @@ impl PeerLinkSim {
 
 /// What `name`'s havend would publish.
 fn facts_of(name: &str, host: &SimHost) -> PeerFacts {
-    let policies = host
-        .pipeline()
-        .policies()
-        .iter()
-        .map(|policy| PeerPolicy {
-            name: policy.name.clone(),
-            module_hash: policy.compiled.module_hash.clone(),
-        })
-        .collect();
-    host.pipeline()
-        .machine()
-        .peer_facts(name, env!("CARGO_PKG_VERSION"), policies)
+    host.pipeline().peer_facts(name, env!("CARGO_PKG_VERSION"))
 }
 
 fn other_than(names: &[String], name: &str) -> String {

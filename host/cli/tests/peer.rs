@@ -8,20 +8,13 @@ mod common;
 use common::{HAVENCTL, Havend, Setup, poll_until, seed, toml_path};
 use haven_core::{Event, HastHook, PeerEvent, PeerLink};
 use haven_daemon::journal::{Entry, Journal, Record};
-use haven_test_artifacts::support::hastctl_list;
+use haven_test_artifacts::support::{free_port, hastctl_list};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 const POLL_FAST: Duration = Duration::from_millis(20);
-
-/// A port free now on loopback.
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-}
 
 /// One host: its folder, config and daemon.
 struct Host {

@@ -36,8 +36,8 @@ mod bench {
     use haven_daemon::Daemon;
     use haven_daemon::control::{self, Request, Response};
     use haven_peer::PeerKeys;
-    use haven_test_artifacts::support::{hastctl_list, run_once, write_script};
-    use std::net::{SocketAddr, TcpListener};
+    use haven_test_artifacts::support::{free_port, hastctl_list, run_once, write_script};
+    use std::net::SocketAddr;
     use std::time::{Duration, Instant};
 
     const TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,12 +45,6 @@ mod bench {
 
     /// The hastctl stand-in: prints the file next to it.
     const HASTCTL: &str = "#!/bin/sh\n[ \"$1\" = list ] || exit 1\nexec cat \"${0%/*}/list\"\n";
-
-    fn free_port() -> SocketAddr {
-        TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-    }
 
     /// One host's folder and running daemon.
     struct Host {

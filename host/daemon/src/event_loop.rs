@@ -28,7 +28,7 @@ use crate::reconcile::Granted;
 use crate::reload::{Prepared, ReloadOutcome};
 use crate::sources::peer::PeerPublisher;
 use crate::status::{PolicyStatus, RecentAlert, RecentDecision, RunningStep, StatusBoard};
-use haven_core::{Action, AlertSeverity, Event, InterruptedStep, Machine, PeerPolicy, Step};
+use haven_core::{Action, AlertSeverity, Event, InterruptedStep, Machine, Step};
 use haven_executor::runner::{Delivery, Observer, StepReport};
 use haven_executor::{Executor, Runner};
 use haven_runtime::pipeline::short_hash;
@@ -336,16 +336,7 @@ impl<E: Executor> EventLoop<E> {
             return;
         };
         let pipeline = &self.runner.pipeline;
-        let machine = pipeline.machine();
-        let policies = pipeline
-            .policies()
-            .iter()
-            .map(|policy| PeerPolicy {
-                name: policy.name.clone(),
-                module_hash: policy.compiled.module_hash.clone(),
-            })
-            .collect();
-        peer.facts(machine.peer_facts(peer.host(), env!("CARGO_PKG_VERSION"), policies));
+        peer.facts(pipeline.peer_facts(peer.host(), env!("CARGO_PKG_VERSION")));
     }
 
     fn note(&mut self, message: String) {

@@ -138,40 +138,46 @@ fn noise(keys: &PeerKeys) -> Result<snow::Builder<'_>, WireError> {
         .map_err(handshake)
 }
 
+/// Which side of the handshake this host plays.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Initiator,
+    Responder,
+}
+
 impl Session {
     /// The dialer's side: run the handshake as initiator on a connected stream.
-    pub fn initiate(mut stream: TcpStream, keys: &PeerKeys) -> Result<Session, WireError> {
-        let handshake = |e: snow::Error| WireError::Handshake(e.to_string());
-        let mut state = noise(keys)?.build_initiator().map_err(handshake)?;
-        handshake_deadlines(&stream)?;
-        let (mut frame, mut out) = (Vec::new(), vec![0u8; MAX_FRAME]);
-        let written = state.write_message(&[], &mut out).map_err(handshake)?;
-        write_frame(&mut stream, &out[..written])?;
-        let length = read_frame(&mut stream, &mut frame)?;
-        state
-            .read_message(&frame[..length], &mut out)
-            .map_err(handshake)?;
-        let transport = state.into_transport_mode().map_err(handshake)?;
-        Ok(Session {
-            stream,
-            transport,
-            frame,
-            plain: out,
-        })
+    pub fn initiate(stream: TcpStream, keys: &PeerKeys) -> Result<Session, WireError> {
+        Session::handshake(stream, keys, Side::Initiator)
     }
 
     /// The listener's side: run the handshake as responder on an accepted stream.
-    pub fn respond(mut stream: TcpStream, keys: &PeerKeys) -> Result<Session, WireError> {
+    pub fn respond(stream: TcpStream, keys: &PeerKeys) -> Result<Session, WireError> {
+        Session::handshake(stream, keys, Side::Responder)
+    }
+
+    /// The two frames of `KK`: the initiator writes first, the responder answers.
+    fn handshake(mut stream: TcpStream, keys: &PeerKeys, side: Side) -> Result<Session, WireError> {
         let handshake = |e: snow::Error| WireError::Handshake(e.to_string());
-        let mut state = noise(keys)?.build_responder().map_err(handshake)?;
+        let builder = noise(keys)?;
+        let mut state = match side {
+            Side::Initiator => builder.build_initiator(),
+            Side::Responder => builder.build_responder(),
+        }
+        .map_err(handshake)?;
         handshake_deadlines(&stream)?;
         let (mut frame, mut out) = (Vec::new(), vec![0u8; MAX_FRAME]);
-        let length = read_frame(&mut stream, &mut frame)?;
-        state
-            .read_message(&frame[..length], &mut out)
-            .map_err(handshake)?;
-        let written = state.write_message(&[], &mut out).map_err(handshake)?;
-        write_frame(&mut stream, &out[..written])?;
+        for writing in [side == Side::Initiator, side == Side::Responder] {
+            if writing {
+                let written = state.write_message(&[], &mut out).map_err(handshake)?;
+                write_frame(&mut stream, &out[..written])?;
+            } else {
+                let length = read_frame(&mut stream, &mut frame)?;
+                state
+                    .read_message(&frame[..length], &mut out)
+                    .map_err(handshake)?;
+            }
+        }
         let transport = state.into_transport_mode().map_err(handshake)?;
         Ok(Session {
             stream,

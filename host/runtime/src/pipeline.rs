@@ -174,6 +174,20 @@ impl Pipeline {
         &self.policies
     }
 
+    /// What this host tells its peer: the model's facts, with `host`'s name, the given
+    /// havend version and the policies' module hashes.
+    pub fn peer_facts(&self, host: &str, version: &str) -> haven_core::PeerFacts {
+        let policies = self
+            .policies
+            .iter()
+            .map(|policy| haven_core::PeerPolicy {
+                name: policy.name.clone(),
+                module_hash: policy.compiled.module_hash.clone(),
+            })
+            .collect();
+        self.machine.peer_facts(host, version, policies)
+    }
+
     /// Swap in a new set of policies between two events (a reload). A policy that stays (by
     /// name) keeps its key-value store and counters; a policy that is gone loses them, and its
     /// timers are cancelled. Returns the names of the policies that are gone.

@@ -41,6 +41,14 @@ pub fn hastctl_list(resource: &str, role: &str, status: &str, dirty: &str) -> St
     )
 }
 
+/// A TCP port on loopback that was free a moment ago (for two daemons that must name each
+/// other's port before either binds).
+pub fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port on loopback")
+}
+
 /// Write the script `text` to `path`, executable (mode 0755).
 pub fn write_script(path: &Path, text: &str) {
     std::fs::write(path, text)
