@@ -28,7 +28,8 @@ fn demo() -> Result<(), haven_e2e::RigError> {
     println!(
         "  hasta 10.73.0.1 (CARP advskew 0) and hastb 10.73.0.2 (advskew 100) are network, mount\n  \
          and pid namespaces; ucarp shares {VIP} (vhid 1); /dev/hast/test is an ext4 loop\n  \
-         device behind a HAST stand-in; MariaDB's datadir is on it; havend runs the seed policy.\n"
+         device behind a HAST stand-in; MariaDB's datadir is on it; havend runs the seed policy,\n  \
+         and the two havends talk over the peer link on the pair's own network (10.74.0.0/24).\n"
     );
     let mut rig = Rig::new(RigOptions::default())?;
     rig.log.note("rig ready: lan, client, shared disk");
