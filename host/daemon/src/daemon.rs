@@ -274,6 +274,7 @@ impl Daemon {
             interrupted: interrupted.map(|i| (i.policy.clone(), i.into())),
             started: Instant::now(),
             peer: peer_source.as_ref().map(PeerSource::publisher),
+            stores_failing: false,
         };
         let event_loop = spawn("event-loop", move || event_loop.run())?;
 

@@ -54,6 +54,8 @@ pub struct EventLoop<E> {
     /// The peer link's sending side, when `[peer]` is configured: this host's facts after
     /// each event, and hastd's hooks as they arrive.
     pub peer: Option<PeerPublisher>,
+    /// Whether saving the policies' stores failed last time (one alert per outage).
+    pub stores_failing: bool,
 }
 
 impl<E> std::fmt::Debug for EventLoop<E> {
@@ -83,7 +85,9 @@ impl<E: Executor> EventLoop<E> {
         let syncer = Syncer::start(self.board.clone());
         loop {
             if self.inbox.is_empty() {
-                // Quiet: show the model, and get the journal to disk off the event path.
+                // Quiet: save what the policies recorded, show the model, and get the
+                // journal to disk off the event path.
+                self.save_stores();
                 self.publish();
                 self.background_sync(syncer.as_ref());
             }
@@ -121,8 +125,29 @@ impl<E: Executor> EventLoop<E> {
             "havend stopping; {waiting} queued event(s) not handled (the next start reads the \
              machine afresh)"
         ));
+        self.save_stores();
         self.sync_journal();
         self.publish();
+    }
+
+    /// Save the policies' stores changed by calls no plan followed (a plan's store is saved
+    /// before its first step). A failure is one critical alert until saving works again.
+    fn save_stores(&mut self) {
+        let failures = self.runner.pipeline.save_stores();
+        let failing = !failures.is_empty();
+        if failing && !self.stores_failing {
+            let message = failures.join("; ");
+            raise_alert(
+                &mut self.journal,
+                &self.board,
+                None,
+                AlertSeverity::Critical,
+                &message,
+            );
+        } else if !failing && self.stores_failing {
+            self.note("the policies' stores are saved again".to_owned());
+        }
+        self.stores_failing = failing;
     }
 
     /// The clock the policies see.
@@ -680,6 +705,18 @@ impl Observer for Journaling<'_> {
                 &alert.message,
             );
         }
+    }
+
+    fn stores_not_saved(&mut self, alerts: &[String]) {
+        let message = alerts.join("; ");
+        tracing::error!(alert = %message, "operator alert");
+        raise_alert(
+            self.journal,
+            self.board,
+            None,
+            AlertSeverity::Critical,
+            &message,
+        );
     }
 
     fn plan_end(&mut self, policy: &str, plan_id: u64, completed: bool) {

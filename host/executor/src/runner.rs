@@ -83,6 +83,9 @@ pub trait Observer {
     fn step_end(&mut self, _report: &StepReport<'_>) {}
     /// A plan is over: all steps done (`completed`), or stopped by a failure or a stop.
     fn plan_end(&mut self, _policy: &str, _plan_id: u64, _completed: bool) {}
+    /// Policies' stores could not be saved before a step that acts (the step runs anyway:
+    /// the decision is made; a restart would lose what the stores recorded since).
+    fn stores_not_saved(&mut self, _alerts: &[String]) {}
     /// The runner stopped feeding step failures back (see [`MAX_FOLLOW_UPS`]).
     fn follow_ups_cut(&mut self, _event_id: u64) {}
     /// [`Runner::advance_to`] stopped after `fired` timer firings (see [`MAX_TIMER_FIRINGS`]).
@@ -269,6 +272,13 @@ impl<E: Executor> Runner<E> {
             }
             let _span = tracing::info_span!("step", index, kind = step.action.kind()).entered();
             observer.step_start(&policy, plan_id, index, &step);
+            // What the policies recorded is on disk before anything acts on the system.
+            if self.executor.acts_on_system() && !crate::executor::is_host_side(&step) {
+                let alerts = self.pipeline.save_stores();
+                if !alerts.is_empty() {
+                    observer.stores_not_saved(&alerts);
+                }
+            }
             let started = Instant::now();
             let outcome = self.run_step(&policy, &step);
             let report = StepReport {

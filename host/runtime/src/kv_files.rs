@@ -8,9 +8,10 @@
 //! {"format":"haven-kv 1","sha256":"<hex of the entries' JSON>","entries":{"key":"value"}}
 //! ```
 //!
-//! A store is written whole after every call whose writes changed it, before any step of that
-//! call's plan runs: to `<policy>.json.tmp`, synced, renamed over the file, and the folder
-//! synced. A file that cannot be read back (damaged, truncated, its checksum wrong, over the
+//! A store is written whole after a call whose writes changed it: before the next step that
+//! acts on the system, or when the daemon is next idle, whichever comes first (as the journal
+//! is synced), so that a decision never waits for the disk. It goes to
+//! `<policy>.json.tmp`, synced, renamed over the file, and the folder synced. A file that cannot be read back (damaged, truncated, its checksum wrong, over the
 //! size limit) is never silently emptied: it is moved aside to `<policy>.json.damaged`, and
 //! the caller raises a critical alert and tells the policy at startup that its state was lost.
 

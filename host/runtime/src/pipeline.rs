@@ -106,6 +106,8 @@ pub struct Pipeline {
     kv_files: Option<KvFiles>,
     /// Stores that could not be read back, by policy: the policy hears it at its next startup.
     state_lost: BTreeMap<String, String>,
+    /// Stores changed since they were last saved.
+    unsaved_stores: std::collections::BTreeSet<String>,
     stats: BTreeMap<String, PolicyStats>,
     alerts: AlertCoalescer,
     next_plan_id: u64,
@@ -121,6 +123,7 @@ impl Pipeline {
             kv: BTreeMap::new(),
             kv_files: None,
             state_lost: BTreeMap::new(),
+            unsaved_stores: Default::default(),
             stats: BTreeMap::new(),
             alerts: AlertCoalescer::default(),
             next_plan_id: 1,
@@ -154,6 +157,21 @@ impl Pipeline {
                 Some(why)
             }
         }
+    }
+
+    /// Save every store changed since it was last saved: the runner calls this before a step
+    /// that acts on the system, the daemon when it is idle and when it stops. Returns an alert
+    /// for each store that could not be saved; it stays unsaved and is tried again next time.
+    pub fn save_stores(&mut self) -> Vec<String> {
+        let Some(files) = &self.kv_files else {
+            self.unsaved_stores.clear();
+            return Vec::new();
+        };
+        let names: Vec<String> = self.unsaved_stores.iter().cloned().collect();
+        names
+            .iter()
+            .filter_map(|name| save_store(files, &self.kv, &mut self.unsaved_stores, name))
+            .collect()
     }
 
     /// Whether a policy's store was lost, for its startup event; told once.
@@ -316,22 +334,11 @@ impl Pipeline {
         for log in &call.logs {
             log_policy_line(log);
         }
-        let mut unsaved = None;
+        let mut wrote = false;
         let outcome = match call.result {
             Ok(plan) => {
-                let wrote = !call.kv_writes.is_empty();
+                wrote = !call.kv_writes.is_empty();
                 commit_kv(kv, call.kv_writes);
-                // On disk before any step of the plan runs.
-                if let (true, Some(files)) = (wrote, &self.kv_files)
-                    && let Err(error) = files.save(&policy.name, kv)
-                {
-                    tracing::error!(%error, "policy state not saved");
-                    unsaved = Some(format!(
-                        "policy `{}`: its state could not be saved, a restart would lose it: \
-                         {error}",
-                        policy.name
-                    ));
-                }
                 let armed = self.machine.armed_timers(&policy.name);
                 match policy
                     .grants()
@@ -362,10 +369,11 @@ impl Pipeline {
         if matches!(outcome, Outcome::NoAction | Outcome::Plan { .. }) {
             self.alerts.recovered(&policy.name);
         }
-        let host_alert = match (host_alert, unsaved) {
-            (Some(alert), Some(unsaved)) => Some(format!("{alert}; {unsaved}")),
-            (alert, unsaved) => alert.or(unsaved),
-        };
+        // Saved by [`Pipeline::save_stores`]: before a step that acts on the system, and when
+        // the daemon is idle, as the journal is synced; a decision waits for no disk.
+        if wrote && self.kv_files.is_some() {
+            self.unsaved_stores.insert(policy.name.clone());
+        }
         match &outcome {
             Outcome::NoAction => {
                 tracing::debug!(elapsed_us = call.elapsed.as_micros() as u64, "no action")
@@ -391,6 +399,30 @@ impl Pipeline {
             refused_queries: call.refused_queries,
             refused_count: call.refused_count,
             elapsed: call.elapsed,
+        }
+    }
+}
+
+/// Save one policy's store; on failure it stays in `unsaved` and the alert's text is returned.
+fn save_store(
+    files: &KvFiles,
+    stores: &BTreeMap<String, Arc<KvStore>>,
+    unsaved: &mut std::collections::BTreeSet<String>,
+    name: &str,
+) -> Option<String> {
+    let empty = KvStore::new();
+    let store = stores.get(name).map_or(&empty, |store| &**store);
+    match files.save(name, store) {
+        Ok(()) => {
+            unsaved.remove(name);
+            None
+        }
+        Err(error) => {
+            tracing::error!(policy = %name, %error, "policy state not saved");
+            unsaved.insert(name.to_owned());
+            Some(format!(
+                "policy `{name}`: its state could not be saved, a restart would lose it: {error}"
+            ))
         }
     }
 }
