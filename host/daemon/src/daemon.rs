@@ -170,7 +170,7 @@ impl Daemon {
         let (peer_model, peer_problem) =
             peer::peer_at_startup(config.peer.is_some(), &settings.state_dir, 0);
         machine.peer = peer_model;
-        machine.unix_ms = peer::unix_ms();
+        machine.unix_ms = crate::journal::unix_ms();
         startup_alerts.extend(peer_problem.map(|problem| (String::new(), problem)));
 
         let inbox = Inbox::new(settings.queue_capacity)?;

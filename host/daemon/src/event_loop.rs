@@ -196,7 +196,7 @@ impl<E: Executor> EventLoop<E> {
         let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let machine = self.runner.pipeline.machine_mut();
         machine.now_ms = machine.now_ms.max(now);
-        machine.unix_ms = crate::sources::peer::unix_ms();
+        machine.unix_ms = crate::journal::unix_ms();
         f(&mut self.runner, &mut observer, &mut ids);
         // The model follows what the steps did; after a plan on the real system, read the
         // system again, so the next decision sees facts (a service that died at start, a

@@ -617,7 +617,8 @@ pub struct Recovered {
     pub last_modules: std::collections::BTreeMap<String, String>,
 }
 
-fn unix_ms() -> u64 {
+/// Wall-clock milliseconds since 1970 (the journal's `at`, the peer's facts' age).
+pub(crate) fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| {

@@ -117,7 +117,7 @@ impl PeerKeys {
 
     /// Parse a key file's text.
     pub fn parse(text: &str) -> Result<PeerKeys, String> {
-        let file: KeyFile = toml_lite(text)?;
+        let file: KeyFile = toml::from_str(text).map_err(|error| error.message().to_owned())?;
         let keys = PeerKeys {
             private_key: unhex("private-key", &file.private_key)?,
             peer_public_key: unhex("peer-public-key", &file.peer_public_key)?,
@@ -209,53 +209,6 @@ impl PeerKeys {
     }
 }
 
-/// The key file is TOML; the workspace's TOML parser lives in haven-core's config, which this
-/// crate does not need, so the few `key = "value"` lines are read here.
-fn toml_lite(text: &str) -> Result<KeyFile, String> {
-    let mut fields = std::collections::BTreeMap::new();
-    for (number, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (key, value) = line
-            .split_once('=')
-            .ok_or_else(|| format!("line {}: expected key = \"value\"", number + 1))?;
-        let value = value.trim();
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .filter(|v| !v.contains(['"', '\\']))
-            .ok_or_else(|| {
-                format!(
-                    "line {}: the value must be a plain quoted string",
-                    number + 1
-                )
-            })?;
-        if fields
-            .insert(key.trim().to_owned(), value.to_owned())
-            .is_some()
-        {
-            return Err(format!("line {}: `{}` given twice", number + 1, key.trim()));
-        }
-    }
-    let mut take = |key: &str| {
-        fields
-            .remove(key)
-            .ok_or_else(|| format!("`{key}` is missing"))
-    };
-    let file = KeyFile {
-        host: take("host")?,
-        private_key: take("private-key")?,
-        peer: take("peer")?,
-        peer_public_key: take("peer-public-key")?,
-    };
-    if let Some(unknown) = fields.keys().next() {
-        return Err(format!("unknown key `{unknown}`"));
-    }
-    Ok(file)
-}
-
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
@@ -319,7 +272,11 @@ mod tests {
                 .contains("own public key")
         );
         let extra = format!("{text}colour = \"blue\"\n");
-        assert!(PeerKeys::parse(&extra).unwrap_err().contains("unknown key"));
+        assert!(
+            PeerKeys::parse(&extra)
+                .unwrap_err()
+                .contains("unknown field `colour`")
+        );
         assert!(PeerKeys::parse("host = 1").is_err());
     }
 }

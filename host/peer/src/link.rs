@@ -459,14 +459,25 @@ fn send_session(shared: &Shared, session: &mut Session) -> Result<(), WireError>
         match message {
             Some(message) => {
                 drop(outbox);
-                let sent = session.send(&message);
-                if let (Err(_), Message::Hook(hook)) = (&sent, &message) {
-                    // Not delivered: it goes first on the next session.
-                    lock(&shared.outbox).hooks.push_front(hook.clone());
+                match session.send(&message) {
+                    Ok(()) => {
+                        bump(&shared.counters.sent);
+                        last_sent = Some(Instant::now());
+                    }
+                    // Too long to send at all: counted and skipped (until the next heartbeat,
+                    // so it does not spin); the session is sound.
+                    Err(error @ WireError::TooLong(_)) => {
+                        shared.trouble(&error, "to the peer");
+                        last_sent = Some(Instant::now());
+                    }
+                    Err(error) => {
+                        if let Message::Hook(hook) = message {
+                            // Not delivered: it goes first on the next session.
+                            lock(&shared.outbox).hooks.push_front(hook);
+                        }
+                        return Err(error);
+                    }
                 }
-                sent?;
-                bump(&shared.counters.sent);
-                last_sent = Some(Instant::now());
                 outbox = lock(&shared.outbox);
             }
             None => {

@@ -47,7 +47,7 @@ pub enum WireError {
     TimedOut,
     #[error("{0}")]
     Io(std::io::Error),
-    #[error("a frame of {0} bytes, over the limit of {MAX_FRAME}")]
+    #[error("a frame of {0} bytes (1 to {MAX_FRAME} allowed)")]
     Oversized(u64),
     #[error("handshake failed (wrong key, or not a Haven peer): {0}")]
     Handshake(String),

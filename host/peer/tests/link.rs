@@ -265,3 +265,24 @@ impl End {
         got
     }
 }
+
+/// Facts too long for one frame are counted and skipped; the session stays up and the next
+/// facts that fit get through.
+#[test]
+fn facts_too_long_to_send_are_skipped_not_fatal() {
+    let (a, b) = pair(Duration::from_secs(5));
+    a.link.publish_facts(facts("hasta", 1));
+    b.wait_for("the first facts", |news| matches!(news, PeerNews::Facts(_)));
+    let huge = PeerFacts {
+        version: "v".repeat(70_000),
+        ..facts("hasta", 2)
+    };
+    a.link.publish_facts(huge);
+    a.wait_counted("too-long");
+    a.link.publish_facts(facts("hasta", 3));
+    b.wait_for(
+        "the facts after",
+        |news| matches!(news, PeerNews::Facts(f) if f.hast[0].dirty_bytes == Some(3)),
+    );
+    assert_eq!(a.link.counters().sessions_out, 1, "the session was dropped");
+}

@@ -26,7 +26,8 @@
 //!   `sync-done <res>` — on the primary only, as hastd's sync thread (sbin/hastd/primary.c):
 //!   set `dirty` (one extent by default; `sync-done` makes it 0) and run the `exec` hook's
 //!   `syncstart`, `syncintr`, `syncdone`; refused on a secondary, which never sees a sync
-//!   (sbin/hastd/secondary.c). `split-brain <res>` runs that hook on either side.
+//!   (sbin/hastd/secondary.c). `split-brain <res>` runs that hook on either side, and only
+//!   the hook: the stand-in does not drop the secondary's worker as hastd does.
 //!   `disk-error <res>` makes the worker exit as on a local I/O error: a primary drops to
 //!   init with no hook (hastd.c `child_exit()`).
 //!

@@ -17,13 +17,14 @@
 //! said, and how long ago.
 
 use crate::inbox::{Inbox, Report};
+use crate::journal::unix_ms;
 use haven_core::{Event, HastHook, PeerConfig, PeerEvent, PeerFacts, PeerLink, PeerModel};
 use haven_peer::{LinkConfig, LinkCounters, PeerKeys, PeerLinkHandle, PeerNews};
 use serde::{Deserialize, Serialize};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// The source's name in counters and the journal.
 pub const SOURCE: &str = "peer";
@@ -59,6 +60,8 @@ struct FactsFile {
 pub struct PeerSource {
     link: Arc<PeerLinkHandle>,
     host: String,
+    /// The facts last published, shared by every publisher handle.
+    last: Arc<Mutex<Option<PeerFacts>>>,
 }
 
 impl PeerSource {
@@ -90,6 +93,7 @@ impl PeerSource {
         Ok(PeerSource {
             link: Arc::new(link),
             host,
+            last: Arc::default(),
         })
     }
 
@@ -98,18 +102,8 @@ impl PeerSource {
         PeerPublisher {
             link: Arc::clone(&self.link),
             host: self.host.clone(),
-            last: Arc::new(Mutex::new(None)),
+            last: Arc::clone(&self.last),
         }
-    }
-
-    /// The link's counters.
-    pub fn counters(&self) -> LinkCounters {
-        self.link.counters()
-    }
-
-    /// Where the listener listens.
-    pub fn local_addr(&self) -> std::net::SocketAddr {
-        self.link.local_addr()
     }
 }
 
@@ -214,15 +208,6 @@ fn load_facts(path: &Path) -> Result<Option<FactsFile>, String> {
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|error| error.to_string())
-}
-
-/// Wall-clock milliseconds since 1970.
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        })
 }
 
 /// What the event loop publishes through: this host's facts and hooks.

@@ -814,8 +814,12 @@ impl Daemon {
         Ok(())
     }
 
-    /// `split-brain`: on either side (primary.c and secondary.c both send it); the worker
-    /// exits after it.
+    /// `split-brain`: the hook on either side (secondary.c sends it before its worker exits
+    /// with `EX_CONFIG`; primary.c when the secondary refuses it with "Split-brain
+    /// condition!"). Only the hook is run: the stand-in keeps its workers and connection as
+    /// they were, where hastd's secondary worker would be gone and every reconnect refused
+    /// until the recovery (`role init`, `create`, `role secondary`). No scenario relies on
+    /// what follows a split-brain; one that does needs that modelled first.
     fn split_brain(&self, name: &str) -> Result<(), (i32, String)> {
         self.known(name)?;
         log(
