@@ -5,7 +5,9 @@
 //! WIT imports, [`WasmHost`]) and against [`crate::testing::ScriptedHost`] in native unit tests.
 
 use crate::bindings::haven::policy as wit;
-use crate::{CarpState, HastRole, HastStatus, LogLevel, MountStatus, PeerState, QueryError};
+use crate::{
+    CarpState, HastRole, HastStatus, LogLevel, MaintenanceState, MountStatus, PeerState, QueryError,
+};
 
 /// Everything a policy may ask of the daemon while it decides.
 pub trait Host {
@@ -53,6 +55,9 @@ pub trait Host {
     /// The peer link's state and the other host's last facts, with their age. Since contract
     /// 2.0.
     fn peer(&self) -> PeerState;
+
+    /// This host's maintenance, while `havenctl maintenance on` holds. Since contract 3.0.
+    fn maintenance(&self) -> Option<MaintenanceState>;
 }
 
 /// The real host: every call goes through the component's imports to the daemon.
@@ -114,5 +119,9 @@ impl Host for WasmHost {
 
     fn peer(&self) -> PeerState {
         wit::peer::state()
+    }
+
+    fn maintenance(&self) -> Option<MaintenanceState> {
+        wit::operator::maintenance()
     }
 }

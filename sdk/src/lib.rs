@@ -97,10 +97,10 @@ pub mod bindings {
 pub use bindings::haven::policy::types::{
     Action, Alert, AlertSeverity, CarpChange, CarpLink, CarpState, CarpStatus, DevdAttribute,
     DevdEvent, DevdKind, Event, FsckRequest, HastHook, HastReplication, HastRole, HastRoleChange,
-    HastStatus, HastWorker, InterruptedStep, LogLevel, MountRequest, MountStatus, PeerEvent,
-    PeerFacts, PeerLink, PeerPolicy, PeerState, Plan, PolicyInfo, QueryError, ServiceOp,
-    ServiceRequest, ServiceStatus, SetHastRole, StartupState, StateLost, Step, StepFailure,
-    TimerRequest, UnmountRequest,
+    HastStatus, HastWorker, InterruptedStep, LogLevel, MaintenanceState, MountRequest, MountStatus,
+    OperatorAsk, OperatorRequest, PeerEvent, PeerFacts, PeerLink, PeerPolicy, PeerState, Plan,
+    PolicyInfo, QueryError, ServiceOp, ServiceRequest, ServiceStatus, SetHastRole, StartupState,
+    StateLost, Step, StepFailure, TimerRequest, UnmountRequest,
 };
 pub use error::{Error, Result};
 pub use host::Host;

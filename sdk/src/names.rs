@@ -1,6 +1,6 @@
 //! Small conveniences on the generated types that every policy would otherwise write again.
 
-use crate::{HastHook, HastRole};
+use crate::{HastHook, HastReplication, HastRole, OperatorAsk};
 
 impl HastRole {
     /// The role as `hastctl` spells it: `init`, `primary`, `secondary`.
@@ -9,6 +9,33 @@ impl HastRole {
             HastRole::Init => "init",
             HastRole::Primary => "primary",
             HastRole::Secondary => "secondary",
+        }
+    }
+}
+
+impl HastReplication {
+    /// The replication as `hastctl list` spells it: `complete`, `degraded`; `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HastReplication::Complete => "complete",
+            HastReplication::Degraded => "degraded",
+            HastReplication::Unknown => "unknown",
+        }
+    }
+}
+
+impl OperatorAsk {
+    /// The request as the operator typed it after `havenctl`.
+    pub fn command(&self) -> String {
+        match self {
+            OperatorAsk::Switchover(None) => "switchover".to_owned(),
+            OperatorAsk::Switchover(Some(to)) => format!("switchover --to {to}"),
+            OperatorAsk::Maintenance(on) => {
+                format!("maintenance {}", if *on { "on" } else { "off" })
+            }
+            OperatorAsk::AcceptIncomplete(resource) => {
+                format!("promote --accept-incomplete {resource}")
+            }
         }
     }
 }

@@ -155,6 +155,17 @@ impl PlanBuilder {
         self.step(Action::CancelTimer(name.into()))
     }
 
+    /// Make this host's CARP give `vhid` up to the peer and hold back (needs the vhid in
+    /// `grants.carp-vhids`).
+    pub fn demote_carp(self, vhid: u8) -> Self {
+        self.step(Action::DemoteCarp(vhid))
+    }
+
+    /// Lift this host's CARP demotion of `vhid`.
+    pub fn lift_carp_demotion(self, vhid: u8) -> Self {
+        self.step(Action::LiftCarpDemotion(vhid))
+    }
+
     /// Alert the operator.
     pub fn alert(self, severity: AlertSeverity, message: impl Into<String>) -> Self {
         self.step(Action::Alert(Alert {

@@ -22,8 +22,8 @@
 //! policy that asks about something its grants would not cover.
 
 use crate::{
-    CarpState, HastReplication, HastRole, HastStatus, Host, LogLevel, MountStatus, PeerFacts,
-    PeerLink, PeerState, QueryError,
+    CarpState, HastReplication, HastRole, HastStatus, Host, LogLevel, MaintenanceState,
+    MountStatus, PeerFacts, PeerLink, PeerState, QueryError,
 };
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,6 +43,7 @@ pub struct ScriptedHost {
     logs: RefCell<Vec<(LogLevel, String)>>,
     /// None: no `[peer]` configured.
     peer: Option<PeerState>,
+    maintenance: Option<MaintenanceState>,
 }
 
 /// `HastRole` is not `Ord`; workers are kept by a sortable key.
@@ -138,6 +139,12 @@ impl ScriptedHost {
     /// The wall clock's reading (milliseconds since 1970).
     pub fn unix_ms(mut self, unix_ms: u64) -> Self {
         self.unix_ms = unix_ms;
+        self
+    }
+
+    /// This host in maintenance since `since_unix_ms`, turned on by `uid`.
+    pub fn maintenance(mut self, since_unix_ms: u64, uid: u32) -> Self {
+        self.maintenance = Some(MaintenanceState { since_unix_ms, uid });
         self
     }
 
@@ -267,13 +274,17 @@ impl Host for ScriptedHost {
     fn peer(&self) -> PeerState {
         self.peer.clone().unwrap_or_else(not_configured)
     }
+
+    fn maintenance(&self) -> Option<MaintenanceState> {
+        self.maintenance
+    }
 }
 
 /// Constructors for the events a test feeds a policy.
 pub mod events {
     use crate::{
-        CarpChange, CarpLink, CarpState, Event, HastHook, HastRole, HastRoleChange, PeerEvent,
-        PeerFacts,
+        CarpChange, CarpLink, CarpState, Event, HastHook, HastRole, HastRoleChange, OperatorAsk,
+        OperatorRequest, PeerEvent, PeerFacts,
     };
 
     /// A CARP vhid changed to `state` (previous state unknown).
@@ -326,5 +337,10 @@ pub mod events {
     /// The peer link came up (`true`) or went down.
     pub fn peer_link(up: bool) -> Event {
         Event::Peer(if up { PeerEvent::Up } else { PeerEvent::Down })
+    }
+
+    /// root asked for `ask` with `havenctl`.
+    pub fn operator(ask: OperatorAsk) -> Event {
+        Event::Operator(OperatorRequest { uid: 0, ask })
     }
 }

@@ -32,6 +32,9 @@ fn render_peer(out: &mut String, peer: &PeerView) {
                 escape(&clip(&facts.version, 64)),
                 humantime::format_duration(Duration::from_secs(age / 1000))
             );
+            if facts.maintenance {
+                let _ = writeln!(out, "  peer in MAINTENANCE");
+            }
             for hast in &facts.hast {
                 let _ = writeln!(
                     out,
@@ -88,6 +91,16 @@ pub fn render_status(status: &Status) -> String {
         status.executor,
         status.config.display()
     );
+    if let Some(maintenance) = &status.maintenance {
+        let _ = writeln!(
+            out,
+            "MAINTENANCE on since {} (by uid {}): this host does not promote",
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + Duration::from_millis(maintenance.since_unix_ms)
+            ),
+            maintenance.uid
+        );
+    }
     section(&mut out, "CARP", ["vhid", "interface", "state"], |rows| {
         for carp in &status.carp {
             rows.push(vec![

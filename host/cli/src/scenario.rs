@@ -230,6 +230,26 @@ fn policy_config(scenario: &ScenarioFile, path: &Path) -> Result<PolicyConfig, S
     table.insert("grants".into(), grants);
     let mut root = toml::Table::new();
     root.insert("policy".into(), toml::Value::Array(vec![table.into()]));
+    // A vhid the policy may demote needs a `[[carp]]` entry; a scenario acts on nothing, so
+    // each granted vhid gets one on the interface the state names (a documentation address).
+    let carp: Vec<toml::Value> = scenario
+        .grants
+        .carp_vhids
+        .iter()
+        .map(|vhid| {
+            let interface = scenario
+                .state
+                .carp
+                .get(vhid)
+                .map_or_else(|| format!("carp{vhid}"), |carp| carp.interface.clone());
+            let mut entry = toml::Table::new();
+            entry.insert("vhid".into(), i64::from(*vhid).into());
+            entry.insert("interface".into(), interface.into());
+            entry.insert("address".into(), format!("192.0.2.{vhid}").into());
+            entry.into()
+        })
+        .collect();
+    root.insert("carp".into(), toml::Value::Array(carp));
     let text = toml::to_string(&root).map_err(|e| e.to_string())?;
     let mut config = Config::parse(&text, path).map_err(|error| error.message)?;
     Ok(config.policies.remove(0))

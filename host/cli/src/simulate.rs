@@ -461,6 +461,11 @@ pub fn summarize_event(event: &Event) -> String {
                 failure.reason
             )
         }
+        Event::Operator(request) => format!(
+            "operator (uid {}): havenctl {}",
+            request.uid,
+            request.ask.command()
+        ),
         Event::Peer(PeerEvent::Up) => "peer link up".into(),
         Event::Peer(PeerEvent::Down) => "peer link down".into(),
         Event::Peer(PeerEvent::FactsChanged(facts)) => {

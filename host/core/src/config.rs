@@ -156,7 +156,19 @@ pub struct CarpAddress {
     pub interface: String,
     /// The shared address (ucarp's `--addr`).
     pub address: IpAddr,
+    /// FreeBSD: the vhid's advskew as configured, which lifting a demotion restores (a
+    /// demotion sets [`DEMOTED_ADVSKEW`]): 0 to 239, default 0.
+    #[serde(default)]
+    pub advskew: u8,
+    /// keepalived: the `track_file` Haven writes to demote the instance (`1`) and to lift the
+    /// demotion (`0`). Without it, on Linux, the vhid is ucarp's (demoted with `SIGUSR2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalived_track_file: Option<PathBuf>,
 }
+
+/// The advskew a FreeBSD `demote-carp` step sets: carp(4)'s largest, `CARP_MAXSKEW` in
+/// sys/netinet/ip_carp.h. A backup advertising it is the last to take the address.
+pub const DEMOTED_ADVSKEW: u8 = 240;
 
 /// A whole config.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
@@ -352,7 +364,7 @@ pub struct CarpInstance {
 
 /// The action kinds ([`crate::Action::kind`]) of the steps that act on the system, each with a
 /// default timeout in `[executor.timeouts-ms]`: the timeout of a step that names none.
-pub const STEP_KINDS: [&str; 7] = [
+pub const STEP_KINDS: [&str; 9] = [
     "hast-role",
     "wait-device",
     "wait-worker-gone",
@@ -360,6 +372,8 @@ pub const STEP_KINDS: [&str; 7] = [
     "mount",
     "unmount",
     "service",
+    "demote-carp",
+    "lift-carp-demotion",
 ];
 
 /// What `[executor.retries]` may name: the steps that are safe to try again after a failed
@@ -418,6 +432,7 @@ pub enum ServiceManagerKind {
 /// | `service` | `/usr/sbin/service` | `/usr/sbin/service` |
 /// | `systemctl` | (no systemd) | `/usr/bin/systemctl` |
 /// | `ps` | `/bin/ps` | (not used: `/proc`) |
+/// | `ifconfig` | `/sbin/ifconfig` | (not used) |
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct ExecutorTools {
@@ -437,6 +452,8 @@ pub struct ExecutorTools {
     pub systemctl: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ps: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ifconfig: Option<PathBuf>,
 }
 
 /// The `[executor]` table: how the FreeBSD and Linux executors act (the dry-run executor
@@ -458,9 +475,12 @@ pub struct ExecutorConfig {
 
 impl ExecutorConfig {
     /// The default timeouts: hast-role 30 s, wait-device 30 s, wait-worker-gone 10 s, fsck
-    /// 10 min, mount 60 s, unmount 60 s, service 120 s.
+    /// 10 min, mount 60 s, unmount 60 s, service 120 s, demote-carp and lift-carp-demotion
+    /// 10 s.
     pub fn default_timeouts_ms() -> BTreeMap<String, u64> {
-        let defaults: [u64; 7] = [30_000, 30_000, 10_000, 600_000, 60_000, 60_000, 120_000];
+        let defaults: [u64; 9] = [
+            30_000, 30_000, 10_000, 600_000, 60_000, 60_000, 120_000, 10_000, 10_000,
+        ];
         STEP_KINDS
             .iter()
             .zip(defaults)
@@ -608,6 +628,10 @@ struct RawCarp {
     vhid: Spanned<u8>,
     interface: Spanned<String>,
     address: Spanned<IpAddr>,
+    #[serde(default)]
+    advskew: Option<Spanned<u8>>,
+    #[serde(default)]
+    keepalived_track_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -667,6 +691,7 @@ impl Config {
         let located = |(span, message): (Range<usize>, String)| error_at(Some(span), message);
         let daemon = build_daemon(raw.daemon).map_err(located)?;
         let carp = build_carp(raw.carp).map_err(located)?;
+        check_carp_grants(&policies, &carp).map_err(|message| error_at(None, message))?;
         let sources = build_sources(raw.sources, &carp).map_err(located)?;
         let executor = build_executor(raw.executor).map_err(located)?;
         let peer = raw.peer.map(build_peer).transpose().map_err(located)?;
@@ -833,6 +858,14 @@ fn check_grants(grants: &Grants, policy: &str, owners: &mut ResourceOwners) -> R
     for service in &grants.services {
         check_name("service", service).map_err(in_policy)?;
         owners.claim(format!("service `{service}`"), policy)?;
+    }
+    for vhid in &grants.carp_vhids {
+        if *vhid == 0 {
+            return Err(in_policy(
+                "carp-vhids: 0 is not a vhid (1 to 255)".to_owned(),
+            ));
+        }
+        owners.claim(format!("CARP vhid {vhid}"), policy)?;
     }
     for mount in &grants.mounts {
         check_path("device", &mount.device).map_err(in_policy)?;
@@ -1054,13 +1087,50 @@ fn build_carp(raw: Vec<RawCarp>) -> Located<Vec<CarpAddress>> {
                 ),
             ));
         }
+        let advskew = match entry.advskew {
+            Some(advskew) if *advskew.get_ref() >= DEMOTED_ADVSKEW => {
+                return Err((
+                    advskew.span(),
+                    format!(
+                        "carp: advskew {} is not below {DEMOTED_ADVSKEW}, the advskew a demotion \
+                         sets",
+                        advskew.get_ref()
+                    ),
+                ));
+            }
+            Some(advskew) => advskew.into_inner(),
+            None => 0,
+        };
+        let keepalived_track_file = entry
+            .keepalived_track_file
+            .map(|path| path_or(Some(path), "carp: keepalived-track-file", PathBuf::new()))
+            .transpose()?;
         carp.push(CarpAddress {
             vhid,
             interface,
             address,
+            advskew,
+            keepalived_track_file,
         });
     }
     Ok(carp)
+}
+
+/// A vhid a policy may demote must have a `[[carp]]` entry: the executor acts on its
+/// interface (and its ucarp process or keepalived track file).
+fn check_carp_grants(policies: &[PolicyConfig], carp: &[CarpAddress]) -> Result<(), String> {
+    for policy in policies {
+        for vhid in &policy.grants.carp_vhids {
+            if !carp.iter().any(|entry| entry.vhid == *vhid) {
+                return Err(format!(
+                    "policy `{}`: grants: carp-vhids: vhid {vhid} has no [[carp]] entry, which \
+                     says the interface (and the address) a demotion acts on",
+                    policy.name
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn build_sources(raw: RawSources, carp: &[CarpAddress]) -> Located<SourcesConfig> {
@@ -1196,6 +1266,7 @@ struct RawTools {
     service: Option<Spanned<String>>,
     systemctl: Option<Spanned<String>>,
     ps: Option<Spanned<String>>,
+    ifconfig: Option<Spanned<String>>,
 }
 
 /// An optional tool path, checked with [`check_path`].
@@ -1222,6 +1293,7 @@ fn build_executor(raw: RawExecutor) -> Located<ExecutorConfig> {
         service: tool(tools.service, "service")?,
         systemctl: tool(tools.systemctl, "systemctl")?,
         ps: tool(tools.ps, "ps")?,
+        ifconfig: tool(tools.ifconfig, "ifconfig")?,
     };
     let mut timeouts_ms = ExecutorConfig::default_timeouts_ms();
     for (kind, ms) in raw.timeouts_ms {
@@ -1484,6 +1556,8 @@ address = "192.168.1.50"
                 vhid: 1,
                 interface: "eth0".to_owned(),
                 address: "192.168.1.50".parse().unwrap(),
+                advskew: 0,
+                keepalived_track_file: None,
             }]
         );
         assert_eq!(
@@ -1870,6 +1944,7 @@ hast-role = 0
                 service: Some(PathBuf::from("/usr/sbin/service")),
                 systemctl: Some(PathBuf::from("/bin/systemctl")),
                 ps: Some(PathBuf::from("/bin/ps")),
+                ifconfig: None,
             }
         );
         // Named kinds are changed, the others keep their defaults.

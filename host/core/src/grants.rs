@@ -41,6 +41,9 @@ pub struct Grants {
     /// How many timers it may have armed at once.
     #[serde(default)]
     pub timers: u32,
+    /// CARP vhids it may demote and lift the demotion of (each must be a `[[carp]]` entry's).
+    #[serde(default)]
+    pub carp_vhids: BTreeSet<u8>,
 }
 
 /// What a refused step or query lacked.
@@ -62,6 +65,8 @@ pub enum Missing {
     Device(String),
     #[error("service `{0}` is not in grants.services")]
     Service(String),
+    #[error("CARP vhid {0} is not in grants.carp-vhids")]
+    CarpVhid(u8),
     #[error("timer `{name}` would be armed timer number {wanted}, over grants.timers = {limit}")]
     Timers {
         name: String,
@@ -219,6 +224,16 @@ impl Grants {
                 Ok(())
             }
             Action::Alert(_) => Ok(()),
+            Action::DemoteCarp(vhid) | Action::LiftCarpDemotion(vhid) => self.carp_vhid(*vhid),
+        }
+    }
+
+    /// May the policy demote this CARP vhid?
+    pub fn carp_vhid(&self, vhid: u8) -> Result<(), Missing> {
+        if self.carp_vhids.contains(&vhid) {
+            Ok(())
+        } else {
+            Err(Missing::CarpVhid(vhid))
         }
     }
 
@@ -281,6 +296,7 @@ mod tests {
             }],
             services: ["mysql-server".to_owned()].into(),
             timers: 1,
+            carp_vhids: [1].into(),
         }
     }
 

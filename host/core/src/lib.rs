@@ -17,9 +17,9 @@ pub mod text;
 pub mod types;
 
 pub use config::{
-    CarpAddress, CarpInstance, Config, ConfigError, DaemonConfig, DevdSource, ExecutorConfig,
-    ExecutorKind, ExecutorTools, FailureMode, HastctlSource, KeepalivedSource, Limits, PeerConfig,
-    PolicyConfig, ServiceManagerKind, SourcesConfig, StorageKind,
+    CarpAddress, CarpInstance, Config, ConfigError, DEMOTED_ADVSKEW, DaemonConfig, DevdSource,
+    ExecutorConfig, ExecutorKind, ExecutorTools, FailureMode, HastctlSource, KeepalivedSource,
+    Limits, PeerConfig, PolicyConfig, ServiceManagerKind, SourcesConfig, StorageKind,
 };
 pub use grants::{Grants, Missing, MountGrant, PlanRefusal};
 pub use model::{Machine, PeerModel, StateChange};

@@ -8,8 +8,8 @@
 use crate::grants::{Grants, hast_device};
 use crate::types::{
     Action, CarpState, CarpStatus, Event, HastHook, HastReplication, HastRole, HastStatus,
-    HastWorker, MountStatus, PeerEvent, PeerFacts, PeerLink, PeerPolicy, PeerState, ServiceOp,
-    ServiceStatus, StartupState, Step,
+    HastWorker, MaintenanceState, MountStatus, OperatorAsk, OperatorRequest, PeerEvent, PeerFacts,
+    PeerLink, PeerPolicy, PeerState, ServiceOp, ServiceStatus, StartupState, Step,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,6 +45,10 @@ pub struct Machine {
     pub timers: BTreeMap<String, BTreeMap<String, u64>>,
     /// The peer, as the peer link tells it.
     pub peer: PeerModel,
+    /// This host's maintenance, while it is on (the operator's `maintenance on`).
+    pub maintenance: Option<MaintenanceState>,
+    /// CARP vhids this host's plans demoted and did not lift since.
+    pub carp_demoted: BTreeSet<u8>,
 }
 
 /// The peer as the model keeps it: times on the machine's clock (negative for facts heard
@@ -135,6 +139,10 @@ struct MachineSpec {
     /// The peer, with ages as of `now-ms`.
     #[serde(default, skip_serializing_if = "is_default")]
     peer: PeerState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    maintenance: Option<MaintenanceState>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    carp_demoted: BTreeSet<u8>,
 }
 
 /// The wall time of a simulated machine's clock 0: 2026-01-01T00:00:00Z.
@@ -162,6 +170,8 @@ impl From<MachineSpec> for Machine {
             services: spec.services,
             timers: spec.timers,
             peer: PeerModel::from_state(spec.peer, spec.now_ms),
+            maintenance: spec.maintenance,
+            carp_demoted: spec.carp_demoted,
             ..Machine::default()
         };
         for status in spec.hast {
@@ -207,6 +217,8 @@ impl From<Machine> for MachineSpec {
             services: machine.services,
             timers: machine.timers,
             peer: machine.peer.state(machine.now_ms),
+            maintenance: machine.maintenance,
+            carp_demoted: machine.carp_demoted,
         }
     }
 }
@@ -316,7 +328,12 @@ impl Machine {
             Event::Peer(PeerEvent::FactsChanged(facts)) => {
                 self.peer.heard(facts.clone(), self.now_ms)
             }
+            Event::Operator(OperatorRequest {
+                uid,
+                ask: OperatorAsk::Maintenance(on),
+            }) => self.set_maintenance(*on, *uid),
             Event::HastHook(_)
+            | Event::Operator(_)
             | Event::Devd(_)
             | Event::TimerFired(_)
             | Event::StepFailed(_)
@@ -407,7 +424,30 @@ impl Machine {
                     .insert(timer.name.clone(), due);
             }
             Action::CancelTimer(name) => self.cancel_timer(policy, name),
+            Action::DemoteCarp(vhid) => {
+                // As if the peer took the address at once.
+                if let Some(status) = self.carp.get_mut(vhid) {
+                    status.state = CarpState::Backup;
+                }
+                self.carp_demoted.insert(*vhid);
+            }
+            Action::LiftCarpDemotion(vhid) => {
+                self.carp_demoted.remove(vhid);
+            }
         }
+    }
+
+    /// Turn maintenance on (since now, by `uid`) or off. Turning it on again keeps the first
+    /// `since`.
+    pub fn set_maintenance(&mut self, on: bool, uid: u32) {
+        self.maintenance = match (on, self.maintenance) {
+            (false, _) => None,
+            (true, Some(already)) => Some(already),
+            (true, None) => Some(MaintenanceState {
+                since_unix_ms: self.unix_ms,
+                uid,
+            }),
+        };
     }
 
     /// Disarm a timer; disarming one that is not armed does nothing.
@@ -521,6 +561,7 @@ impl Machine {
                 .collect(),
             running_plan: None,
             policies,
+            maintenance: self.maintenance.is_some(),
         }
     }
 

@@ -141,6 +141,9 @@ impl fmt::Display for Action {
             }
             Action::CancelTimer(name) => write!(f, "{kind} {name}"),
             Action::Alert(Alert { severity, message }) => write!(f, "{kind} {severity} {message}"),
+            Action::DemoteCarp(vhid) | Action::LiftCarpDemotion(vhid) => {
+                write!(f, "{kind} {vhid}")
+            }
         }
     }
 }
@@ -289,10 +292,24 @@ fn parse_action(kind: &str, rest: &[&str]) -> Result<Action, String> {
             let ([name], _) = words(kind, rest, None)?;
             Action::CancelTimer(owned(name))
         }
+        "demote-carp" | "lift-carp-demotion" => {
+            let ([vhid], _) = words(kind, rest, None)?;
+            let vhid = vhid
+                .parse()
+                .ok()
+                .filter(|vhid| *vhid != 0)
+                .ok_or_else(|| format!("`{vhid}` is not a vhid (1 to 255)"))?;
+            if kind == "demote-carp" {
+                Action::DemoteCarp(vhid)
+            } else {
+                Action::LiftCarpDemotion(vhid)
+            }
+        }
         other => {
             return Err(format!(
                 "unknown step kind `{other}` (hast-role, wait-device, wait-worker-gone, fsck, \
-                 mount, unmount, service, set-timer, cancel-timer, alert)"
+                 mount, unmount, service, set-timer, cancel-timer, alert, demote-carp, \
+                 lift-carp-demotion)"
             ));
         }
     })

@@ -230,6 +230,8 @@ pub struct PeerFacts {
     pub running_plan: Option<u64>,
     #[serde(default)]
     pub policies: Vec<PeerPolicy>,
+    #[serde(default)]
+    pub maintenance: bool,
 }
 
 /// Whether the peer link carries messages.
@@ -276,6 +278,52 @@ pub enum PeerEvent {
     HastHook(HastHook),
 }
 
+// -------------------------------------------------------------------------------- the operator
+
+/// What an operator asked for with `havenctl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OperatorAsk {
+    /// `havenctl switchover [--to <host>]`.
+    Switchover(Option<String>),
+    /// `havenctl maintenance on|off`.
+    Maintenance(bool),
+    /// `havenctl promote --accept-incomplete <resource>`.
+    AcceptIncomplete(String),
+}
+
+impl OperatorAsk {
+    /// The request as the operator typed it, for logs and alerts.
+    pub fn command(&self) -> String {
+        match self {
+            OperatorAsk::Switchover(None) => "switchover".to_owned(),
+            OperatorAsk::Switchover(Some(to)) => format!("switchover --to {to}"),
+            OperatorAsk::Maintenance(on) => {
+                format!("maintenance {}", if *on { "on" } else { "off" })
+            }
+            OperatorAsk::AcceptIncomplete(resource) => {
+                format!("promote --accept-incomplete {resource}")
+            }
+        }
+    }
+}
+
+/// An operator's request and who made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct OperatorRequest {
+    pub uid: u32,
+    pub ask: OperatorAsk,
+}
+
+/// This host's maintenance, while it is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct MaintenanceState {
+    pub since_unix_ms: u64,
+    pub uid: u32,
+}
+
 /// A step of a plan failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -299,6 +347,7 @@ pub enum Event {
     TimerFired(String),
     StepFailed(StepFailure),
     Peer(PeerEvent),
+    Operator(OperatorRequest),
 }
 
 impl Event {
@@ -314,6 +363,7 @@ impl Event {
             Event::TimerFired(_) => "timer-fired",
             Event::StepFailed(_) => "step-failed",
             Event::Peer(_) => "peer",
+            Event::Operator(_) => "operator",
         }
     }
 
@@ -426,6 +476,8 @@ pub enum Action {
     SetTimer(TimerRequest),
     CancelTimer(String),
     Alert(Alert),
+    DemoteCarp(u8),
+    LiftCarpDemotion(u8),
 }
 
 impl Action {
@@ -442,6 +494,8 @@ impl Action {
             Action::SetTimer(_) => "set-timer",
             Action::CancelTimer(_) => "cancel-timer",
             Action::Alert(_) => "alert",
+            Action::DemoteCarp(_) => "demote-carp",
+            Action::LiftCarpDemotion(_) => "lift-carp-demotion",
         }
     }
 }

@@ -75,6 +75,9 @@ pub enum Request {
     LogTail { lines: u32 },
     /// Re-read the configuration and policies.
     Reload,
+    /// An operator's request for the policies (`havenctl switchover`, `maintenance`,
+    /// `promote --accept-incomplete`).
+    Operator { ask: haven_core::OperatorAsk },
 }
 
 impl Request {
@@ -87,6 +90,7 @@ impl Request {
             Request::Notify { .. } => "notify",
             Request::LogTail { .. } => "log-tail",
             Request::Reload => "reload",
+            Request::Operator { .. } => "operator",
         }
     }
 
@@ -105,6 +109,7 @@ impl Request {
             Request::Notify { .. } => "send events to havend",
             Request::LogTail { .. } => "read havend's journal",
             Request::Reload => "reload havend's configuration",
+            Request::Operator { .. } => "operate the pair (switchover, maintenance, promote)",
         }
     }
 }

@@ -23,12 +23,17 @@ use crate::sources::hastctl_poller::{HastMessage, HastctlOptions, HastctlPoller}
 use crate::sources::keepalived_fifo::{FifoMessage, KeepalivedFifo};
 use crate::sources::peer::{self, PeerSource};
 use crate::status::{Identity, StatusBoard};
-use haven_core::{AlertSeverity, Config, Event, ExecutorKind, HastStatus, Machine, PolicyConfig};
+use haven_core::names::check_hast_argument;
+use haven_core::text::escape;
+use haven_core::{
+    AlertSeverity, Config, Event, ExecutorKind, HastStatus, Machine, MaintenanceState, OperatorAsk,
+    OperatorRequest, PeerLink, PolicyConfig,
+};
 use haven_executor::{DryRun, Executor, Platform, Runner, SystemExecutor};
 use haven_runtime::{
     CompilerProcess, KvFiles, LoadedPolicy, Pipeline, Runtime, RuntimeError, RuntimeOptions,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -172,6 +177,13 @@ impl Daemon {
         machine.peer = peer_model;
         machine.unix_ms = crate::journal::unix_ms();
         startup_alerts.extend(peer_problem.map(|problem| (String::new(), problem)));
+        machine.maintenance = match crate::maintenance::load(&settings.state_dir) {
+            Ok(maintenance) => maintenance,
+            Err((assumed, problem)) => {
+                startup_alerts.push((String::new(), problem));
+                Some(assumed)
+            }
+        };
 
         let inbox = Inbox::new(settings.queue_capacity)?;
         let peer_source = config.peer.as_ref().and_then(|peer| {
@@ -290,6 +302,11 @@ impl Daemon {
             board: board.clone(),
             state_dir: settings.state_dir.clone(),
             ucarp_vhids: config.ucarp_vhids(),
+            granted_hast: config
+                .policies
+                .iter()
+                .flat_map(|policy| policy.grants.hast_resources.iter().cloned())
+                .collect(),
         };
         let control = ControlServer::start(socket, handler)?;
         tracing::info!(socket = %control.path.display(), "havend ready");
@@ -349,7 +366,7 @@ fn executor(config: &Config) -> Result<Box<dyn Executor>, StartError> {
         ExecutorKind::Linux => Platform::Linux,
         ExecutorKind::DryRun | ExecutorKind::Auto => return Ok(Box::new(DryRun::new())),
     };
-    let executor = SystemExecutor::new(platform, &config.executor)?;
+    let executor = SystemExecutor::new(platform, &config.executor)?.with_carp(&config.carp);
     for (tool, path) in executor.missing_tools() {
         tracing::warn!(tool, path = %path.display(), "a tool this executor needs is not executable; steps that need it will fail");
     }
@@ -425,6 +442,8 @@ fn start_sources(config: &Config, inbox: &Inbox, known_hast: Vec<HastStatus>) ->
 const DEVD: &str = "devd";
 const HASTCTL: &str = crate::sources::hastctl_poller::SOURCE;
 const KEEPALIVED: &str = "keepalived";
+/// The source name of operators' requests.
+const OPERATOR: &str = "havenctl";
 
 fn bad_input(source: &str, reason: String, text: String) -> Report {
     Report::BadInput {
@@ -575,11 +594,20 @@ struct Handler {
     board: StatusBoard,
     state_dir: PathBuf,
     ucarp_vhids: BTreeMap<(String, String), u8>,
+    /// The HAST resources some policy is granted: what `promote --accept-incomplete` may name.
+    granted_hast: BTreeSet<String>,
 }
 
 impl Handler {
-    fn handle(&self, socket: &ControlSocket, request: Request) -> Response {
+    fn handle(&self, socket: &ControlSocket, peer: control::Peer, request: Request) -> Response {
         match request {
+            Request::Operator { ask } => match self.check_operator(&ask) {
+                Ok(()) => {
+                    let request = OperatorRequest { uid: peer.uid, ask };
+                    self.queue(OPERATOR, Ok(Event::Operator(request)), &[])
+                }
+                Err(reason) => Response::error(reason),
+            },
             Request::Status => {
                 let status = self.board.status(&self.inbox, socket.stats());
                 match serde_json::to_value(status) {
@@ -626,6 +654,64 @@ impl Handler {
                          running); see havenctl status for its outcome"
                     )),
                 }
+            }
+        }
+    }
+
+    /// Check an operator's request before it becomes an event, and keep a maintenance change
+    /// on disk first. `Err` is the answer: nothing changed.
+    fn check_operator(&self, ask: &OperatorAsk) -> Result<(), String> {
+        match ask {
+            OperatorAsk::Switchover(to) => {
+                let machine = self.board.machine();
+                if machine.peer.link == PeerLink::NotConfigured {
+                    return Err("switchover needs the peer link: haven.toml has no [peer], so                                 nothing here knows whether the other host can take over"
+                        .to_owned());
+                }
+                if let Some(to) = to {
+                    let known = machine.peer.facts.as_ref().map(|facts| facts.host.as_str());
+                    if known != Some(to.as_str()) {
+                        let peer = known.map_or_else(
+                            || "the peer has not said its name yet".to_owned(),
+                            |name| format!("this host's peer is `{}`", escape(name)),
+                        );
+                        return Err(format!("unknown host `{}`: {peer}", escape(to)));
+                    }
+                }
+                if let Some(running) = self.board.running() {
+                    return Err(format!(
+                        "a plan is running ({running}); ask again when it has ended"
+                    ));
+                }
+                Ok(())
+            }
+            OperatorAsk::AcceptIncomplete(resource) => {
+                check_hast_argument("HAST resource", resource)?;
+                if self.granted_hast.contains(resource) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "HAST resource `{resource}` is not granted to any policy (grants.hast-\
+                         resources in haven.toml)"
+                    ))
+                }
+            }
+            OperatorAsk::Maintenance(on) => {
+                let state = on.then(|| MaintenanceState {
+                    since_unix_ms: crate::journal::unix_ms(),
+                    uid: 0,
+                });
+                let kept = match (on, self.board.machine().maintenance) {
+                    (true, Some(already)) => Some(already),
+                    _ => state,
+                };
+                crate::maintenance::save(&self.state_dir, kept).map_err(|error| {
+                    format!(
+                        "cannot keep maintenance {} in {}: {error}; nothing changed",
+                        if *on { "on" } else { "off" },
+                        self.state_dir.join(crate::maintenance::FILE).display()
+                    )
+                })
             }
         }
     }
@@ -695,8 +781,8 @@ impl ControlServer {
                 let served = std::thread::Builder::new()
                     .name("control-conn".into())
                     .spawn(move || {
-                        socket.serve_connection(stream, |_peer, request| {
-                            handler.handle(&socket, request)
+                        socket.serve_connection(stream, |peer, request| {
+                            handler.handle(&socket, *peer, request)
                         });
                         done.fetch_sub(1, Ordering::AcqRel);
                     });

@@ -352,6 +352,8 @@ impl<E: Executor> EventLoop<E> {
         let machine = self.runner.pipeline.machine_mut();
         fresh.peer = std::mem::take(&mut machine.peer);
         fresh.unix_ms = machine.unix_ms;
+        fresh.maintenance = machine.maintenance;
+        fresh.carp_demoted = std::mem::take(&mut machine.carp_demoted);
         *machine = fresh;
     }
 

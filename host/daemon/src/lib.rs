@@ -30,6 +30,7 @@ pub mod daemon;
 pub mod event_loop;
 pub mod inbox;
 pub mod journal;
+pub mod maintenance;
 pub mod pidfile;
 pub mod queue;
 pub mod reconcile;

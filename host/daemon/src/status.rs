@@ -13,7 +13,8 @@ use crate::queue::QueueStats;
 use crate::reload::ReloadOutcome;
 use crate::sources::peer::PeerPublisher;
 use haven_core::{
-    CarpStatus, HastStatus, Machine, MountStatus, PeerLink, PeerState, ServiceStatus,
+    CarpStatus, HastStatus, Machine, MaintenanceState, MountStatus, PeerLink, PeerState,
+    ServiceStatus,
 };
 use haven_peer::LinkCounters;
 use serde::{Deserialize, Serialize};
@@ -68,6 +69,9 @@ pub struct Status {
     /// The peer as this host knows it; none without `[peer]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<PeerView>,
+    /// This host's maintenance, while it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<MaintenanceState>,
 }
 
 /// The peer link and what the peer last said, for `havenctl status`.
@@ -243,6 +247,16 @@ impl StatusBoard {
         let mut board = self.lock();
         board.machine = machine;
         board.policies = policies;
+    }
+
+    /// The step that runs now, if any, as `plan <id> of <policy>, step <n>: <step>`.
+    pub fn running(&self) -> Option<String> {
+        self.lock().running.as_ref().map(|running| {
+            format!(
+                "plan {} of policy {}, step {}: {}",
+                running.plan_id, running.policy, running.index, running.step
+            )
+        })
     }
 
     /// Note the step that runs now (`None` when it ended).
@@ -451,6 +465,7 @@ impl StatusBoard {
             journal_errors: board.journal_errors,
             decisions_total: board.decisions_total,
             running: board.running.clone(),
+            maintenance: machine.maintenance,
             last_decisions: board.decisions.iter().cloned().collect(),
             alerts: board.alerts.iter().cloned().collect(),
             reloads: board.reloads,

@@ -11,6 +11,8 @@
 //! | `mount` | `mount -t <type> <dev> <dir>` | the same |
 //! | `unmount` | `umount [-f] <dir>` | `umount <dir>`; with `force`, the processes holding files under `<dir>` are killed and it is tried again |
 //! | `service` | `service <name> onestart\|onestop\|onerestart` | `systemctl start\|stop\|restart <name>`, or `service <name> start\|stop\|restart` |
+//! | `demote-carp` | `ifconfig <if> vhid <n> advskew 240 [state backup]` | keepalived: `1` into the track file; ucarp: `SIGUSR2` |
+//! | `lift-carp-demotion` | `ifconfig <if> vhid <n> advskew <configured>` | keepalived: `0` into the track file; ucarp: nothing |
 //!
 //! Timers and alerts only change Haven's own state: they succeed at once (see
 //! [`is_host_side`]).
@@ -42,6 +44,7 @@
 //! Both platforms' code is compiled on both: the platform is a value ([`Platform`]), so
 //! FreeBSD's behaviour is tested on Linux with stand-in tools at configured paths.
 
+mod carp;
 mod mounts;
 mod processes;
 mod services;
@@ -54,7 +57,7 @@ use crate::executor::{Executor, StepOutcome, is_host_side};
 use crate::probe::ServiceManager;
 pub use crate::tools::Tools;
 use haven_core::names::{check_fstype, check_hast_argument, check_name, check_path};
-use haven_core::{Action, ExecutorConfig, Machine, ServiceManagerKind, Step};
+use haven_core::{Action, CarpAddress, ExecutorConfig, Machine, ServiceManagerKind, Step};
 use haven_core::{ServiceOp, StorageKind};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -159,6 +162,9 @@ struct Setup {
     services: ServiceManager,
     tools: Tools,
     config: ExecutorConfig,
+    /// The `[[carp]]` entries: which interface, ucarp process or keepalived track file a
+    /// vhid's demotion acts on.
+    carp: Vec<CarpAddress>,
 }
 
 /// Carries out steps on the machine it runs on, FreeBSD's or Linux's way (see the
@@ -196,11 +202,18 @@ impl SystemExecutor {
                 services,
                 tools: Tools::resolve(platform, &config.tools),
                 config: config.clone(),
+                carp: Vec::new(),
             },
             commands_run: 0,
             probes_run: 0,
             time_in_commands: Duration::ZERO,
         })
+    }
+
+    /// The same executor, demoting CARP vhids as the config's `[[carp]]` entries say.
+    pub fn with_carp(mut self, carp: &[CarpAddress]) -> SystemExecutor {
+        self.setup.carp = carp.to_vec();
+        self
     }
 
     /// The platform it acts on.
@@ -339,6 +352,8 @@ impl Executor for SystemExecutor {
             Action::Unmount(unmount) => mounts::unmount(&mut run, unmount),
             Action::Service(service) => services::service(&mut run, &service.name, service.op),
             Action::SetTimer(_) | Action::CancelTimer(_) | Action::Alert(_) => Ok(Done::Ran),
+            Action::DemoteCarp(vhid) => carp::demote(&mut run, *vhid),
+            Action::LiftCarpDemotion(vhid) => carp::lift(&mut run, *vhid),
         };
         self.commands_run += run.commands;
         self.probes_run += run.probes;
@@ -389,6 +404,8 @@ fn check_arguments(step: &Step) -> Result<(), String> {
         }
         Action::Service(service) => check_name("service", &service.name),
         Action::SetTimer(_) | Action::CancelTimer(_) | Action::Alert(_) => Ok(()),
+        Action::DemoteCarp(0) | Action::LiftCarpDemotion(0) => Err("vhid 0 is not a vhid".into()),
+        Action::DemoteCarp(_) | Action::LiftCarpDemotion(_) => Ok(()),
     }
 }
 

@@ -18,6 +18,7 @@ pub struct Tools {
     pub service: PathBuf,
     pub systemctl: PathBuf,
     pub ps: PathBuf,
+    pub ifconfig: PathBuf,
 }
 
 impl Tools {
@@ -34,6 +35,7 @@ impl Tools {
                 service: path("/usr/sbin/service"),
                 systemctl: path("/usr/bin/systemctl"),
                 ps: path("/bin/ps"),
+                ifconfig: path("/sbin/ifconfig"),
             },
             Platform::Linux => Tools {
                 hastctl: path("/usr/local/sbin/hastctl"),
@@ -44,6 +46,7 @@ impl Tools {
                 service: path("/usr/sbin/service"),
                 systemctl: path("/usr/bin/systemctl"),
                 ps: path("/usr/bin/ps"),
+                ifconfig: path("/usr/sbin/ifconfig"),
             },
         }
     }
@@ -61,6 +64,7 @@ impl Tools {
             service: pick(&configured.service, defaults.service),
             systemctl: pick(&configured.systemctl, defaults.systemctl),
             ps: pick(&configured.ps, defaults.ps),
+            ifconfig: pick(&configured.ifconfig, defaults.ifconfig),
         }
     }
 }

@@ -320,8 +320,8 @@ mod tests {
     /// The host's message for a module built against `found`.
     fn incompatible(found: &str) -> String {
         format!(
-            "was built against haven:policy@{found}; this host speaks haven:policy@2.0.0 and \
-             runs policies built against 1.0 to 1.1, 2.0"
+            "was built against haven:policy@{found}; this host speaks haven:policy@3.0.0 and \
+             runs policies built against 1.0 to 1.1, 2.0, 3.0"
         )
     }
 
@@ -352,7 +352,7 @@ mod tests {
         assert_eq!(
             unversioned.to_string(),
             "uses `haven:policy/carp`, which carries no version; this host speaks \
-             haven:policy@2.0.0 and runs policies built against 1.0 to 1.1, 2.0"
+             haven:policy@3.0.0 and runs policies built against 1.0 to 1.1, 2.0, 3.0"
         );
     }
 
@@ -374,8 +374,12 @@ mod tests {
             check_export_names(["haven:policy/handler@2.0.0"]),
             Ok("2.0.0".into())
         );
-        let future = check_export_names(["haven:policy/handler@3.0.0"]).unwrap_err();
-        assert_eq!(future.to_string(), incompatible("3.0.0"));
+        assert_eq!(
+            check_export_names(["haven:policy/handler@3.0.0"]),
+            Ok("3.0.0".into())
+        );
+        let future = check_export_names(["haven:policy/handler@4.0.0"]).unwrap_err();
+        assert_eq!(future.to_string(), incompatible("4.0.0"));
         let newer = check_export_names(["haven:policy/handler@2.1.0"]).unwrap_err();
         assert_eq!(newer.to_string(), incompatible("2.1.0"));
         assert_eq!(
@@ -393,13 +397,16 @@ mod tests {
         let runs = |module: &str| {
             Version::parse(module).is_some_and(|module| spoken().any(|host| host.runs(module)))
         };
-        // Its own major, the older major it keeps (its minors, any patch).
-        for module in ["2.0.0", "2.0.4", "1.0.0", "1.0.3", "1.1.0", "1.1.12"] {
+        // Its own major, the older majors it keeps (their minors, any patch).
+        for module in [
+            "3.0.0", "3.0.2", "2.0.0", "2.0.4", "1.0.0", "1.0.3", "1.1.0", "1.1.12",
+        ] {
             assert!(runs(module), "{module}");
         }
         // Another major, a newer minor, the pre-stable 0.x, and what is not MAJOR.MINOR.PATCH.
         for module in [
-            "3.0.0",
+            "4.0.0",
+            "3.1.0",
             "2.1.0",
             "0.1.0",
             "1.2.0",

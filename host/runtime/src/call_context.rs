@@ -333,6 +333,7 @@ macro_rules! queries {
 
 queries!(v1);
 queries!(v2);
+queries!(v3);
 
 impl crate::bindings::v1::haven::policy::clock::Host for CallContext {
     fn now_ms(&mut self) -> u64 {
@@ -340,19 +341,35 @@ impl crate::bindings::v1::haven::policy::clock::Host for CallContext {
     }
 }
 
-impl crate::bindings::v2::haven::policy::clock::Host for CallContext {
-    fn now_ms(&mut self) -> u64 {
-        CallContext::now_ms(self)
-    }
+/// What `2.0` added (the wall clock, the peer), for the bindings module `$version`.
+macro_rules! since_2 {
+    ($version:ident) => {
+        impl crate::bindings::$version::haven::policy::clock::Host for CallContext {
+            fn now_ms(&mut self) -> u64 {
+                CallContext::now_ms(self)
+            }
 
-    fn unix_ms(&mut self) -> u64 {
-        CallContext::unix_ms(self)
-    }
+            fn unix_ms(&mut self) -> u64 {
+                CallContext::unix_ms(self)
+            }
+        }
+
+        impl crate::bindings::$version::haven::policy::peer::Host for CallContext {
+            fn state(&mut self) -> crate::bindings::$version::haven::policy::types::PeerState {
+                self.peer_state().convert()
+            }
+        }
+    };
 }
 
-impl crate::bindings::v2::haven::policy::peer::Host for CallContext {
-    fn state(&mut self) -> crate::bindings::v2::haven::policy::types::PeerState {
-        self.peer_state().convert()
+since_2!(v2);
+since_2!(v3);
+
+impl crate::bindings::v3::haven::policy::operator::Host for CallContext {
+    fn maintenance(
+        &mut self,
+    ) -> Option<crate::bindings::v3::haven::policy::types::MaintenanceState> {
+        self.machine.maintenance.convert()
     }
 }
 

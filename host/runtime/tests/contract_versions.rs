@@ -151,8 +151,8 @@ fn assert_refused(version: &str) {
         assert_eq!(
             error.to_string(),
             format!(
-                "was built against haven:policy@{version}; this host speaks haven:policy@2.0.0 \
-                 and runs policies built against 1.0 to 1.1, 2.0"
+                "was built against haven:policy@{version}; this host speaks haven:policy@3.0.0 \
+                 and runs policies built against 1.0 to 1.1, 2.0, 3.0"
             ),
             "{form}"
         );
@@ -161,7 +161,7 @@ fn assert_refused(version: &str) {
 
 #[test]
 fn a_policy_built_against_another_major_is_refused_naming_both_versions() {
-    assert_refused("3.0.0");
+    assert_refused("4.0.0");
     // The contract before it was declared stable: what every policy was built against before.
     assert_refused("0.1.0");
 }
@@ -174,13 +174,19 @@ fn a_policy_built_against_a_newer_minor_is_refused_naming_both_versions() {
     assert_refused("2.1.0");
 }
 
-/// A `1.x` policy that claims `2.0.0` passes admission (the versions are spoken) but not the
-/// type check of the `2.0` contract: it is refused when loaded, never run with the wrong types.
+/// A `1.x` policy that claims `2.0.0` or `3.0.0` passes admission (the versions are spoken)
+/// but not the types of that contract: it is refused when loaded, never run with the wrong
+/// types.
 #[test]
 fn a_policy_whose_types_do_not_match_its_claimed_major_is_refused_at_load() {
-    for (form, bytes) in built_against("2.0.0") {
-        let error = runtime().compile(&bytes, &Default::default()).unwrap_err();
-        assert!(error.to_string().contains("variant"), "{form}: {error}");
+    for claimed in ["2.0.0", "3.0.0"] {
+        for (form, bytes) in built_against(claimed) {
+            let error = runtime().compile(&bytes, &Default::default()).unwrap_err();
+            assert!(
+                error.to_string().contains("variant"),
+                "{form} as {claimed}: {error}"
+            );
+        }
     }
 }
 

@@ -42,7 +42,11 @@ pub fn phase(action: &Action) -> Phase {
             ServiceOp::Stop => Phase::Demotion,
         },
         Action::Unmount(_) => Phase::Demotion,
-        Action::SetTimer(_) | Action::CancelTimer(_) | Action::Alert(_) => Phase::Other,
+        Action::SetTimer(_)
+        | Action::CancelTimer(_)
+        | Action::Alert(_)
+        | Action::DemoteCarp(_)
+        | Action::LiftCarpDemotion(_) => Phase::Other,
     }
 }
 
@@ -78,6 +82,8 @@ pub fn describe(action: &Action) -> String {
         Action::SetTimer(timer) => format!("arming timer `{}`", timer.name),
         Action::CancelTimer(name) => format!("cancelling timer `{name}`"),
         Action::Alert(_) => "an alert".to_owned(),
+        Action::DemoteCarp(vhid) => format!("demoting CARP vhid {vhid}"),
+        Action::LiftCarpDemotion(vhid) => format!("lifting the demotion of CARP vhid {vhid}"),
     }
 }
 

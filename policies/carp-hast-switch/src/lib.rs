@@ -9,9 +9,12 @@
 //!   host's own hooks), and the refusal to promote onto incomplete data.
 //! - `plans`: the idempotent promotion and demotion plans, computed from queries.
 //! - `failure`: what a failed (or interrupted) step means and what to do about it.
+//! - `operator`: the operator's requests (switchover, maintenance, accepting an incomplete
+//!   copy) and the CARP demotion they hold.
 
 mod carp;
 mod failure;
+mod operator;
 mod plans;
 mod settings;
 mod sync;
@@ -21,8 +24,8 @@ mod tests;
 use carp::{Decision, SETTLE_TIMER, Target};
 use failure::Phase;
 use haven_sdk::{
-    Action, AlertSeverity, Event, HastHook, Host, LogLevel, PeerEvent, Plan, Policy, PolicyInfo,
-    Result, StartupState, StepFailure,
+    Action, AlertSeverity, Event, HastHook, Host, LogLevel, OperatorAsk, OperatorRequest,
+    PeerEvent, Plan, Policy, PolicyInfo, Result, StartupState, StepFailure,
 };
 
 pub use settings::{Resource, Settings, Timeouts};
@@ -59,6 +62,7 @@ impl Policy for CarpHastSwitch {
             Event::TimerFired(name) => self.on_timer(name, host),
             Event::StepFailed(failure) => self.on_step_failed(failure, host),
             Event::Peer(peer) => self.on_peer(peer, host),
+            Event::Operator(request) => self.on_operator(request, host),
             // Polling only confirms what the hooks and CARP already said; devd events other
             // than CARP's are not this policy's business.
             Event::HastStatusChanged(_) | Event::Devd(_) => Ok(Plan::none()),
@@ -120,6 +124,12 @@ impl CarpHastSwitch {
     /// this host master (a lone host that booted first waits for its peer, as DRBD does).
     fn on_peer(&self, event: &PeerEvent, host: &dyn Host) -> Result<Plan> {
         sync::on_peer(&self.settings, event, host)?;
+        if matches!(event, PeerEvent::FactsChanged(_)) {
+            let plan = operator::move_away_in_maintenance(&self.settings, host)?;
+            if !plan.is_none() {
+                return Ok(plan);
+            }
+        }
         let retry = matches!(event, PeerEvent::FactsChanged(_))
             && sync::peer_heard_after_unknown_refusal(host)
             && !carp::settle_pending(host)
@@ -167,8 +177,9 @@ impl CarpHastSwitch {
         failure::forget_promotion_failure(host);
         let target = carp::current_target(&self.settings, host);
         carp::restart(target, host)?;
+        let demotion = operator::at_startup(&self.settings, host)?;
         match target {
-            Some(target) => self.converge(target, host),
+            Some(target) => Ok(demotion.then(self.converge(target, host)?).build()),
             None => {
                 host.log(
                     LogLevel::Info,
@@ -203,6 +214,19 @@ impl CarpHastSwitch {
             let warning = Plan::builder().alert(AlertSeverity::Warning, message);
             return Ok(warning.then(self.settle(host)?).build());
         }
+        if matches!(
+            &failure.step.action,
+            Action::DemoteCarp(_) | Action::LiftCarpDemotion(_)
+        ) {
+            let message = format!(
+                "{step} failed: {}. CARP may not be where the operator asked: check it with \
+                 `havenctl status`",
+                failure.reason
+            );
+            return Ok(Plan::builder()
+                .alert(AlertSeverity::Critical, message)
+                .build());
+        }
         host.log(
             LogLevel::Warn,
             &format!("{step} failed: {}", failure.reason),
@@ -229,9 +253,72 @@ impl CarpHastSwitch {
             host.log(LogLevel::Warn, &message);
             return Ok(Plan::none());
         }
-        if let Some(refusal) = sync::refusal(&self.settings, host)? {
+        if let Some(refusal) = operator::maintenance_refusal(&self.settings, host)? {
             return Ok(refusal);
         }
-        plans::promote(&self.settings, host)
+        if let Some(refusal) = sync::refusal(&self.settings, None, host)? {
+            return Ok(refusal);
+        }
+        self.promotion(host)
+    }
+
+    /// The promotion plan, after lifting this host's CARP demotion if one is held.
+    fn promotion(&self, host: &dyn Host) -> Result<Plan> {
+        let lift = operator::lift_held_demotion(&self.settings, host);
+        Ok(lift.then(plans::promote(&self.settings, host)?).build())
+    }
+
+    /// An operator's request (see the README's "Operator requests").
+    fn on_operator(&self, request: &OperatorRequest, host: &dyn Host) -> Result<Plan> {
+        let command = request.ask.command();
+        host.log(
+            LogLevel::Info,
+            &format!("operator (uid {}): `havenctl {command}`", request.uid),
+        );
+        match &request.ask {
+            OperatorAsk::Switchover(_) => operator::switchover(&self.settings, "switchover", host),
+            OperatorAsk::Maintenance(true) => operator::maintenance_on(&self.settings, host),
+            OperatorAsk::Maintenance(false) => {
+                let lift = operator::maintenance_off(&self.settings, host)?;
+                let serve = match carp::current_target(&self.settings, host) {
+                    Some(Target::Master) => {
+                        failure::forget_promotion_failure(host);
+                        self.promote(host)?
+                    }
+                    _ => Plan::none(),
+                };
+                Ok(lift.then(serve).build())
+            }
+            OperatorAsk::AcceptIncomplete(resource) => {
+                self.accept_incomplete(resource, request.uid, host)
+            }
+        }
+    }
+
+    /// `havenctl promote --accept-incomplete <resource>`: promote now, although the resource's
+    /// copy is not known to be complete, if CARP wants this host master and nothing else holds
+    /// the promotion back. Valid for this decision only: nothing is kept.
+    fn accept_incomplete(&self, resource: &str, uid: u32, host: &dyn Host) -> Result<Plan> {
+        let command = format!("promote --accept-incomplete {resource}");
+        if let Some(reason) = operator::nothing_to_accept(&self.settings, resource, host)? {
+            let message = format!("`havenctl {command}` changes nothing: {reason}");
+            return Ok(Plan::builder()
+                .alert(AlertSeverity::Warning, message)
+                .build());
+        }
+        if let Some(refusal) = operator::maintenance_refusal(&self.settings, host)? {
+            return Ok(refusal);
+        }
+        failure::forget_promotion_failure(host);
+        if let Some(refusal) = sync::refusal(&self.settings, Some(resource), host)? {
+            return Ok(refusal);
+        }
+        let overridden = sync::describe_copy(resource, host)?;
+        let message = format!(
+            "promoting onto the local copy of HAST resource `{resource}` ({overridden}) on the \
+             operator's word: `havenctl {command}` by uid {uid}"
+        );
+        let warning = Plan::builder().alert(AlertSeverity::Warning, message);
+        Ok(warning.then(self.promotion(host)?).build())
     }
 }

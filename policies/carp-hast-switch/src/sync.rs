@@ -131,6 +131,15 @@ fn fact(resource: &str, host: &dyn Host) -> String {
         .unwrap_or_else(|| "no fact recorded".to_owned())
 }
 
+/// What is known of a resource's local copy, for the operator: its recorded state and the
+/// fact behind it.
+pub fn describe_copy(resource: &str, host: &dyn Host) -> Result<String> {
+    Ok(match recorded(resource, host)? {
+        Some(state) => format!("{}: {}", state.as_str(), fact(resource, host)),
+        None => "nothing recorded".to_owned(),
+    })
+}
+
 /// `2026-12-04 19:20:03 UTC` from milliseconds since 1970 (proleptic Gregorian calendar).
 pub fn utc(unix_ms: u64) -> String {
     let seconds = unix_ms / 1000;
@@ -163,13 +172,20 @@ pub fn utc(unix_ms: u64) -> String {
 /// alert naming every resource known to be incomplete and how to override. With the override
 /// set, promotion goes ahead and a warning is logged. A resource already primary is never held
 /// back: its copy is the one in use, and finishing the promotion (mount, services) only serves
-/// it.
-pub fn refusal(settings: &Settings, host: &dyn Host) -> Result<Option<Plan>> {
+/// it. `accepted` is a resource the operator accepts as it is for this one promotion
+/// (`havenctl promote --accept-incomplete`).
+pub fn refusal(
+    settings: &Settings,
+    accepted: Option<&str>,
+    host: &dyn Host,
+) -> Result<Option<Plan>> {
     let peer = host.peer();
     let mut incomplete = Vec::new();
     let mut unknown = false;
     for resource in &settings.resources {
-        if host.hast_status(&resource.name)?.role == HastRole::Primary {
+        if host.hast_status(&resource.name)?.role == HastRole::Primary
+            || accepted == Some(resource.name.as_str())
+        {
             continue;
         }
         let name = &resource.name;
@@ -214,9 +230,9 @@ pub fn refusal(settings: &Settings, host: &dyn Host) -> Result<Option<Plan>> {
     }
     let message = format!(
         "refusing to promote: the local copy of HAST resource {incomplete} is not known to be \
-         complete, and the peer may hold newer data. To promote anyway, set \
-         allow-unsynchronised-promotion = true in this policy's settings and reload it \
-         (then set it back to false)."
+         complete, and the peer may hold newer data. To promote anyway, once, after looking: \
+         `havenctl promote --accept-incomplete <resource>` (or set \
+         allow-unsynchronised-promotion = true in this policy's settings to do so always)."
     );
     Ok(Some(
         Plan::builder()

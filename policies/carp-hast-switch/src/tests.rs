@@ -408,7 +408,7 @@ fn promotion_onto_incomplete_data_is_refused() {
             "`test`",
             state,
             "allow-unsynchronised-promotion = true",
-            "reload",
+            "havenctl promote --accept-incomplete",
         ] {
             assert!(message.contains(part), "{part:?} missing from {message:?}");
         }
@@ -787,6 +787,7 @@ fn peer_primary(replication: HastReplication, dirty: u64) -> haven_sdk::PeerFact
         services: Vec::new(),
         running_plan: None,
         policies: Vec::new(),
+        maintenance: false,
     }
 }
 
@@ -934,4 +935,159 @@ fn utc_formats_civil_dates() {
         crate::sync::utc(1_764_876_003_000),
         "2025-12-04 19:20:03 UTC"
     );
+}
+
+// ------------------------------------------------------------------- operator requests
+
+/// The peer `hastb` as a secondary backup of vhid 1 that can take over.
+fn peer_secondary() -> haven_sdk::PeerFacts {
+    let mut facts = peer_primary(HastReplication::Complete, 0);
+    facts.host = "hastb".into();
+    facts.hast[0].role = HastRole::Secondary;
+    facts.carp = vec![haven_sdk::CarpStatus {
+        vhid: 1,
+        interface: "em0".into(),
+        state: CarpState::Backup,
+    }];
+    facts
+}
+
+/// An active master whose peer can take over.
+fn active_with_peer(facts: haven_sdk::PeerFacts) -> ScriptedHost {
+    active()
+        .carp(1, "em0", CarpState::Master)
+        .peer_link(haven_sdk::PeerLink::Up, 5_000)
+        .peer_facts(facts, 100)
+}
+
+fn operator(ask: haven_sdk::OperatorAsk) -> Event {
+    events::operator(ask)
+}
+
+#[test]
+fn a_switchover_demotes_then_hands_carp_to_the_peer() {
+    let host = active_with_peer(peer_secondary());
+    let plan = run(&host, operator(haven_sdk::OperatorAsk::Switchover(None)));
+    let mut expected = full_demotion().steps;
+    expected.push(Step {
+        action: Action::DemoteCarp(1),
+        timeout_ms: None,
+    });
+    assert_eq!(plan.steps, expected);
+    assert_eq!(kv(&host, "carp-demoted").as_deref(), Some("1"));
+}
+
+#[test]
+fn a_switchover_is_refused_with_the_reason_and_changes_nothing() {
+    let behind = {
+        let mut host = active_with_peer(peer_secondary());
+        host = host.hast(HastStatus {
+            resource: "test".into(),
+            role: HastRole::Primary,
+            replication: HastReplication::Complete,
+            dirty_bytes: Some(4096),
+        });
+        host
+    };
+    let mut in_maintenance = peer_secondary();
+    in_maintenance.maintenance = true;
+    let mut busy = peer_secondary();
+    busy.running_plan = Some(7);
+    let cases = [
+        (
+            active().carp(1, "em0", CarpState::Master),
+            "no peer link is configured",
+        ),
+        (
+            active_with_peer(peer_secondary()).peer_link(haven_sdk::PeerLink::Down, 9_000),
+            "the peer is unreachable: its link has been down for 9 s",
+        ),
+        (behind, "4096 bytes are not replicated yet"),
+        (
+            active_with_peer(in_maintenance),
+            "(hastb) is in maintenance",
+        ),
+        (active_with_peer(busy), "(hastb) is running plan 7"),
+        (
+            active_with_peer({
+                let mut facts = peer_secondary();
+                facts.hast[0].role = HastRole::Init;
+                facts
+            }),
+            "HAST role for `test` is init",
+        ),
+        (standby(), "this host does not serve"),
+    ];
+    for (host, reason) in cases {
+        let plan = run(&host, operator(haven_sdk::OperatorAsk::Switchover(None)));
+        let (severity, message) = only_alert(&plan);
+        assert_eq!(severity, AlertSeverity::Warning);
+        assert!(
+            message.contains(reason),
+            "{reason:?} missing from {message:?}"
+        );
+        assert_eq!(kv(&host, "carp-demoted"), None);
+    }
+}
+
+#[test]
+fn maintenance_on_a_backup_holds_the_demotion_and_refuses_to_promote() {
+    let host = standby()
+        .carp(1, "em0", CarpState::Backup)
+        .peer_link(haven_sdk::PeerLink::Up, 5_000)
+        .peer_facts(peer_primary(HastReplication::Complete, 0), 100)
+        .kv("sync:test", "synced");
+    let plan = run(&host, operator(haven_sdk::OperatorAsk::Maintenance(true)));
+    assert_eq!(plan.steps[0].action, Action::DemoteCarp(1));
+    // The master dies while the peer link is down: no promotion, a critical alert says why.
+    let host = host
+        .maintenance(1_764_876_003_000, 0)
+        .peer_link(haven_sdk::PeerLink::Down, 4_000);
+    let plan = run(&host, carp(CarpState::Master));
+    let (severity, message) = only_alert(&plan);
+    assert_eq!(severity, AlertSeverity::Critical);
+    assert!(
+        message.contains("in maintenance (since 2025-12-04"),
+        "{message}"
+    );
+    // Maintenance off: the demotion is lifted and, CARP being master, the host promotes.
+    let host = standby()
+        .carp(1, "em0", CarpState::Master)
+        .peer_link(haven_sdk::PeerLink::Down, 4_000)
+        .kv("sync:test", "synced");
+    let plan = run(&host, operator(haven_sdk::OperatorAsk::Maintenance(false)));
+    assert_eq!(plan.steps[0].action, Action::LiftCarpDemotion(1));
+    assert_eq!(steps_from(plan, 1), full_promotion());
+}
+
+#[test]
+fn an_accepted_incomplete_copy_is_promoted_once_with_a_warning() {
+    let host = standby()
+        .carp(1, "em0", CarpState::Master)
+        .kv("sync:test", "interrupted");
+    let refused = run(&host, carp(CarpState::Master));
+    assert_eq!(only_alert(&refused).0, AlertSeverity::Critical);
+    let ask = haven_sdk::OperatorAsk::AcceptIncomplete("test".into());
+    let plan = run(&host, operator(ask.clone()));
+    let Action::Alert(alert) = &plan.steps[0].action else {
+        panic!("{plan:?}")
+    };
+    assert_eq!(alert.severity, AlertSeverity::Warning);
+    assert!(
+        alert.message.contains("(interrupted: "),
+        "{}",
+        alert.message
+    );
+    assert!(alert.message.contains("by uid 0"), "{}", alert.message);
+    assert_eq!(steps_from(plan, 1), full_promotion());
+    // Nothing is kept for a later decision.
+    assert!(
+        host.kv_snapshot().keys().all(|key| !key.contains("accept")),
+        "{:?}",
+        host.kv_snapshot()
+    );
+    // With CARP backup there is nothing to accept.
+    let backup = standby().carp(1, "em0", CarpState::Backup);
+    let plan = run(&backup, operator(ask));
+    assert!(only_alert(&plan).1.contains("changes nothing"));
 }

@@ -372,6 +372,7 @@ on-failure = "alert"
 hast-resources = ["{RESOURCE}"]
 services = ["mariadb"]
 timers = 1
+carp-vhids = [1]
 mounts = [{{ device = "/dev/hast/{RESOURCE}", mountpoint = "{MOUNTPOINT}", fstype = "ext4" }}]
 
 [policy.settings]

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use haven_cli::daemon_view;
 use haven_cli::{check, demo, scaffold, scenario, simulate};
-use haven_core::Config;
+use haven_core::{Config, OperatorAsk};
 use haven_daemon::control::{self, Request, Response};
 use haven_daemon::journal::Journal;
 use haven_daemon::reload::ReloadOutcome;
@@ -110,6 +110,36 @@ enum Command {
     },
     /// Ask the daemon to reload its configuration and policies.
     Reload,
+    /// Move the service to the peer on purpose, losing nothing: stop the services here,
+    /// unmount, HAST secondary, hand CARP over; then wait until the peer serves. Refused, with
+    /// the reason, when the peer could not take over.
+    Switchover {
+        /// The peer's host name, as a check that you are on the host you mean.
+        #[arg(long)]
+        to: Option<String>,
+        /// How long to wait for the peer to serve, in seconds.
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
+    },
+    /// Turn this host's maintenance on (it never serves, its CARP stays demoted; a serving host
+    /// hands over first) or off. Kept across restarts and reboots.
+    Maintenance {
+        #[arg(value_enum)]
+        state: OnOff,
+        /// How long to wait for the outcome, in seconds.
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
+    },
+    /// Promote this host once although the local copy of a HAST resource is not known to be
+    /// complete (after a refused promotion), on your word: journaled with your uid.
+    Promote {
+        /// The HAST resource whose copy you accept as it is.
+        #[arg(long, value_name = "RESOURCE")]
+        accept_incomplete: String,
+        /// How long to wait for the outcome, in seconds.
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
+    },
     /// For hast.conf's `exec`: hand hastd's event to the daemon and exit at once.
     HastHook {
         /// hastd's arguments: `role <res> <old> <new>`, `connect <res>`, ...
@@ -269,6 +299,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         | Command::Log { .. }
         | Command::Notify { .. }
         | Command::Reload
+        | Command::Switchover { .. }
+        | Command::Maintenance { .. }
+        | Command::Promote { .. }
         | Command::HastHook { .. }
         | Command::Hook { .. } => unreachable!("handled above"),
     }
@@ -387,6 +420,41 @@ const RELOAD_TIMEOUT: Duration = Duration::from_secs(12);
 
 /// The commands that talk to a running daemon (no policy runtime needed); `None` for others.
 fn daemon_command(cli: &Cli) -> Result<Option<ExitCode>> {
+    let (ask, wait) = match &cli.command {
+        Command::Switchover { to, wait } => (OperatorAsk::Switchover(to.clone()), *wait),
+        Command::Maintenance { state, wait } => {
+            (OperatorAsk::Maintenance(*state == OnOff::On), *wait)
+        }
+        Command::Promote {
+            accept_incomplete,
+            wait,
+        } => (
+            OperatorAsk::AcceptIncomplete(accept_incomplete.clone()),
+            *wait,
+        ),
+        _ => return daemon_request(cli),
+    };
+    let ending = haven_cli::operate::request(
+        &cli.control_dir,
+        ask,
+        Duration::from_secs(wait),
+        &mut |line| println!("{line}"),
+    )?;
+    Ok(Some(match ending {
+        haven_cli::operate::Ending::Done => ExitCode::SUCCESS,
+        haven_cli::operate::Ending::NotDone => ExitCode::FAILURE,
+    }))
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+/// The commands that are one request to the daemon; `None` for others.
+fn daemon_request(cli: &Cli) -> Result<Option<ExitCode>> {
     let request = match &cli.command {
         Command::Status { .. } => Request::Status,
         Command::Notify { event } => Request::Notify {

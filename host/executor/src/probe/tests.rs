@@ -307,6 +307,8 @@ fn carp_address(vhid: u8, interface: &str, address: IpAddr) -> CarpAddress {
         vhid,
         interface: interface.to_owned(),
         address,
+        advskew: 0,
+        keepalived_track_file: None,
     }
 }
 

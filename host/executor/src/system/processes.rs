@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The pids in `/proc`, as numbers.
-fn pids() -> Result<Vec<i32>, String> {
+pub(super) fn pids() -> Result<Vec<i32>, String> {
     let entries = fs::read_dir("/proc").map_err(|error| format!("cannot list /proc: {error}"))?;
     Ok(entries
         .filter_map(Result::ok)
@@ -31,6 +31,18 @@ pub(super) fn cmdline(pid: i32) -> Option<String> {
         .map(|c| if c == '\0' { ' ' } else { c })
         .collect();
     Some(text.trim().to_owned())
+}
+
+/// A process's arguments, `/proc/<pid>/cmdline` split at its NULs; `None` for a process gone
+/// or a kernel thread.
+pub(super) fn argv_of(pid: i32) -> Option<Vec<String>> {
+    let bytes = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let argv: Vec<String> = bytes
+        .split(|byte| *byte == 0)
+        .filter(|word| !word.is_empty())
+        .map(|word| String::from_utf8_lossy(word).into_owned())
+        .collect();
+    (!argv.is_empty()).then_some(argv)
 }
 
 /// A process's command name (`/proc/<pid>/comm`), or `?`.

@@ -1,0 +1,186 @@
+//! `havenctl switchover`, `maintenance on|off` and `promote --accept-incomplete`: an
+//! operator's request handed to havend as an event, then followed until it is answered.
+//!
+//! The decision stays with the policies: havend checks the request (a peer named with `--to`
+//! is the peer, a resource is granted, no plan is running), keeps a maintenance change on
+//! disk, and queues the request. This module then watches havend's status (never its
+//! internals): each policy's decision on the request, each step of the plan as it runs, with
+//! its time, and for a switchover the peer's facts until the peer reports itself serving.
+
+use haven_core::OperatorAsk;
+use haven_core::text::escape;
+use haven_daemon::control::{self, Request, Response};
+use haven_daemon::journal::DecisionOutcome;
+use haven_daemon::status::Status;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long one status request may take.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the status is read while following a request (an operator's view, not a
+/// synchronisation: each read is complete in itself).
+const POLL: Duration = Duration::from_millis(100);
+
+/// What went wrong with a request, for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum OperateError {
+    #[error(transparent)]
+    Control(#[from] control::ControlError),
+    #[error("havend refused: {0}")]
+    Refused(String),
+    #[error("havend's answer is not what havenctl expects: {0}")]
+    Unexpected(String),
+    #[error("{0}")]
+    TimedOut(String),
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The policies acted (and, for a switchover, the peer serves).
+    Done,
+    /// A policy refused or failed, or a step failed: the operator reads why above.
+    NotDone,
+}
+
+fn status(control_dir: &Path) -> Result<Status, OperateError> {
+    match control::send(control_dir, &Request::Status, STATUS_TIMEOUT)? {
+        Response::Ok { body } => serde_json::from_value(body)
+            .map_err(|error| OperateError::Unexpected(error.to_string())),
+        Response::Error { message } => Err(OperateError::Refused(message)),
+    }
+}
+
+/// Send `ask`, print what the policies decided and each step as it runs, and for a switchover
+/// wait (up to `wait`) until the peer reports itself serving. Lines go to `out`.
+pub fn request(
+    control_dir: &Path,
+    ask: OperatorAsk,
+    wait: Duration,
+    out: &mut dyn FnMut(String),
+) -> Result<Ending, OperateError> {
+    let started = Instant::now();
+    let stamp = |started: Instant| format!("{:>7.3} s", started.elapsed().as_secs_f64());
+    let before = status(control_dir)?;
+    let alerts_before = before.alerts.len();
+    let response = control::send(
+        control_dir,
+        &Request::Operator { ask: ask.clone() },
+        STATUS_TIMEOUT,
+    )?;
+    let event_id = match response {
+        Response::Ok { body } => body
+            .get("event-id")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| OperateError::Unexpected(format!("no event id in {body}")))?,
+        Response::Error { message } => return Err(OperateError::Refused(message)),
+    };
+    out(format!(
+        "{} `havenctl {}` queued as event {event_id}",
+        stamp(started),
+        escape(&ask.command())
+    ));
+    let deadline = started + wait;
+    let mut ending = Ending::Done;
+    let mut seen_decisions = 0;
+    let mut seen_steps: Vec<String> = Vec::new();
+    let mut alerts_seen = alerts_before;
+    loop {
+        let now = status(control_dir)?;
+        let decisions: Vec<_> = now
+            .last_decisions
+            .iter()
+            .filter(|decision| decision.event_id == event_id)
+            .collect();
+        for decision in decisions.iter().skip(seen_decisions) {
+            let what = match decision.outcome {
+                DecisionOutcome::NoAction => "no action".to_owned(),
+                DecisionOutcome::Plan => format!("plan {}", decision.plan_id.unwrap_or(0)),
+                DecisionOutcome::Refused => {
+                    ending = Ending::NotDone;
+                    "plan refused by the grants".to_owned()
+                }
+                DecisionOutcome::Failed => {
+                    ending = Ending::NotDone;
+                    "failed".to_owned()
+                }
+            };
+            out(format!(
+                "{} policy {}: {what}",
+                stamp(started),
+                escape(&decision.policy)
+            ));
+            for line in &decision.detail {
+                out(format!("            {}", escape(line)));
+            }
+        }
+        seen_decisions = decisions.len().max(seen_decisions);
+        for alert in now.alerts.iter().skip(alerts_seen) {
+            if alert.severity == "critical" || alert.message.contains("refused") {
+                ending = Ending::NotDone;
+            }
+            out(format!(
+                "{} alert ({}): {}",
+                stamp(started),
+                escape(&alert.severity),
+                escape(&alert.message)
+            ));
+        }
+        alerts_seen = now.alerts.len().max(alerts_seen);
+        if let Some(running) = &now.running {
+            let step = format!(
+                "plan {} step {}: {}",
+                running.plan_id, running.index, running.step
+            );
+            if !seen_steps.contains(&step) {
+                out(format!("{} running {}", stamp(started), escape(&step)));
+                seen_steps.push(step);
+            }
+        }
+        let decided = seen_decisions > 0 && now.running.is_none() && now.queue.depth == 0;
+        if decided {
+            let switching = matches!(
+                ask,
+                OperatorAsk::Switchover(_) | OperatorAsk::Maintenance(true)
+            );
+            let moved = seen_decisions > 0 && !seen_steps.is_empty();
+            if !switching || !moved || ending == Ending::NotDone {
+                return Ok(ending);
+            }
+            if let Some(host) = peer_serving(&now) {
+                out(format!(
+                    "{} the peer ({}) reports itself serving",
+                    stamp(started),
+                    escape(&host)
+                ));
+                return Ok(Ending::Done);
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(OperateError::TimedOut(format!(
+                "after {} s the request has not ended; see `havenctl status`",
+                wait.as_secs()
+            )));
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// The peer's name if its last facts say it serves: every CARP vhid master, every HAST
+/// resource primary, every service running, and no plan running.
+pub fn peer_serving(status: &Status) -> Option<String> {
+    let facts = status.peer.as_ref()?.state.facts.as_ref()?;
+    let serving = !facts.carp.is_empty()
+        && facts
+            .carp
+            .iter()
+            .all(|carp| carp.state == haven_core::CarpState::Master)
+        && facts
+            .hast
+            .iter()
+            .all(|hast| hast.role == haven_core::HastRole::Primary)
+        && facts.services.iter().all(|service| service.running)
+        && facts.running_plan.is_none();
+    serving.then(|| facts.host.clone())
+}
