@@ -13,52 +13,8 @@ use haven_daemon::status::{PeerView, Status};
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
-/// The peer link and what the peer last said. Everything the peer sent is escaped: it is
-/// text another host controls.
+/// What the peer link refused and counted (the pair's table shows the rest).
 fn render_peer(out: &mut String, peer: &PeerView) {
-    let state = &peer.state;
-    let for_how_long = humantime::format_duration(Duration::from_secs(state.link_for_ms / 1000));
-    let _ = write!(
-        out,
-        "\nPeer link: {} for {for_how_long}",
-        state.link.as_str()
-    );
-    match (&state.facts, state.facts_age_ms) {
-        (Some(facts), Some(age)) => {
-            let _ = writeln!(
-                out,
-                "; {} (havend {}) last heard {} ago",
-                escape(&clip(&facts.host, 64)),
-                escape(&clip(&facts.version, 64)),
-                humantime::format_duration(Duration::from_secs(age / 1000))
-            );
-            if facts.maintenance {
-                let _ = writeln!(out, "  peer in MAINTENANCE");
-            }
-            for hast in &facts.hast {
-                let _ = writeln!(
-                    out,
-                    "  peer HAST {}: {} {} dirty {}",
-                    escape(&clip(&hast.resource, 256)),
-                    hast.role,
-                    lower(hast.replication),
-                    hast.dirty_bytes.map_or("-".to_owned(), |d| d.to_string())
-                );
-            }
-            for carp in &facts.carp {
-                let _ = writeln!(
-                    out,
-                    "  peer CARP vhid {} on {}: {}",
-                    carp.vhid,
-                    escape(&clip(&carp.interface, 64)),
-                    lower(carp.state)
-                );
-            }
-        }
-        _ => {
-            let _ = writeln!(out, "; the peer was never heard");
-        }
-    }
     let counters = &peer.counters;
     let refused: Vec<String> = counters
         .refused
@@ -80,17 +36,8 @@ fn render_peer(out: &mut String, peer: &PeerView) {
     );
 }
 
-/// `havenctl status`: a readable table of the daemon's status.
-pub fn render_status(status: &Status) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "havend pid {}, up {}, executor {}, config {}",
-        status.pid,
-        humantime::format_duration(Duration::from_secs(status.uptime_ms / 1000)),
-        status.executor,
-        status.config.display()
-    );
+/// This host alone (no peer link): maintenance, CARP, HAST, mounts and services.
+fn render_host(out: &mut String, status: &Status) {
     if let Some(maintenance) = &status.maintenance {
         let _ = writeln!(
             out,
@@ -101,7 +48,7 @@ pub fn render_status(status: &Status) -> String {
             maintenance.uid
         );
     }
-    section(&mut out, "CARP", ["vhid", "interface", "state"], |rows| {
+    section(out, "CARP", ["vhid", "interface", "state"], |rows| {
         for carp in &status.carp {
             rows.push(vec![
                 carp.vhid.to_string(),
@@ -111,7 +58,7 @@ pub fn render_status(status: &Status) -> String {
         }
     });
     section(
-        &mut out,
+        out,
         "HAST",
         ["resource", "role", "status", "dirty"],
         |rows| {
@@ -125,27 +72,39 @@ pub fn render_status(status: &Status) -> String {
             }
         },
     );
-    section(
-        &mut out,
-        "Mounts",
-        ["mountpoint", "device", "fstype"],
-        |rows| {
-            for mount in &status.mounts {
-                rows.push(vec![
-                    mount.mountpoint.clone(),
-                    mount.device.clone(),
-                    mount.fstype.clone(),
-                ]);
-            }
-        },
-    );
-    section(&mut out, "Services", ["service", "running"], |rows| {
+    section(out, "Mounts", ["mountpoint", "device", "fstype"], |rows| {
+        for mount in &status.mounts {
+            rows.push(vec![
+                mount.mountpoint.clone(),
+                mount.device.clone(),
+                mount.fstype.clone(),
+            ]);
+        }
+    });
+    section(out, "Services", ["service", "running"], |rows| {
         for service in &status.services {
             rows.push(vec![service.name.clone(), yes_no(service.running)]);
         }
     });
-    if let Some(peer) = &status.peer {
-        render_peer(&mut out, peer);
+}
+
+/// `havenctl status`: a readable table of the daemon's status.
+pub fn render_status(status: &Status) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "havend pid {}, up {}, executor {}, config {}",
+        status.pid,
+        humantime::format_duration(Duration::from_secs(status.uptime_ms / 1000)),
+        status.executor,
+        status.config.display()
+    );
+    match &status.peer {
+        Some(peer) => {
+            out.push_str(&crate::pair_view::render(status, peer));
+            render_peer(&mut out, peer);
+        }
+        None => render_host(&mut out, status),
     }
     section(
         &mut out,

@@ -9,6 +9,7 @@ pub mod check;
 pub mod daemon_view;
 pub mod driver;
 pub mod operate;
+pub mod pair_view;
 pub mod scaffold;
 pub mod scenario;
 pub mod simulate;

@@ -40,8 +40,8 @@ pub enum OperateError {
 pub enum Ending {
     /// The policies acted (and, for a switchover, the peer serves).
     Done,
-    /// A policy refused or failed, or a step failed: the operator reads why above.
-    NotDone,
+    /// A policy refused or failed, or alerted critically: why, as the last such line said.
+    NotDone(String),
 }
 
 fn status(control_dir: &Path) -> Result<Status, OperateError> {
@@ -98,11 +98,13 @@ pub fn request(
                 DecisionOutcome::NoAction => "no action".to_owned(),
                 DecisionOutcome::Plan => format!("plan {}", decision.plan_id.unwrap_or(0)),
                 DecisionOutcome::Refused => {
-                    ending = Ending::NotDone;
+                    let why = format!("the plan was refused: {}", decision.detail.join("; "));
+                    ending = Ending::NotDone(escape(&why).into_owned());
                     "plan refused by the grants".to_owned()
                 }
                 DecisionOutcome::Failed => {
-                    ending = Ending::NotDone;
+                    let why = format!("the policy failed: {}", decision.detail.join("; "));
+                    ending = Ending::NotDone(escape(&why).into_owned());
                     "failed".to_owned()
                 }
             };
@@ -117,8 +119,11 @@ pub fn request(
         }
         seen_decisions = decisions.len().max(seen_decisions);
         for alert in now.alerts.iter().skip(alerts_seen) {
-            if alert.severity == "critical" || alert.message.contains("refused") {
-                ending = Ending::NotDone;
+            if alert.severity == "critical"
+                || alert.message.contains("refused")
+                || alert.message.contains("changes nothing")
+            {
+                ending = Ending::NotDone(escape(&alert.message).into_owned());
             }
             out(format!(
                 "{} alert ({}): {}",
@@ -138,14 +143,33 @@ pub fn request(
                 seen_steps.push(step);
             }
         }
-        let decided = seen_decisions > 0 && now.running.is_none() && now.queue.depth == 0;
-        if decided {
-            let switching = matches!(
-                ask,
-                OperatorAsk::Switchover(_) | OperatorAsk::Maintenance(true)
-            );
-            let moved = seen_decisions > 0 && !seen_steps.is_empty();
-            if !switching || !moved || ending == Ending::NotDone {
+        // Decided, and every plan decided on the request ended.
+        let last_plan = decisions
+            .iter()
+            .filter_map(|decision| decision.plan_id)
+            .max();
+        let ended = match (last_plan, now.last_plan_end) {
+            (None, _) => true,
+            (Some(plan), Some(end)) => end.plan_id >= plan,
+            (Some(_), None) => false,
+        };
+        if seen_decisions > 0 && ended && now.running.is_none() {
+            if let (Some(plan), Some(end)) = (last_plan, now.last_plan_end)
+                && end.plan_id == plan
+                && !end.completed
+                && ending == Ending::Done
+            {
+                ending = Ending::NotDone(format!(
+                    "plan {plan} stopped at a failed step; see `havenctl status` and `havenctl log`"
+                ));
+            }
+            // This host gave the service up: the request ends when the peer serves.
+            let handed_over = decisions.iter().flat_map(|d| d.detail.iter()).any(|step| {
+                step.starts_with("service stop")
+                    || step.starts_with("unmount")
+                    || (step.starts_with("hast-role") && step.contains(" secondary"))
+            });
+            if !handed_over || ending != Ending::Done {
                 return Ok(ending);
             }
             if let Some(host) = peer_serving(&now) {

@@ -562,6 +562,7 @@ impl Machine {
             running_plan: None,
             policies,
             maintenance: self.maintenance.is_some(),
+            alerts: Vec::new(),
         }
     }
 

@@ -232,6 +232,8 @@ pub struct PeerFacts {
     pub policies: Vec<PeerPolicy>,
     #[serde(default)]
     pub maintenance: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<String>,
 }
 
 /// Whether the peer link carries messages.

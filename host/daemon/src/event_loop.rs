@@ -363,7 +363,9 @@ impl<E: Executor> EventLoop<E> {
             return;
         };
         let pipeline = &self.runner.pipeline;
-        peer.facts(pipeline.peer_facts(peer.host(), env!("CARGO_PKG_VERSION")));
+        let mut facts = pipeline.peer_facts(peer.host(), env!("CARGO_PKG_VERSION"));
+        facts.alerts = self.board.alerts_for_peer();
+        peer.facts(facts);
     }
 
     fn note(&mut self, message: String) {
@@ -727,6 +729,7 @@ impl Observer for Journaling<'_> {
             peer.running_plan(None);
         }
         self.board.set_running(None);
+        self.board.set_plan_ended(plan_id, completed);
         self.append(&Entry::PlanEnd {
             plan_id,
             policy: policy.to_owned(),

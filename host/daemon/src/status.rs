@@ -27,6 +27,12 @@ use std::time::Instant;
 /// Alerts kept for status (the journal has all of them).
 pub const ALERTS_KEPT: usize = 20;
 
+/// Alerts published to the peer, for its status.
+pub const PEER_ALERTS: usize = 5;
+
+/// The most of one alert published to the peer.
+pub const PEER_ALERT_BYTES: usize = 512;
+
 /// Everything `havenctl status` shows; `havenctl status --json` prints it as is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -72,6 +78,12 @@ pub struct Status {
     /// This host's maintenance, while it is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<MaintenanceState>,
+    /// The plan that ended last, if one did since the daemon started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_plan_end: Option<PlanEnded>,
+    /// This host's name on the peer link (none without `[peer]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// The peer link and what the peer last said, for `havenctl status`.
@@ -125,6 +137,15 @@ pub struct RunningStep {
     pub step: String,
 }
 
+/// A plan that ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PlanEnded {
+    pub plan_id: u64,
+    /// Every step succeeded.
+    pub completed: bool,
+}
+
 /// One recent decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -172,6 +193,7 @@ struct Board {
     machine: Arc<Machine>,
     policies: Vec<PolicyStatus>,
     running: Option<RunningStep>,
+    last_plan_end: Option<PlanEnded>,
     decisions: VecDeque<RecentDecision>,
     decisions_kept: usize,
     alerts: VecDeque<RecentAlert>,
@@ -209,6 +231,7 @@ impl StatusBoard {
                 machine,
                 policies: Vec::new(),
                 running: None,
+                last_plan_end: None,
                 decisions: VecDeque::new(),
                 decisions_kept,
                 alerts: VecDeque::new(),
@@ -257,6 +280,11 @@ impl StatusBoard {
                 running.plan_id, running.policy, running.index, running.step
             )
         })
+    }
+
+    /// Note the plan that just ended.
+    pub fn set_plan_ended(&self, plan_id: u64, completed: bool) {
+        self.lock().last_plan_end = Some(PlanEnded { plan_id, completed });
     }
 
     /// Note the step that runs now (`None` when it ended).
@@ -315,6 +343,22 @@ impl StatusBoard {
         }
         board.waiters -= 1;
         board
+    }
+
+    /// The latest alerts as the peer is told them: at most [`PEER_ALERTS`], oldest first, each
+    /// `<severity>: <message>` clipped to [`PEER_ALERT_BYTES`].
+    pub fn alerts_for_peer(&self) -> Vec<String> {
+        let board = self.lock();
+        let skip = board.alerts.len().saturating_sub(PEER_ALERTS);
+        board
+            .alerts
+            .iter()
+            .skip(skip)
+            .map(|alert| {
+                let line = format!("{}: {}", alert.severity, alert.message);
+                haven_core::text::clip(&line, PEER_ALERT_BYTES).into_owned()
+            })
+            .collect()
     }
 
     /// Add an alert, forgetting the oldest beyond [`ALERTS_KEPT`].
@@ -466,6 +510,8 @@ impl StatusBoard {
             decisions_total: board.decisions_total,
             running: board.running.clone(),
             maintenance: machine.maintenance,
+            host: board.peer.as_ref().map(|peer| peer.host().to_owned()),
+            last_plan_end: board.last_plan_end,
             last_decisions: board.decisions.iter().cloned().collect(),
             alerts: board.alerts.iter().cloned().collect(),
             reloads: board.reloads,

@@ -208,7 +208,8 @@ mod v3_types {
         StartupState { carp, hast, mounts, services, interrupted, state_lost }
         PeerPolicy { name, module_hash }
         PeerFacts {
-            host, version, carp, hast, mounts, services, running_plan, policies, maintenance
+            host, version, carp, hast, mounts, services, running_plan, policies, maintenance,
+            alerts
         }
         PeerState { link, link_for_ms, facts, facts_age_ms }
         OperatorRequest { uid, ask }
@@ -280,6 +281,7 @@ pub(crate) mod v2_types {
                 running_plan: self.running_plan,
                 policies: self.policies.convert(),
                 maintenance: false,
+                alerts: Vec::new(),
             }
         }
     }

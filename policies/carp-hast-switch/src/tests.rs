@@ -788,6 +788,7 @@ fn peer_primary(replication: HastReplication, dirty: u64) -> haven_sdk::PeerFact
         running_plan: None,
         policies: Vec::new(),
         maintenance: false,
+        alerts: Vec::new(),
     }
 }
 

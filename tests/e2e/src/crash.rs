@@ -169,8 +169,9 @@ fn timeline(
     })
 }
 
-/// The steps of the last plan `side`'s havend ran, with their durations.
-fn promotion_steps(rig: &Rig, side: Side) -> Vec<(String, Duration)> {
+/// The steps of the last plan `side`'s havend ran (its promotion, after a failover), with
+/// their durations.
+pub fn promotion_steps(rig: &Rig, side: Side) -> Vec<(String, Duration)> {
     let journal = rig.journal(side);
     let Some(plan) = journal
         .iter()

@@ -22,6 +22,7 @@ pub mod mariadb;
 pub mod ns;
 pub mod rig;
 pub mod seed_script;
+pub mod switchover;
 
 use std::fmt;
 use std::process::Command;

@@ -532,6 +532,22 @@ key-file = "{keys}"
         self.up(side)?.run(&havenctl, &all)
     }
 
+    /// `havenctl args…` on a host as the unprivileged user `nobody` (uid and gid 65534, no
+    /// supplementary groups), through util-linux's `setpriv`.
+    pub fn havenctl_as_nobody(&self, side: Side, args: &[&str]) -> Result<String, RigError> {
+        let havenctl = path_str(&bins::rig_binary("havenctl")?)?;
+        let mut all = vec![
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            &havenctl,
+            "--control-dir",
+            "/run/haven",
+        ];
+        all.extend_from_slice(args);
+        self.up(side)?.run("setpriv", &all)
+    }
+
     /// The HAST stand-in's `hastctl args…` on a host.
     pub fn hastctl(&self, side: Side, args: &[&str]) -> Result<String, RigError> {
         let hastctl = path_str(&bins::rig_binary("hastctl")?)?;

@@ -81,9 +81,12 @@ enum Command {
     /// Show the running daemon's state: CARP, HAST, mounts, services, policies, queue, sources,
     /// last decisions and alerts.
     Status {
-        /// Print havend's answer as JSON, for scripts.
+        /// Print havend's answer as JSON, for scripts (the peer's facts are in `peer.facts`).
         #[arg(long)]
         json: bool,
+        /// Redraw the status in place every second until interrupted (for an incident).
+        #[arg(long, conflicts_with = "json")]
+        watch: bool,
     },
     /// Show the daemon's journal (read from its state directory).
     Log {
@@ -432,6 +435,7 @@ fn daemon_command(cli: &Cli) -> Result<Option<ExitCode>> {
             OperatorAsk::AcceptIncomplete(accept_incomplete.clone()),
             *wait,
         ),
+        Command::Status { watch: true, .. } => return watch_status(&cli.control_dir),
         _ => return daemon_request(cli),
     };
     let ending = haven_cli::operate::request(
@@ -442,8 +446,32 @@ fn daemon_command(cli: &Cli) -> Result<Option<ExitCode>> {
     )?;
     Ok(Some(match ending {
         haven_cli::operate::Ending::Done => ExitCode::SUCCESS,
-        haven_cli::operate::Ending::NotDone => ExitCode::FAILURE,
+        haven_cli::operate::Ending::NotDone(why) => {
+            eprintln!("havenctl: not done: {why}");
+            ExitCode::FAILURE
+        }
     }))
+}
+
+/// `havenctl status --watch`: the status redrawn in place every second (the terminal is
+/// cleared first); havend unreachable is shown, not fatal, so the watch outlives a restart.
+fn watch_status(control_dir: &Path) -> Result<Option<ExitCode>> {
+    loop {
+        let text = match control::send(control_dir, &Request::Status, CONTROL_TIMEOUT) {
+            Ok(Response::Ok { body }) => match serde_json::from_value::<Status>(body) {
+                Ok(status) => daemon_view::render_status(&status),
+                Err(error) => format!("havend's status is not what havenctl expects: {error}\n"),
+            },
+            Ok(Response::Error { message }) => format!("havend refused: {message}\n"),
+            Err(error) => format!("{error}\n"),
+        };
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+        print!("\x1b[H\x1b[2J{now}  (havenctl status --watch; Ctrl-C ends)\n{text}");
+        use std::io::Write as _;
+        std::io::stdout().flush()?;
+        // An operator's refresh rate, not a synchronisation.
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 /// `on` or `off`.
@@ -496,8 +524,10 @@ fn daemon_request(cli: &Cli) -> Result<Option<ExitCode>> {
         }
     };
     match &cli.command {
-        Command::Status { json: true } => println!("{}", serde_json::to_string_pretty(&body)?),
-        Command::Status { json: false } => {
+        Command::Status { json: true, .. } => {
+            println!("{}", serde_json::to_string_pretty(&body)?)
+        }
+        Command::Status { json: false, .. } => {
             let status: Status = serde_json::from_value(body)
                 .context("havend's status is not what havenctl expects")?;
             print!("{}", daemon_view::render_status(&status));
