@@ -1,5 +1,6 @@
 //! Builds every policy the tests load: the shipped seed policy, the misbehaving ones (two of
-//! them misbehave in `describe`) and one built against an older minor version of the contract.
+//! them misbehave in `describe`), one built against an older minor version of the contract
+//! (`1.0`) and one against the last contract of the previous major (`2.0`).
 
 use haven_guest_build::{Guest, build};
 use std::fmt::Write;
@@ -24,6 +25,10 @@ const GUESTS: &[Guest] = &[
     Guest {
         package: "contract-1-0-policy",
         dir: "tests/policies/contract-1-0",
+    },
+    Guest {
+        package: "contract-2-0-policy",
+        dir: "tests/policies/contract-2-0",
     },
     Guest {
         package: "big-describe-policy",

@@ -84,7 +84,7 @@ pub fn request(
     let deadline = started + wait;
     let mut ending = Ending::Done;
     let mut seen_decisions = 0;
-    let mut seen_steps: Vec<String> = Vec::new();
+    let mut seen_steps: Vec<(u64, u32)> = Vec::new();
     let mut alerts_seen = alerts_before;
     loop {
         let now = status(control_dir)?;
@@ -133,15 +133,29 @@ pub fn request(
             ));
         }
         alerts_seen = now.alerts.len().max(alerts_seen);
-        if let Some(running) = &now.running {
-            let step = format!(
-                "plan {} step {}: {}",
-                running.plan_id, running.index, running.step
-            );
-            if !seen_steps.contains(&step) {
-                out(format!("{} running {}", stamp(started), escape(&step)));
-                seen_steps.push(step);
+        let plans: Vec<u64> = decisions.iter().filter_map(|d| d.plan_id).collect();
+        for step in now
+            .last_steps
+            .iter()
+            .filter(|step| plans.contains(&step.plan_id))
+        {
+            let key = (step.plan_id, step.index);
+            if seen_steps.contains(&key) {
+                continue;
             }
+            seen_steps.push(key);
+            let how = match (step.ok, step.already_done) {
+                (true, true) => "already done".to_owned(),
+                (true, false) => format!("done in {} ms", step.duration_ms),
+                (false, _) => format!("FAILED after {} ms", step.duration_ms),
+            };
+            out(format!(
+                "{} plan {} step {} {how}: {}",
+                stamp(started),
+                step.plan_id,
+                step.index,
+                escape(&step.step)
+            ));
         }
         // Decided, and every plan decided on the request ended.
         let last_plan = decisions

@@ -10,7 +10,7 @@ mod common;
 
 use common::{
     DEADLINE, DevdServer, HAVENCTL, HAVEND, Havend, Setup, poll_until, seed, send_line,
-    stderr_text, toml_path, wait_exit,
+    stderr_text, stdout_text, toml_path, wait_exit,
 };
 use haven_core::{
     CarpChange, CarpState, Event, HastHook, HastReplication, HastRole, HastRoleChange, HastStatus,
@@ -1576,4 +1576,73 @@ fn a_full_state_disk_is_alerted_once_and_again_when_it_is_over() {
         )
     });
     assert!(over.contains("No space left on device"), "{over}");
+}
+
+// ------------------------------------------------------------------------ operator requests
+
+#[test]
+fn operator_requests_are_checked_before_they_are_queued_and_maintenance_is_kept() {
+    let setup = Setup::with(&Options::default());
+    let daemon = Havend::start_up(&setup, &[]);
+    // Bad input changes nothing: havend answers an error, and no event is queued.
+    assert_refused(
+        &daemon.havenctl(&["switchover"]),
+        "switchover needs the peer link: haven.toml has no [peer]",
+    );
+    assert_refused(
+        &daemon.havenctl(&["promote", "--accept-incomplete", "nope"]),
+        "HAST resource `nope` is not granted to any policy",
+    );
+    assert_refused(
+        &daemon.havenctl(&["promote", "--accept-incomplete", "../etc"]),
+        "has an empty, `.` or `..` path component",
+    );
+    let queued = |records: &[Record]| {
+        events(records)
+            .iter()
+            .filter(|event| matches!(event.event, haven_core::Event::Operator(_)))
+            .count()
+    };
+    assert_eq!(queued(&daemon.records()), 0);
+
+    // Maintenance on: kept on disk before the policy hears it, shown in status. The seed
+    // policy's demotion is refused here (no grants.carp-vhids), and havenctl says so.
+    let output = daemon.havenctl(&["maintenance", "on", "--wait", "20"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let said = stderr_text(&output);
+    assert!(
+        said.contains("not done: the plan was refused")
+            && said.contains("CARP vhid 1 is not in grants.carp-vhids"),
+        "{said}"
+    );
+    assert!(setup.state_dir().join("maintenance.json").is_file());
+    let maintenance = daemon
+        .status()
+        .maintenance
+        .expect("maintenance on in status");
+    assert_eq!(maintenance.uid, 0);
+    assert_eq!(queued(&daemon.records()), 1);
+    let text = stdout_text(&daemon.havenctl(&["status"]));
+    assert!(text.contains("MAINTENANCE on since"), "{text}");
+
+    // The journal keeps who asked.
+    let asked = daemon
+        .records()
+        .into_iter()
+        .find_map(|record| match record.entry {
+            Entry::Event {
+                event: haven_core::Event::Operator(request),
+                source,
+                ..
+            } => Some((request, source)),
+            _ => None,
+        });
+    let (request, source) = asked.expect("the request is journaled");
+    assert_eq!(source, "havenctl");
+    assert_eq!(request.uid, 0);
+    assert_eq!(request.ask, haven_core::OperatorAsk::Maintenance(true));
+
+    let _ = daemon.havenctl(&["maintenance", "off", "--wait", "20"]);
+    assert!(!setup.state_dir().join("maintenance.json").exists());
+    assert_eq!(daemon.status().maintenance, None);
 }

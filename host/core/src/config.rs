@@ -1379,6 +1379,45 @@ services = ["mysql-server"]
     }
 
     #[test]
+    fn carp_vhids_need_a_carp_entry_one_owner_and_a_real_vhid() {
+        let policy = |name: &str, vhids: &str| {
+            format!(
+                "[[policy]]\nname = \"{name}\"\nmodule = \"p.wasm\"\n[policy.grants]\n\
+                 carp-vhids = {vhids}\n"
+            )
+        };
+        let carp = |extra: &str| {
+            format!("[[carp]]\nvhid = 1\ninterface = \"em0\"\naddress = \"192.0.2.1\"\n{extra}")
+        };
+        let good = parse(&format!(
+            "{}{}",
+            policy("a", "[1]"),
+            carp("advskew = 100\n")
+        ))
+        .unwrap();
+        assert_eq!(good.policies[0].grants.carp_vhids, [1].into());
+        assert_eq!(good.carp[0].advskew, 100);
+        for (text, wanted) in [
+            (
+                policy("a", "[1]"),
+                "policy `a`: grants: carp-vhids: vhid 1 has no [[carp]] entry",
+            ),
+            (policy("a", "[0]"), "carp-vhids: 0 is not a vhid"),
+            (
+                format!("{}{}{}", policy("a", "[1]"), policy("b", "[1]"), carp("")),
+                "policy `b`: CARP vhid 1 is already granted to policy `a`",
+            ),
+            (
+                format!("{}{}", policy("a", "[1]"), carp("advskew = 240\n")),
+                "carp: advskew 240 is not below 240",
+            ),
+        ] {
+            let message = error(&text);
+            assert!(message.contains(wanted), "{wanted:?} not in {message:?}");
+        }
+    }
+
+    #[test]
     fn a_good_config_reads_whole() {
         let config = parse(GOOD).unwrap();
         let policy = &config.policies[0];

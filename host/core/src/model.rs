@@ -542,28 +542,32 @@ impl Machine {
         }
     }
 
-    /// What this host's daemon publishes to its peer: the model's CARP, HAST, mounts and
-    /// services, with who it is and its policies. The running plan is set by the caller.
-    pub fn peer_facts(&self, host: &str, version: &str, policies: Vec<PeerPolicy>) -> PeerFacts {
-        PeerFacts {
+    /// What this host's daemon publishes to its peer: the model's CARP, and the HAST
+    /// resources, mounts and services its policies are granted (each has one owner, so
+    /// nothing repeats), with who it is, its policies and its maintenance. The running plan
+    /// and the alerts are set by the caller.
+    pub fn peer_facts<'a>(
+        &self,
+        host: &str,
+        version: &str,
+        policies: Vec<PeerPolicy>,
+        grants: impl IntoIterator<Item = &'a Grants>,
+    ) -> PeerFacts {
+        let mut facts = PeerFacts {
             host: host.to_owned(),
             version: version.to_owned(),
             carp: self.carp.values().cloned().collect(),
-            hast: self.hast.values().cloned().collect(),
-            mounts: self.mounts.values().cloned().collect(),
-            services: self
-                .services
-                .iter()
-                .map(|(name, running)| ServiceStatus {
-                    name: name.clone(),
-                    running: *running,
-                })
-                .collect(),
-            running_plan: None,
             policies,
             maintenance: self.maintenance.is_some(),
-            alerts: Vec::new(),
+            ..PeerFacts::default()
+        };
+        for grants in grants {
+            let granted = self.startup_state(grants);
+            facts.hast.extend(granted.hast);
+            facts.mounts.extend(granted.mounts);
+            facts.services.extend(granted.services);
         }
+        facts
     }
 
     /// Move the clock forward to `now_ms` (never back); the wall clock moves with it.

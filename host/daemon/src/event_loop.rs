@@ -27,7 +27,9 @@ use crate::journal::{Entry, Journal, JournalError};
 use crate::reconcile::Granted;
 use crate::reload::{Prepared, ReloadOutcome};
 use crate::sources::peer::PeerPublisher;
-use crate::status::{PolicyStatus, RecentAlert, RecentDecision, RunningStep, StatusBoard};
+use crate::status::{
+    PolicyStatus, RecentAlert, RecentDecision, RunningStep, StatusBoard, StepEnded,
+};
 use haven_core::{Action, AlertSeverity, Event, InterruptedStep, Machine, Step};
 use haven_executor::runner::{Delivery, Observer, StepReport};
 use haven_executor::{Executor, Runner};
@@ -669,6 +671,14 @@ impl Observer for Journaling<'_> {
     fn step_end(&mut self, report: &StepReport<'_>) {
         self.board.set_running(None);
         let outcome = report.outcome;
+        self.board.add_step_end(StepEnded {
+            plan_id: report.plan_id,
+            index: report.index,
+            step: report.step.to_string(),
+            ok: outcome.ok(),
+            already_done: outcome.skipped_as_done,
+            duration_ms: u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
+        });
         match &outcome.result {
             Ok(()) => tracing::info!(
                 skipped_as_done = outcome.skipped_as_done,

@@ -78,6 +78,9 @@ pub struct Status {
     /// This host's maintenance, while it is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<MaintenanceState>,
+    /// The latest steps that ended, oldest first (at most [`STEPS_KEPT`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_steps: Vec<StepEnded>,
     /// The plan that ended last, if one did since the daemon started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_plan_end: Option<PlanEnded>,
@@ -137,6 +140,22 @@ pub struct RunningStep {
     pub step: String,
 }
 
+/// Steps kept for status: those of the latest plans, for `havenctl` to follow a request.
+pub const STEPS_KEPT: usize = 32;
+
+/// A step that ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct StepEnded {
+    pub plan_id: u64,
+    pub index: u32,
+    pub step: String,
+    pub ok: bool,
+    /// Its goal already held: nothing ran.
+    pub already_done: bool,
+    pub duration_ms: u64,
+}
+
 /// A plan that ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -194,6 +213,7 @@ struct Board {
     policies: Vec<PolicyStatus>,
     running: Option<RunningStep>,
     last_plan_end: Option<PlanEnded>,
+    last_steps: VecDeque<StepEnded>,
     decisions: VecDeque<RecentDecision>,
     decisions_kept: usize,
     alerts: VecDeque<RecentAlert>,
@@ -232,6 +252,7 @@ impl StatusBoard {
                 policies: Vec::new(),
                 running: None,
                 last_plan_end: None,
+                last_steps: VecDeque::new(),
                 decisions: VecDeque::new(),
                 decisions_kept,
                 alerts: VecDeque::new(),
@@ -280,6 +301,15 @@ impl StatusBoard {
                 running.plan_id, running.policy, running.index, running.step
             )
         })
+    }
+
+    /// Note a step that ended, forgetting the oldest beyond [`STEPS_KEPT`].
+    pub fn add_step_end(&self, step: StepEnded) {
+        let mut board = self.lock();
+        if board.last_steps.len() == STEPS_KEPT {
+            board.last_steps.pop_front();
+        }
+        board.last_steps.push_back(step);
     }
 
     /// Note the plan that just ended.
@@ -512,6 +542,7 @@ impl StatusBoard {
             maintenance: machine.maintenance,
             host: board.peer.as_ref().map(|peer| peer.host().to_owned()),
             last_plan_end: board.last_plan_end,
+            last_steps: board.last_steps.iter().cloned().collect(),
             last_decisions: board.decisions.iter().cloned().collect(),
             alerts: board.alerts.iter().cloned().collect(),
             reloads: board.reloads,

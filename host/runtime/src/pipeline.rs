@@ -203,7 +203,8 @@ impl Pipeline {
                 module_hash: policy.compiled.module_hash.clone(),
             })
             .collect();
-        self.machine.peer_facts(host, version, policies)
+        let grants = self.policies.iter().map(|policy| policy.grants());
+        self.machine.peer_facts(host, version, policies, grants)
     }
 
     /// Swap in a new set of policies between two events (a reload). A policy that stays (by

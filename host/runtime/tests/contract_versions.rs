@@ -7,6 +7,9 @@
 //! like `@2.0.0`), so they are the same policy in every other respect. That they would load but
 //! for their version is shown by the patch and same-minor rewrites, which do.
 //!
+//! `tests/policies/contract-2-0`, built against the frozen `haven:policy@2.0.0`, shows the
+//! previous major running as it is.
+//!
 //! Every case runs twice: as the core module `cargo build` makes (admitted by its core imports,
 //! then made a component here) and as a component (admitted by its component imports/exports).
 
@@ -197,5 +200,68 @@ fn a_1_x_policy_is_not_handed_peer_events() {
     let compiled = runtime().compile(&core, &Default::default()).unwrap();
     let loaded = runtime().configure(compiled, &config()).unwrap();
     assert!(!loaded.receives(&Event::Peer(haven_core::PeerEvent::Up)));
+    assert!(
+        !loaded.receives(&Event::Operator(haven_core::OperatorRequest {
+            uid: 0,
+            ask: haven_core::OperatorAsk::Switchover(None),
+        }))
+    );
     assert!(loaded.receives(&Event::TimerFired("tick".into())));
+}
+
+/// A `2.0` policy (`tests/policies/contract-2-0`, built against the frozen `wit/v2/`) runs on
+/// this `3.x` host: it asks for the peer and the wall clock, hears the peer's events, and is
+/// handed no operator request, which its contract cannot express.
+#[test]
+fn a_2_0_policy_runs_sees_the_peer_and_is_handed_no_operator_request() {
+    let bytes = std::fs::read(artifacts::CONTRACT_2_0_POLICY).unwrap();
+    let compiled = runtime().compile(&bytes, &Default::default()).unwrap();
+    assert_eq!(compiled.contract, "2.0.0");
+    let text = format!(
+        "[[policy]]\nname = \"two\"\nmodule = \"{}\"\n",
+        artifacts::CONTRACT_2_0_POLICY
+    );
+    let config = Config::parse(&text, Path::new("test.toml"))
+        .unwrap()
+        .policies
+        .remove(0);
+    let policy = runtime().configure(compiled, &config).unwrap();
+    let operator = Event::Operator(haven_core::OperatorRequest {
+        uid: 0,
+        ask: haven_core::OperatorAsk::Maintenance(true),
+    });
+    assert!(!policy.receives(&operator));
+    let facts = haven_core::PeerFacts {
+        host: "hastb".into(),
+        maintenance: true,
+        alerts: vec!["critical: a 3.0 field".into()],
+        ..Default::default()
+    };
+    let peer_event = Event::Peer(haven_core::PeerEvent::FactsChanged(facts.clone()));
+    assert!(policy.receives(&peer_event));
+
+    let mut machine = Machine {
+        unix_ms: 1_764_876_003_000,
+        ..Machine::default()
+    };
+    machine.peer.link = haven_core::PeerLink::Up;
+    machine.peer.heard(facts, 0);
+    let machine = Arc::new(machine);
+    let answer = |event: &Event| {
+        let call = runtime().call(&policy, event, Arc::clone(&machine), Arc::default());
+        call.result
+            .unwrap_or_else(|failure| panic!("{event:?}: {failure}"))
+            .steps
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        answer(&Event::TimerFired("tick".into())),
+        ["alert warning contract 2.0 timer=tick peer=up host=hastb wall=true"]
+    );
+    assert_eq!(
+        answer(&peer_event),
+        ["alert warning contract 2.0 facts from hastb"]
+    );
 }

@@ -81,7 +81,7 @@ fn a_switchover_and_a_failback_lose_nothing() {
         out.contains("the peer (hastb) reports itself serving"),
         "{out}"
     );
-    eprintln!("switchover to hastb: {:.3} s", total_seconds(&out));
+    eprintln!("switchover to hastb: {:.3} s\n{out}", total_seconds(&out));
     assert!(
         prober.wait_answering(FAILOVER_LIMIT),
         "{}",
@@ -92,6 +92,8 @@ fn a_switchover_and_a_failback_lose_nothing() {
     assert_serves_alone(&rig, Side::B);
     assert_promoted(&rig, Side::B);
     assert_fsck_clean(&rig, Side::B);
+    let pair = must(&rig, rig.havenctl(Side::B, &["status"]), "status");
+    eprintln!("{pair}");
 
     // (b) Failback, from hastb, once hasta knows its own copy is in sync again.
     wait_recorded(&rig, Side::A, "synced");
@@ -140,6 +142,7 @@ fn a_switchover_is_refused_when_the_peer_is_unreachable_or_behind() {
     let refused = rig
         .havenctl(Side::A, &["switchover"])
         .expect_err("a switchover with the peer unreachable");
+    eprintln!("refused:\n{refused}");
     assert!(
         refused.to_string().contains("the peer is unreachable"),
         "{refused}"

@@ -88,6 +88,15 @@ fn all_requests() -> Vec<Request> {
         },
         Request::LogTail { lines: 50 },
         Request::Reload,
+        Request::Operator {
+            ask: haven_core::OperatorAsk::Switchover(Some("hastb".into())),
+        },
+        Request::Operator {
+            ask: haven_core::OperatorAsk::Maintenance(true),
+        },
+        Request::Operator {
+            ask: haven_core::OperatorAsk::AcceptIncomplete("test".into()),
+        },
     ]
 }
 
@@ -98,6 +107,12 @@ fn wire_format_is_kebab_case_tagged_by_command() {
     let json = |r: &Request| serde_json::to_string(r).unwrap();
     assert_eq!(json(&Request::Status), r#"{"command":"status"}"#);
     assert_eq!(json(&Request::Reload), r#"{"command":"reload"}"#);
+    assert_eq!(
+        json(&Request::Operator {
+            ask: haven_core::OperatorAsk::Maintenance(false)
+        }),
+        r#"{"command":"operator","ask":{"maintenance":false}}"#
+    );
     assert_eq!(
         json(&Request::LogTail { lines: 3 }),
         r#"{"command":"log-tail","lines":3}"#
