@@ -665,7 +665,8 @@ impl Handler {
             OperatorAsk::Switchover(to) => {
                 let machine = self.board.machine();
                 if machine.peer.link == PeerLink::NotConfigured {
-                    return Err("switchover needs the peer link: haven.toml has no [peer], so                                 nothing here knows whether the other host can take over"
+                    return Err("switchover needs the peer link: haven.toml has no [peer], so nothing here \
+                         knows whether the other host can take over"
                         .to_owned());
                 }
                 if let Some(to) = to {

@@ -438,12 +438,20 @@ fn daemon_command(cli: &Cli) -> Result<Option<ExitCode>> {
         Command::Status { watch: true, .. } => return watch_status(&cli.control_dir),
         _ => return daemon_request(cli),
     };
-    let ending = haven_cli::operate::request(
+    let ending = match haven_cli::operate::request(
         &cli.control_dir,
         ask,
         Duration::from_secs(wait),
         &mut |line| println!("{line}"),
-    )?;
+    ) {
+        Ok(ending) => ending,
+        // Refused before it was queued: nothing changed, as with every refused request.
+        Err(error @ haven_cli::operate::OperateError::Refused(_)) => {
+            eprintln!("havenctl: {error}");
+            return Ok(Some(ExitCode::FAILURE));
+        }
+        Err(error) => return Err(error.into()),
+    };
     Ok(Some(match ending {
         haven_cli::operate::Ending::Done => ExitCode::SUCCESS,
         haven_cli::operate::Ending::NotDone(why) => {
