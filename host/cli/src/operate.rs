@@ -63,7 +63,7 @@ pub fn request(
     let started = Instant::now();
     let stamp = |started: Instant| format!("{:>7.3} s", started.elapsed().as_secs_f64());
     let before = status(control_dir)?;
-    let alerts_before = before.alerts.len();
+    let mut alerts_seen = before.alerts_total;
     let response = control::send(
         control_dir,
         &Request::Operator { ask: ask.clone() },
@@ -85,7 +85,6 @@ pub fn request(
     let mut ending = Ending::Done;
     let mut seen_decisions = 0;
     let mut seen_steps: Vec<(u64, u32)> = Vec::new();
-    let mut alerts_seen = alerts_before;
     loop {
         let now = status(control_dir)?;
         let decisions: Vec<_> = now
@@ -118,7 +117,11 @@ pub fn request(
             }
         }
         seen_decisions = decisions.len().max(seen_decisions);
-        for alert in now.alerts.iter().skip(alerts_seen) {
+        // The last `new` of the kept alerts are those raised since the last look.
+        let new =
+            usize::try_from(now.alerts_total.saturating_sub(alerts_seen)).unwrap_or(usize::MAX);
+        let skip = now.alerts.len().saturating_sub(new);
+        for alert in now.alerts.iter().skip(skip) {
             if alert.severity == "critical"
                 || alert.message.contains("refused")
                 || alert.message.contains("changes nothing")
@@ -132,7 +135,7 @@ pub fn request(
                 escape(&alert.message)
             ));
         }
-        alerts_seen = now.alerts.len().max(alerts_seen);
+        alerts_seen = alerts_seen.max(now.alerts_total);
         let plans: Vec<u64> = decisions.iter().filter_map(|d| d.plan_id).collect();
         for step in now
             .last_steps

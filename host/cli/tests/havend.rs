@@ -1615,8 +1615,7 @@ fn operator_requests_are_checked_before_they_are_queued_and_maintenance_is_kept(
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let said = stderr_text(&output);
     assert!(
-        said.contains("not done: ")
-            && said.contains("CARP vhid 1 is not in grants.carp-vhids"),
+        said.contains("not done: ") && said.contains("CARP vhid 1 is not in grants.carp-vhids"),
         "{said}"
     );
     assert!(setup.state_dir().join("maintenance.json").is_file());

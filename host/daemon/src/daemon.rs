@@ -601,13 +601,23 @@ struct Handler {
 impl Handler {
     fn handle(&self, socket: &ControlSocket, peer: control::Peer, request: Request) -> Response {
         match request {
-            Request::Operator { ask } => match self.check_operator(&ask) {
-                Ok(()) => {
-                    let request = OperatorRequest { uid: peer.uid, ask };
-                    self.queue(OPERATOR, Ok(Event::Operator(request)), &[])
+            Request::Operator { ask } => {
+                let kept = self.board.machine().maintenance;
+                if let Err(reason) = self.check_operator(&ask) {
+                    return Response::error(reason);
                 }
-                Err(reason) => Response::error(reason),
-            },
+                let maintenance = matches!(ask, OperatorAsk::Maintenance(_));
+                let request = OperatorRequest { uid: peer.uid, ask };
+                let response = self.queue(OPERATOR, Ok(Event::Operator(request)), &[]);
+                if maintenance && matches!(response, Response::Error { .. }) {
+                    // Not queued (the queue is full): the file goes back to what the daemon
+                    // holds, so that disk and daemon never disagree.
+                    if let Err(error) = crate::maintenance::save(&self.state_dir, kept) {
+                        tracing::error!(%error, "cannot restore the maintenance file");
+                    }
+                }
+                response
+            }
             Request::Status => {
                 let status = self.board.status(&self.inbox, socket.stats());
                 match serde_json::to_value(status) {

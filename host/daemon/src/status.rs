@@ -78,6 +78,10 @@ pub struct Status {
     /// This host's maintenance, while it is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<MaintenanceState>,
+    /// Alerts raised since the daemon started (`alerts` keeps the last [`ALERTS_KEPT`]): how a
+    /// reader tells which of them are new.
+    #[serde(default)]
+    pub alerts_total: u64,
     /// The latest steps that ended, oldest first (at most [`STEPS_KEPT`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub last_steps: Vec<StepEnded>,
@@ -214,6 +218,7 @@ struct Board {
     running: Option<RunningStep>,
     last_plan_end: Option<PlanEnded>,
     last_steps: VecDeque<StepEnded>,
+    alerts_total: u64,
     decisions: VecDeque<RecentDecision>,
     decisions_kept: usize,
     alerts: VecDeque<RecentAlert>,
@@ -253,6 +258,7 @@ impl StatusBoard {
                 running: None,
                 last_plan_end: None,
                 last_steps: VecDeque::new(),
+                alerts_total: 0,
                 decisions: VecDeque::new(),
                 decisions_kept,
                 alerts: VecDeque::new(),
@@ -545,6 +551,7 @@ impl StatusBoard {
             last_steps: board.last_steps.iter().cloned().collect(),
             last_decisions: board.decisions.iter().cloned().collect(),
             alerts: board.alerts.iter().cloned().collect(),
+            alerts_total: board.alerts_total,
             reloads: board.reloads,
             last_reload: board.last_reload.clone(),
             peer,
@@ -554,6 +561,7 @@ impl StatusBoard {
 
 /// Keep an alert on the board, dropping the oldest past [`ALERTS_KEPT`].
 fn add(board: &mut Board, alert: RecentAlert) {
+    board.alerts_total += 1;
     if board.alerts.len() >= ALERTS_KEPT {
         board.alerts.pop_front();
     }

@@ -12,7 +12,7 @@ use common::{
     steps_started, wait_recorded,
 };
 use haven_e2e::crash::FAILOVER_LIMIT;
-use haven_e2e::mariadb::Writer;
+use haven_e2e::mariadb::{Prober, Writer};
 use haven_e2e::rig::{Rig, RigOptions, Side, VIP, wait_until};
 use serde_json::Value;
 
@@ -60,6 +60,38 @@ fn total_seconds(output: &str) -> f64 {
         .unwrap_or_else(|| panic!("no end line in\n{output}"))
 }
 
+/// `havenctl switchover` on `from` while `writer` writes: it must end with the peer serving,
+/// the database answering through the shared address and taking rows, and the peer alone
+/// serving with a clean filesystem. Its output, for the test's own checks.
+fn switch_over(rig: &Rig, prober: &Prober, writer: &Writer, from: Side) -> String {
+    let to = from.peer();
+    let out = must(
+        rig,
+        rig.havenctl(from, &["switchover", "--to", to.name()]),
+        "switchover",
+    );
+    rig.log
+        .note(format!("havenctl switchover on {}:\n{out}", from.name()));
+    let serving = format!("the peer ({}) reports itself serving", to.name());
+    assert!(out.contains(&serving), "{out}");
+    eprintln!(
+        "switchover to {}: {:.3} s\n{out}",
+        to.name(),
+        total_seconds(&out)
+    );
+    assert!(
+        prober.wait_answering(FAILOVER_LIMIT),
+        "{}",
+        rig.log.tail(120)
+    );
+    let before = writer.acked_count();
+    assert!(wait_until(FAILOVER_LIMIT, || writer.acked_count() >= before + 5));
+    assert_serves_alone(rig, to);
+    assert_promoted(rig, to);
+    assert_fsck_clean(rig, to);
+    out
+}
+
 /// (a) and (b): a planned switchover moves MariaDB to hastb while a client writes, losing no
 /// acknowledged row, never mounted twice, the filesystem clean; then a failback the same way.
 #[test]
@@ -69,57 +101,15 @@ fn a_switchover_and_a_failback_lose_nothing() {
     wait_pair_ready(&rig);
     let writer = Writer::start(rig.client(), VIP);
     assert!(wait_until(FAILOVER_LIMIT, || writer.acked_count() >= 20));
-
-    let out = must(
-        &rig,
-        rig.havenctl(Side::A, &["switchover", "--to", "hastb"]),
-        "switchover",
-    );
-    rig.log
-        .note(format!("havenctl switchover on hasta:\n{out}"));
-    assert!(
-        out.contains("the peer (hastb) reports itself serving"),
-        "{out}"
-    );
-    eprintln!("switchover to hastb: {:.3} s\n{out}", total_seconds(&out));
-    assert!(
-        prober.wait_answering(FAILOVER_LIMIT),
-        "{}",
-        rig.log.tail(120)
-    );
-    let before = writer.acked_count();
-    assert!(wait_until(FAILOVER_LIMIT, || writer.acked_count() >= before + 5));
-    assert_serves_alone(&rig, Side::B);
-    assert_promoted(&rig, Side::B);
-    assert_fsck_clean(&rig, Side::B);
+    switch_over(&rig, &prober, &writer, Side::A);
     let pair = must(&rig, rig.havenctl(Side::B, &["status"]), "status");
     eprintln!("{pair}");
 
     // (b) Failback, from hastb, once hasta knows its own copy is in sync again.
     wait_recorded(&rig, Side::A, "synced");
-    let out = must(
-        &rig,
-        rig.havenctl(Side::B, &["switchover", "--to", "hasta"]),
-        "failback",
-    );
-    rig.log
-        .note(format!("havenctl switchover on hastb:\n{out}"));
-    assert!(
-        out.contains("the peer (hasta) reports itself serving"),
-        "{out}"
-    );
-    eprintln!("failback to hasta: {:.3} s", total_seconds(&out));
-    assert!(
-        prober.wait_answering(FAILOVER_LIMIT),
-        "{}",
-        rig.log.tail(120)
-    );
-    let before = writer.acked_count();
-    assert!(wait_until(FAILOVER_LIMIT, || writer.acked_count() >= before + 5));
+    switch_over(&rig, &prober, &writer, Side::B);
     let (acked, _) = writer.finish();
     assert_nothing_lost(&rig, &acked);
-    assert_serves_alone(&rig, Side::A);
-    assert_fsck_clean(&rig, Side::A);
 }
 
 /// (c) A switchover is refused, with the reason, when the peer is unreachable and when the
