@@ -13,8 +13,8 @@ use common::{
     stderr_text, stdout_text, toml_path, wait_exit,
 };
 use haven_core::{
-    CarpChange, CarpState, Event, HastHook, HastReplication, HastRole, HastRoleChange, HastStatus,
-    InterruptedStep, Plan, Step,
+    Action, CarpChange, CarpState, Event, HastHook, HastReplication, HastRole, HastRoleChange,
+    HastStatus, InterruptedStep, Plan, Step,
 };
 use haven_daemon::journal::{DecisionOutcome, Entry, Journal, Record};
 use haven_daemon::status::Status;
@@ -1229,6 +1229,9 @@ fn have_program(name: &str) -> bool {
         .any(|dir| Path::new(dir).join(name).exists())
 }
 
+/// keepalived in a namespace, reporting through its `notify_fifo`; its instance also tracks
+/// the file Haven's `demote-carp` writes (`weight 0`: a non-zero value is FAULT), so the test
+/// also shows the executor's demotion and its lift acting on a real keepalived.
 #[test]
 fn real_keepalived_in_a_network_namespace_reports_master_through_the_fifo() {
     if !nix::unistd::geteuid().is_root() || !have_program("keepalived") || !have_program("ip") {
@@ -1251,6 +1254,8 @@ fn real_keepalived_in_a_network_namespace_reports_master_through_the_fifo() {
     assert!(namespace.ip_in(&["addr", "add", "10.203.0.1/24", "dev", "hv0"]));
 
     let conf = setup.path("keepalived.conf");
+    let track = setup.path("haven-demote-1");
+    fs::write(&track, "0\n").unwrap();
     fs::write(
         &conf,
         format!(
@@ -1258,7 +1263,13 @@ fn real_keepalived_in_a_network_namespace_reports_master_through_the_fifo() {
     notify_fifo {fifo}
     vrrp_version 3
 }}
+vrrp_track_file haven_demote {{
+    file {track}
+}}
 vrrp_instance VI_1 {{
+    track_file {{
+        haven_demote weight 0
+    }}
     state MASTER
     interface hv0
     virtual_router_id 51
@@ -1269,7 +1280,8 @@ vrrp_instance VI_1 {{
     }}
 }}
 "#,
-            fifo = setup.fifo().display()
+            fifo = setup.fifo().display(),
+            track = track.display()
         ),
     )
     .unwrap();
@@ -1325,6 +1337,51 @@ vrrp_instance VI_1 {{
         "{}",
         daemon.diagnostics()
     );
+
+    // Haven's demotion: `1` into the track file puts the instance in FAULT (init here); the
+    // lift, `0`, brings it back to MASTER.
+    let carp = format!(
+        "[[carp]]\nvhid = 1\ninterface = \"hv0\"\naddress = \"10.203.0.50\"\n\
+         keepalived-track-file = \"{}\"\n",
+        track.display()
+    );
+    let config = haven_core::Config::parse(&carp, Path::new("haven.toml")).unwrap();
+    let mut executor =
+        haven_executor::SystemExecutor::new(haven_executor::Platform::Linux, &config.executor)
+            .unwrap()
+            .with_carp(&config.carp);
+    let mut run = |action| {
+        use haven_executor::Executor as _;
+        let step = haven_core::Step {
+            action,
+            timeout_ms: None,
+        };
+        let outcome = executor.run_step("t", &step, &haven_core::Machine::default());
+        assert!(outcome.ok(), "{outcome:?}");
+    };
+    let seen = || carp_events(&daemon.records(), "keepalived").len();
+    let reached = |since: usize, state: CarpState| {
+        poll_until(POLL, || {
+            let records = daemon.records();
+            let events = carp_events(&records, "keepalived");
+            events[since..]
+                .iter()
+                .any(|(_, change)| change.state == state)
+                .then_some(())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "keepalived never reached {state:?}\n{}",
+                fs::read_to_string(&keepalived_log).unwrap_or_default()
+            )
+        })
+    };
+    let since = seen();
+    run(Action::DemoteCarp(1));
+    reached(since, CarpState::Init);
+    let since = seen();
+    run(Action::LiftCarpDemotion(1));
+    reached(since, CarpState::Master);
     drop(namespace);
 }
 

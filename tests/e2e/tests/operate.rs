@@ -225,6 +225,10 @@ fn maintenance_on_the_backup_holds_it_back_until_lifted() {
 
     let restarted = rig.restart_havend(Side::B);
     must(&rig, restarted, "restart hastb's havend");
+    let answers = wait_until(FAILOVER_LIMIT, || {
+        rig.havenctl(Side::B, &["status"]).is_ok()
+    });
+    assert!(answers, "hastb's havend never answered after its restart");
     assert!(
         status(&rig, Side::B)["maintenance"].is_object(),
         "maintenance did not survive the restart"
