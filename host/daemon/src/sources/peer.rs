@@ -18,6 +18,7 @@
 
 use crate::inbox::{Inbox, Report};
 use crate::journal::unix_ms;
+use crate::status::{PEER_ALERT_BYTES, PEER_ALERTS};
 use haven_core::{Event, HastHook, PeerConfig, PeerEvent, PeerFacts, PeerLink, PeerModel};
 use haven_peer::{LinkConfig, LinkCounters, PeerKeys, PeerLinkHandle, PeerNews};
 use serde::{Deserialize, Serialize};
@@ -107,12 +108,26 @@ impl PeerSource {
     }
 }
 
+/// The peer's facts with its alerts held to what a well-behaved peer sends: the last
+/// [`PEER_ALERTS`], each clipped to [`PEER_ALERT_BYTES`] (the frame bounds the rest).
+fn bounded(mut facts: PeerFacts) -> PeerFacts {
+    let extra = facts.alerts.len().saturating_sub(PEER_ALERTS);
+    facts.alerts.drain(..extra);
+    for alert in &mut facts.alerts {
+        if alert.len() > PEER_ALERT_BYTES {
+            *alert = haven_core::text::clip(alert, PEER_ALERT_BYTES).into_owned();
+        }
+    }
+    facts
+}
+
 /// One piece of news from the link into the inbox.
 fn deliver(inbox: &Inbox, facts_path: &Path, news: PeerNews) {
     let event = match news {
         PeerNews::Up => PeerEvent::Up,
         PeerNews::Down => PeerEvent::Down,
         PeerNews::Facts(facts) => {
+            let facts = bounded(facts);
             if let Err(error) = save_facts(facts_path, &facts) {
                 inbox.report(Report::SourceState {
                     source: SOURCE.to_owned(),
@@ -254,5 +269,33 @@ impl PeerPublisher {
     /// The link's counters.
     pub fn counters(&self) -> LinkCounters {
         self.link.counters()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peers_alerts_are_held_to_the_last_few_and_cut() {
+        let facts = PeerFacts {
+            alerts: (0..1000)
+                .map(|n| format!("{n}:{}", "x".repeat(2000)))
+                .collect(),
+            ..PeerFacts::default()
+        };
+        let facts = bounded(facts);
+        assert_eq!(facts.alerts.len(), PEER_ALERTS);
+        assert!(
+            facts.alerts[0].starts_with("995:"),
+            "{}",
+            &facts.alerts[0][..10]
+        );
+        assert!(
+            facts
+                .alerts
+                .iter()
+                .all(|alert| alert.len() < PEER_ALERT_BYTES + 64)
+        );
     }
 }
