@@ -474,9 +474,18 @@ fn watch_status(control_dir: &Path) -> Result<Option<ExitCode>> {
             Err(error) => format!("{error}\n"),
         };
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-        print!("\x1b[H\x1b[2J{now}  (havenctl status --watch; Ctrl-C ends)\n{text}");
+        let screen = format!("\x1b[H\x1b[2J{now}  (havenctl status --watch; Ctrl-C ends)\n{text}");
         use std::io::Write as _;
-        std::io::stdout().flush()?;
+        let mut stdout = std::io::stdout().lock();
+        if stdout
+            .write_all(screen.as_bytes())
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            // The reader went away (a pipe closed, the terminal gone): the watch is over.
+            return Ok(Some(ExitCode::SUCCESS));
+        }
+        drop(stdout);
         // An operator's refresh rate, not a synchronisation.
         std::thread::sleep(Duration::from_secs(1));
     }
