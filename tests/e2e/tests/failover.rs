@@ -100,9 +100,15 @@ fn controlled_switchover_demotes_before_the_peer_promotes() {
             && tail[2].starts_with("hast-role test secondary"),
         "hasta's last steps: {demotion:?}"
     );
-    let demoted_at = entries(&rig, Side::A, "plan-end")
-        .last()
-        .expect("hasta's plan ended")["at"]
+    // hasta let the role go (MariaDB stopped, the disk unmounted, both journaled before) when
+    // its `hastctl role secondary` started; hastb's primary worker can only start after that
+    // (its secondary worker exits when hasta's primary disconnects). hasta's plan-end is
+    // journaled after the command returns, so it may come a moment after hastb's start.
+    let demoted_at = entries(&rig, Side::A, "step-start")
+        .iter()
+        .rev()
+        .find(|entry| crash::step_text(&entry["step"]).starts_with("hast-role test secondary"))
+        .expect("hasta gave the primary role up")["at"]
         .as_u64()
         .unwrap();
     let promoted_at = entries(&rig, Side::B, "step-start")
@@ -113,7 +119,7 @@ fn controlled_switchover_demotes_before_the_peer_promotes() {
         .unwrap();
     assert!(
         demoted_at <= promoted_at,
-        "hastb promoted at {promoted_at} before hasta was done at {demoted_at}"
+        "hastb took the primary role at {promoted_at} before hasta gave it up at {demoted_at}"
     );
     // The filesystem was left clean: fsck found nothing to do.
     let fsck = entries(&rig, Side::B, "step-end")
