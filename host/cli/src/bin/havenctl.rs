@@ -24,6 +24,39 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// `print!` to stdout, except that a reader that went away (`havenctl log | head`) ends
+/// havenctl quietly with status 0, as a closed pipe ends a shell tool, instead of a panic.
+macro_rules! out {
+    ($($arg:tt)*) => { write_stdout(format_args!($($arg)*), false) };
+}
+
+/// `println!` with [`out!`]'s handling of a closed pipe.
+macro_rules! outln {
+    ($($arg:tt)*) => { write_stdout(format_args!($($arg)*), true) };
+}
+
+fn write_stdout(text: std::fmt::Arguments<'_>, newline: bool) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_fmt(text)
+        .and_then(|()| {
+            if newline {
+                stdout.write_all(b"\n")
+            } else {
+                Ok(())
+            }
+        })
+        .and_then(|()| stdout.flush());
+    if let Err(error) = written {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("havenctl: cannot write to standard output: {error}");
+        std::process::exit(1);
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "havenctl",
@@ -219,13 +252,13 @@ fn peer_keys_command(host_a: &str, host_b: &str, out: &Path) -> Result<ExitCode>
     for keys in [&a, &b] {
         let path = out.join(format!("{}.key", keys.host));
         keys.write_new(&path)?;
-        println!(
+        outln!(
             "wrote {} (mode 0600): {}'s key file",
             path.display(),
             keys.host
         );
     }
-    println!(
+    outln!(
         "\nnext: copy each file to its host (e.g. /etc/haven/peer.key, mode 0600) and add to its \
          haven.toml:\n\n[peer]\naddress = \"<the other host>:{port}\"\nkey-file = \
          \"/etc/haven/peer.key\"",
@@ -255,9 +288,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::New { dir, sdk } = &cli.command {
         let written = scaffold::create(dir, sdk)?;
         for path in written {
-            println!("created {}", path.display());
+            outln!("created {}", path.display());
         }
-        println!(
+        outln!(
             "\nnext:\n  cd {}\n  cargo test\n  cargo build --release --target wasm32-unknown-unknown\n  \
              havenctl test target/wasm32-unknown-unknown/release/{}.wasm scenarios/*.toml",
             dir.display(),
@@ -289,7 +322,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             policy,
         } => {
             let report = check::check(&runtime, &module, config.as_deref(), policy.as_deref());
-            print!("{}", report.text);
+            out!("{}", report.text);
             Ok(if report.ok {
                 ExitCode::SUCCESS
             } else {
@@ -351,7 +384,7 @@ fn simulate_command(
             (Config::from_file(&config)?, text, false)
         }
         _ => {
-            println!(
+            outln!(
                 "(no --config/--events: the seed policy, carp-hast-switch, over a recorded failover)\n"
             );
             (
@@ -363,7 +396,7 @@ fn simulate_command(
     };
     let timeline = simulate::Timeline::parse(&timeline_text)?;
     let policies = load_policies(runtime, &config, bundled)?;
-    print!("{}", simulate::run(runtime, &policies, &timeline));
+    out!("{}", simulate::run(runtime, &policies, &timeline));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -391,7 +424,7 @@ fn test_command(runtime: &Arc<Runtime>, module: &Path, scenarios: &[PathBuf]) ->
         Ok(compiled) => compiled,
         Err(error) => bail!("{}: {error}", module.display()),
     };
-    println!(
+    outln!(
         "{} {} (module {}) from {}\n",
         compiled.info.name,
         compiled.info.version,
@@ -401,12 +434,12 @@ fn test_command(runtime: &Arc<Runtime>, module: &Path, scenarios: &[PathBuf]) ->
     let (mut passed, mut failed) = (0, 0);
     for path in scenarios {
         let report = scenario::run_file(runtime, &compiled, path);
-        print!("{}", report.render());
+        out!("{}", report.render());
         let (p, f) = report.counts();
         passed += p;
         failed += f;
     }
-    println!("\n{passed} passed, {failed} failed");
+    outln!("\n{passed} passed, {failed} failed");
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -442,7 +475,7 @@ fn daemon_command(cli: &Cli) -> Result<Option<ExitCode>> {
         &cli.control_dir,
         ask,
         Duration::from_secs(wait),
-        &mut |line| println!("{line}"),
+        &mut |line| outln!("{line}"),
     ) {
         Ok(ending) => ending,
         // Refused before it was queued: nothing changed, as with every refused request.
@@ -474,18 +507,8 @@ fn watch_status(control_dir: &Path) -> Result<Option<ExitCode>> {
             Err(error) => format!("{error}\n"),
         };
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-        let screen = format!("\x1b[H\x1b[2J{now}  (havenctl status --watch; Ctrl-C ends)\n{text}");
-        use std::io::Write as _;
-        let mut stdout = std::io::stdout().lock();
-        if stdout
-            .write_all(screen.as_bytes())
-            .and_then(|()| stdout.flush())
-            .is_err()
-        {
-            // The reader went away (a pipe closed, the terminal gone): the watch is over.
-            return Ok(Some(ExitCode::SUCCESS));
-        }
-        drop(stdout);
+        // Home, clear, then the status: a closed reader ends the watch (see `out!`).
+        out!("\x1b[H\x1b[2J{now}  (havenctl status --watch; Ctrl-C ends)\n{text}");
         // An operator's refresh rate, not a synchronisation.
         std::thread::sleep(Duration::from_secs(1));
     }
@@ -542,21 +565,21 @@ fn daemon_request(cli: &Cli) -> Result<Option<ExitCode>> {
     };
     match &cli.command {
         Command::Status { json: true, .. } => {
-            println!("{}", serde_json::to_string_pretty(&body)?)
+            outln!("{}", serde_json::to_string_pretty(&body)?)
         }
         Command::Status { json: false, .. } => {
             let status: Status = serde_json::from_value(body)
                 .context("havend's status is not what havenctl expects")?;
-            print!("{}", daemon_view::render_status(&status));
+            out!("{}", daemon_view::render_status(&status));
         }
         Command::Reload => match serde_json::from_value(body)? {
-            ReloadOutcome::Loaded { changes } => println!("loaded: {}", changes.join("; ")),
-            ReloadOutcome::Unchanged => println!("unchanged"),
-            ReloadOutcome::Rejected { reason } => println!("rejected: {reason}"),
+            ReloadOutcome::Loaded { changes } => outln!("loaded: {}", changes.join("; ")),
+            ReloadOutcome::Unchanged => outln!("unchanged"),
+            ReloadOutcome::Rejected { reason } => outln!("rejected: {reason}"),
         },
         // Hooks print nothing on success: hastd and ucarp log their children's output.
         Command::HastHook { .. } | Command::Hook { .. } => {}
-        _ => println!("{body}"),
+        _ => outln!("{body}"),
     }
     Ok(Some(ExitCode::SUCCESS))
 }
@@ -576,9 +599,9 @@ fn log_command(dir: &Path, lines: Option<usize>, follow: bool, json: bool) -> Re
     let mut last_seq = 0;
     let print = |record: &haven_daemon::journal::Record| -> Result<()> {
         if json {
-            println!("{}", serde_json::to_string(record)?);
+            outln!("{}", serde_json::to_string(record)?);
         } else {
-            println!("{}", daemon_view::render_record(record));
+            outln!("{}", daemon_view::render_record(record));
         }
         Ok(())
     };
