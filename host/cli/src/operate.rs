@@ -41,6 +41,9 @@ pub enum Ending {
     /// The policies acted (and, for a switchover, the peer serves).
     Done,
     /// A policy refused or failed, or alerted critically: why, as the last such line said.
+    /// A policy's refusal is an alert (the contract has no "refused" answer), so its warning
+    /// alerts count as a refusal when they say `refused` or `changes nothing`, as the seed
+    /// policy's do; its other warnings (e.g. "promoting … on the operator's word") do not.
     NotDone(String),
 }
 

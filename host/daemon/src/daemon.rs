@@ -33,7 +33,7 @@ use haven_executor::{DryRun, Executor, Platform, Runner, SystemExecutor};
 use haven_runtime::{
     CompilerProcess, KvFiles, LoadedPolicy, Pipeline, Runtime, RuntimeError, RuntimeOptions,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -302,11 +302,6 @@ impl Daemon {
             board: board.clone(),
             state_dir: settings.state_dir.clone(),
             ucarp_vhids: config.ucarp_vhids(),
-            granted_hast: config
-                .policies
-                .iter()
-                .flat_map(|policy| policy.grants.hast_resources.iter().cloned())
-                .collect(),
         };
         let control = ControlServer::start(socket, handler)?;
         tracing::info!(socket = %control.path.display(), "havend ready");
@@ -594,8 +589,6 @@ struct Handler {
     board: StatusBoard,
     state_dir: PathBuf,
     ucarp_vhids: BTreeMap<(String, String), u8>,
-    /// The HAST resources some policy is granted: what `promote --accept-incomplete` may name.
-    granted_hast: BTreeSet<String>,
 }
 
 impl Handler {
@@ -698,7 +691,7 @@ impl Handler {
             }
             OperatorAsk::AcceptIncomplete(resource) => {
                 check_hast_argument("HAST resource", resource)?;
-                if self.granted_hast.contains(resource) {
+                if self.board.hast_granted(resource) {
                     Ok(())
                 } else {
                     Err(format!(
@@ -708,13 +701,14 @@ impl Handler {
                 }
             }
             OperatorAsk::Maintenance(on) => {
-                let state = on.then(|| MaintenanceState {
-                    since_unix_ms: crate::journal::unix_ms(),
-                    uid: 0,
-                });
+                // On again keeps the first `since`, as the model does.
                 let kept = match (on, self.board.machine().maintenance) {
+                    (false, _) => None,
                     (true, Some(already)) => Some(already),
-                    _ => state,
+                    (true, None) => Some(MaintenanceState {
+                        since_unix_ms: crate::journal::unix_ms(),
+                        uid: 0,
+                    }),
                 };
                 crate::maintenance::save(&self.state_dir, kept).map_err(|error| {
                     format!(

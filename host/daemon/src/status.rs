@@ -219,6 +219,8 @@ struct Board {
     last_plan_end: Option<PlanEnded>,
     last_steps: VecDeque<StepEnded>,
     alerts_total: u64,
+    /// The last alerts as the peer is told them (see [`StatusBoard::alerts_for_peer`]).
+    peer_alerts: Vec<String>,
     decisions: VecDeque<RecentDecision>,
     decisions_kept: usize,
     alerts: VecDeque<RecentAlert>,
@@ -259,6 +261,7 @@ impl StatusBoard {
                 last_plan_end: None,
                 last_steps: VecDeque::new(),
                 alerts_total: 0,
+                peer_alerts: Vec::new(),
                 decisions: VecDeque::new(),
                 decisions_kept,
                 alerts: VecDeque::new(),
@@ -285,6 +288,11 @@ impl StatusBoard {
     /// Show the peer link's counters in status.
     pub fn set_peer(&self, peer: PeerPublisher) {
         self.lock().peer = Some(peer);
+    }
+
+    /// Whether some policy in force is granted this HAST resource.
+    pub fn hast_granted(&self, resource: &str) -> bool {
+        self.lock().identity.granted_hast.contains(resource)
     }
 
     /// The model as last pinned.
@@ -383,18 +391,9 @@ impl StatusBoard {
 
     /// The latest alerts as the peer is told them: at most [`PEER_ALERTS`], oldest first, each
     /// `<severity>: <message>` clipped to [`PEER_ALERT_BYTES`].
+    /// Formatted when an alert is added (rarely), not on every publication (each loop turn).
     pub fn alerts_for_peer(&self) -> Vec<String> {
-        let board = self.lock();
-        let skip = board.alerts.len().saturating_sub(PEER_ALERTS);
-        board
-            .alerts
-            .iter()
-            .skip(skip)
-            .map(|alert| {
-                let line = format!("{}: {}", alert.severity, alert.message);
-                haven_core::text::clip(&line, PEER_ALERT_BYTES).into_owned()
-            })
-            .collect()
+        self.lock().peer_alerts.clone()
     }
 
     /// Add an alert, forgetting the oldest beyond [`ALERTS_KEPT`].
@@ -566,6 +565,16 @@ fn add(board: &mut Board, alert: RecentAlert) {
         board.alerts.pop_front();
     }
     board.alerts.push_back(alert);
+    let skip = board.alerts.len().saturating_sub(PEER_ALERTS);
+    board.peer_alerts = board
+        .alerts
+        .iter()
+        .skip(skip)
+        .map(|alert| {
+            let line = format!("{}: {}", alert.severity, alert.message);
+            haven_core::text::clip(&line, PEER_ALERT_BYTES).into_owned()
+        })
+        .collect();
 }
 
 /// A host alert (no policy) on the board.

@@ -28,6 +28,13 @@
 //!   `syncstart`, `syncintr`, `syncdone`; refused on a secondary, which never sees a sync
 //!   (sbin/hastd/secondary.c). `split-brain <res>` runs that hook on either side, and only
 //!   the hook: the stand-in does not drop the secondary's worker as hastd does.
+//!
+//! Only the primary knows how much its peer lacks: a secondary's `status` lists `keepdirty: 0`
+//! and `dirty: 0 (0B)` whatever its copy holds, and without a worker `status`, `extentsize`,
+//! `keepdirty` and `dirty` are absent from the reply, so hastctl prints 0 for them
+//! (`control_status`, sbin/hastd/control.c). A primary
+//! whose worker exits with `EX_IOERR` drops to init with no hook (`child_exit`,
+//! sbin/hastd/hastd.c); see `hastd` for the details.
 //!   `disk-error <res>` makes the worker exit as on a local I/O error: a primary drops to
 //!   init with no hook (hastd.c `child_exit()`).
 //!

@@ -112,6 +112,18 @@ fn a_switchover_and_a_failback_lose_nothing() {
     assert_nothing_lost(&rig, &acked);
 }
 
+/// `havenctl args…` on hasta fails, saying `reason` (on stderr, which the error carries).
+fn assert_refused(rig: &Rig, args: &[&str], reason: &str) {
+    let refused = rig
+        .havenctl(Side::A, args)
+        .expect_err("the request is refused");
+    eprintln!("refused: {refused}");
+    assert!(
+        refused.to_string().contains(reason),
+        "{reason:?} not in {refused}"
+    );
+}
+
 /// (c) A switchover is refused, with the reason, when the peer is unreachable and when the
 /// peer's copy is behind; nothing moves.
 #[test]
@@ -129,14 +141,7 @@ fn a_switchover_is_refused_when_the_peer_is_unreachable_or_behind() {
         "hasta never saw the link go down\n{}",
         rig.log.tail(80)
     );
-    let refused = rig
-        .havenctl(Side::A, &["switchover"])
-        .expect_err("a switchover with the peer unreachable");
-    eprintln!("refused:\n{refused}");
-    assert!(
-        refused.to_string().contains("the peer is unreachable"),
-        "{refused}"
-    );
+    assert_refused(&rig, &["switchover"], "the peer is unreachable");
     assert_serves_alone(&rig, Side::A);
 
     must(&rig, rig.set_peer_link(true), "restore the peer link");
@@ -156,22 +161,12 @@ fn a_switchover_is_refused_when_the_peer_is_unreachable_or_behind() {
         "hasta never reported dirty bytes\n{}",
         rig.log.tail(80)
     );
-    let refused = rig
-        .havenctl(Side::A, &["switchover"])
-        .expect_err("a switchover with the peer behind");
-    assert!(
-        refused.to_string().contains("bytes are not replicated yet"),
-        "{refused}"
-    );
+    assert_refused(&rig, &["switchover"], "bytes are not replicated yet");
     // A name that is not the peer's is bad input: refused by havend before any policy.
-    let unknown = rig
-        .havenctl(Side::A, &["switchover", "--to", "hastc"])
-        .expect_err("an unknown host");
-    assert!(
-        unknown
-            .to_string()
-            .contains("unknown host `hastc`: this host's peer is `hastb`"),
-        "{unknown}"
+    assert_refused(
+        &rig,
+        &["switchover", "--to", "hastc"],
+        "unknown host `hastc`: this host's peer is `hastb`",
     );
     assert_serves_alone(&rig, Side::A);
     assert!(
