@@ -69,6 +69,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
+mod witness;
+pub use witness::{WitnessConfig, WitnessTls};
+
 /// Bounds on one call into a policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -187,6 +190,9 @@ pub struct Config {
     pub executor: ExecutorConfig,
     /// The link to the other host's havend (`[peer]`); none: this host knows nothing of it.
     pub peer: Option<PeerConfig>,
+    /// The etcd cluster that arbitrates which host may serve (`[witness]`); none: each host
+    /// decides with what it and its peer know.
+    pub witness: Option<WitnessConfig>,
 }
 
 /// The `[peer]` table: where the other host's havend listens, where this one listens, and the
@@ -560,6 +566,8 @@ struct RawConfig {
     executor: RawExecutor,
     #[serde(default)]
     peer: Option<Spanned<RawPeer>>,
+    #[serde(default)]
+    witness: Option<Spanned<witness::RawWitness>>,
 }
 
 #[derive(Deserialize)]
@@ -695,6 +703,11 @@ impl Config {
         let sources = build_sources(raw.sources, &carp).map_err(located)?;
         let executor = build_executor(raw.executor).map_err(located)?;
         let peer = raw.peer.map(build_peer).transpose().map_err(located)?;
+        let witness = raw
+            .witness
+            .map(witness::build_witness)
+            .transpose()
+            .map_err(located)?;
         Ok(Config {
             policies,
             daemon,
@@ -702,6 +715,7 @@ impl Config {
             carp,
             executor,
             peer,
+            witness,
         })
     }
 

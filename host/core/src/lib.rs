@@ -20,6 +20,7 @@ pub use config::{
     CarpAddress, CarpInstance, Config, ConfigError, DEMOTED_ADVSKEW, DaemonConfig, DevdSource,
     ExecutorConfig, ExecutorKind, ExecutorTools, FailureMode, HastctlSource, KeepalivedSource,
     Limits, PeerConfig, PolicyConfig, ServiceManagerKind, SourcesConfig, StorageKind,
+    WitnessConfig, WitnessTls,
 };
 pub use grants::{Grants, Missing, MountGrant, PlanRefusal};
 pub use model::{Machine, PeerModel, StateChange};

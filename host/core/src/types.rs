@@ -318,6 +318,34 @@ pub struct OperatorRequest {
     pub ask: OperatorAsk,
 }
 
+/// Who holds the pair's leader key in the witness (etcd), as this host last read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct WitnessLeader {
+    /// The holder's host name, as it wrote it into the key.
+    pub host: String,
+    /// The key's creation revision: the fencing token. Each new holder creates the key anew,
+    /// so a later holder always has a higher token.
+    pub token: u64,
+    /// Wall-clock milliseconds when the holder took the key, as it wrote them.
+    pub since_unix_ms: u64,
+}
+
+/// The witness as this host sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct WitnessState {
+    /// Whether this host's last exchange with etcd succeeded.
+    #[serde(default)]
+    pub reachable: bool,
+    /// The leader key's holder, when etcd last answered; `None`: nobody holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<WitnessLeader>,
+    /// Whether this host holds the key on a lease it knows to be alive.
+    #[serde(default)]
+    pub holding: bool,
+}
+
 /// This host's maintenance, while it is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]

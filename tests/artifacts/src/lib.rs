@@ -5,4 +5,6 @@
 include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
 
 #[cfg(unix)]
+pub mod etcd;
+#[cfg(unix)]
 pub mod support;
