@@ -88,6 +88,37 @@ fn render_host(out: &mut String, status: &Status) {
     });
 }
 
+/// The witness: whether etcd answers, and who holds the pair's leader key. The holder's name
+/// comes from etcd, so it is escaped.
+fn render_witness(out: &mut String, witness: &haven_daemon::status::WitnessView) {
+    let state = &witness.state;
+    let _ = writeln!(
+        out,
+        "\nWitness: pair {} under {} on {}: etcd {}",
+        witness.pair,
+        witness.prefix,
+        witness.endpoints.join(", "),
+        if state.reachable {
+            "answers"
+        } else {
+            "DOES NOT ANSWER"
+        }
+    );
+    let holder = match &state.leader {
+        Some(leader) => format!(
+            "{}, fencing token {}, since {}{}",
+            haven_core::text::escape(&haven_core::text::clip(&leader.host, 64)),
+            leader.token,
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + Duration::from_millis(leader.since_unix_ms)
+            ),
+            if state.holding { " (this host)" } else { "" }
+        ),
+        None => "nobody".to_owned(),
+    };
+    let _ = writeln!(out, "  leader key: {holder}");
+}
+
 /// `havenctl status`: a readable table of the daemon's status.
 pub fn render_status(status: &Status) -> String {
     let mut out = String::new();
@@ -105,6 +136,9 @@ pub fn render_status(status: &Status) -> String {
             render_peer(&mut out, peer);
         }
         None => render_host(&mut out, status),
+    }
+    if let Some(witness) = &status.witness {
+        render_witness(&mut out, witness);
     }
     section(
         &mut out,
@@ -244,7 +278,7 @@ fn outcome_name(outcome: DecisionOutcome) -> &'static str {
 }
 
 /// A titled table with aligned columns; "(none)" when `fill` adds no row.
-fn section<const N: usize>(
+pub(crate) fn section<const N: usize>(
     out: &mut String,
     title: &str,
     header: [&str; N],
@@ -341,8 +375,14 @@ pub fn render_record(record: &Record) -> String {
             ok,
             skipped_as_done,
             detail,
+            fencing_token,
             duration_us,
         } => {
+            let detail = match (fencing_token, detail) {
+                (Some(token), Some(detail)) => Some(format!("fencing token {token}; {detail}")),
+                (Some(token), None) => Some(format!("fencing token {token}")),
+                (None, detail) => detail.clone(),
+            };
             let result = match (ok, skipped_as_done) {
                 (true, true) => "already done",
                 (true, false) => "ok",

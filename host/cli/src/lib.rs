@@ -3,16 +3,24 @@
 //! The library behind `havenctl`: checking modules ([`check`]), scenario tests on the real
 //! runtime ([`scenario`]), replaying timelines ([`simulate`]), scaffolding new policies
 //! ([`scaffold`]), the dry-run loop the last three share ([`driver`]), and showing a running
-//! daemon's status and journal ([`daemon_view`]).
+//! daemon's status and journal ([`daemon_view`]), the pairs a witness knows ([`fleet_view`]).
 
 pub mod check;
 pub mod daemon_view;
 pub mod driver;
+pub mod fleet_view;
 pub mod operate;
 pub mod pair_view;
 pub mod scaffold;
 pub mod scenario;
 pub mod simulate;
+
+/// Where havend and havenctl look for the config by default.
+pub const DEFAULT_CONFIG: &str = if cfg!(target_os = "freebsd") {
+    "/usr/local/etc/haven/haven.toml"
+} else {
+    "/etc/haven/haven.toml"
+};
 
 /// The bundled demo: the seed's two-host config and a recorded failover.
 pub mod demo {

@@ -1028,6 +1028,7 @@ fn a_step_interrupted_by_a_crash_is_handed_to_the_startup_event() {
                         ok: true,
                         skipped_as_done: false,
                         detail: None,
+                        fencing_token: None,
                         duration_us: 10,
                     })
                     .unwrap();

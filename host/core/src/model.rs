@@ -9,7 +9,7 @@ use crate::grants::{Grants, hast_device};
 use crate::types::{
     Action, CarpState, CarpStatus, Event, HastHook, HastReplication, HastRole, HastStatus,
     HastWorker, MaintenanceState, MountStatus, OperatorAsk, OperatorRequest, PeerEvent, PeerFacts,
-    PeerLink, PeerPolicy, PeerState, ServiceOp, ServiceStatus, StartupState, Step,
+    PeerLink, PeerPolicy, PeerState, ServiceOp, ServiceStatus, StartupState, Step, WitnessState,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,6 +49,8 @@ pub struct Machine {
     pub maintenance: Option<MaintenanceState>,
     /// CARP vhids this host's plans demoted and did not lift since.
     pub carp_demoted: BTreeSet<u8>,
+    /// The witness as this host's session with etcd last saw it; none without `[witness]`.
+    pub witness: Option<WitnessState>,
 }
 
 /// The peer as the model keeps it: times on the machine's clock (negative for facts heard

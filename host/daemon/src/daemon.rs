@@ -22,6 +22,7 @@ use crate::sources::devd_client::{DevdClient, DevdMessage, DevdOptions};
 use crate::sources::hastctl_poller::{HastMessage, HastctlOptions, HastctlPoller};
 use crate::sources::keepalived_fifo::{FifoMessage, KeepalivedFifo};
 use crate::sources::peer::{self, PeerSource};
+use crate::sources::witness::{WitnessFence, WitnessSource};
 use crate::status::{Identity, StatusBoard};
 use haven_core::names::check_hast_argument;
 use haven_core::text::escape;
@@ -29,7 +30,7 @@ use haven_core::{
     AlertSeverity, Config, Event, ExecutorKind, HastStatus, Machine, MaintenanceState, OperatorAsk,
     OperatorRequest, PeerLink, PolicyConfig,
 };
-use haven_executor::{DryRun, Executor, Platform, Runner, SystemExecutor};
+use haven_executor::{DryRun, Executor, Fence, Fenced, Platform, Runner, SystemExecutor};
 use haven_runtime::{
     CompilerProcess, KvFiles, LoadedPolicy, Pipeline, Runtime, RuntimeError, RuntimeOptions,
 };
@@ -197,6 +198,13 @@ impl Daemon {
                 })
                 .ok()
         });
+        let (witness_source, fence) = start_witness(&config, peer_source.as_ref(), &inbox);
+        if let Err(problem) = &fence {
+            startup_alerts.push((String::new(), problem.clone()));
+        }
+        if config.witness.is_some() {
+            machine.witness = Some(haven_core::WitnessState::default());
+        }
         let identity = Identity {
             config: config_path.to_owned(),
             state_dir: settings.state_dir.clone(),
@@ -204,6 +212,7 @@ impl Daemon {
             granted_hast: granted(&config, |g| g.hast_resources.iter()),
             granted_mountpoints: granted(&config, |g| g.mounts.iter().map(|m| &m.mountpoint)),
             granted_services: granted(&config, |g| g.services.iter()),
+            witness: config.witness.clone(),
         };
         let board = StatusBoard::new(identity, Arc::new(machine.clone()), settings.decisions_kept);
         for (policy, message) in &startup_alerts {
@@ -277,6 +286,11 @@ impl Daemon {
             );
         }
 
+        let executor: Box<dyn Executor> = match fence {
+            Ok(None) => executor,
+            Ok(Some(fence)) => Box::new(Fenced::new(executor, fence)),
+            Err(why) => Box::new(Fenced::new(executor, Unfenceable(why))),
+        };
         let event_loop = EventLoop {
             runner: Runner::new(pipeline, executor),
             journal,
@@ -287,6 +301,7 @@ impl Daemon {
             started: Instant::now(),
             peer: peer_source.as_ref().map(PeerSource::publisher),
             stores_failing: false,
+            witness: witness_source,
         };
         let event_loop = spawn("event-loop", move || event_loop.run())?;
 
@@ -352,6 +367,47 @@ impl Daemon {
         }
         tracing::info!("havend stopped");
     }
+}
+
+/// The witness's session and the fence for the executor, when `[witness]` is configured.
+/// A witness that cannot start (its password file unreadable, say) leaves a fence that
+/// refuses every promotion, with why: a configured witness is never silently skipped.
+fn start_witness(
+    config: &Config,
+    peer: Option<&PeerSource>,
+    inbox: &Inbox,
+) -> (Option<WitnessSource>, Result<Option<WitnessFence>, String>) {
+    let Some(witness) = &config.witness else {
+        return (None, Ok(None));
+    };
+    let peer_host = peer.map(|peer| peer.publisher().host().to_owned());
+    let started = crate::sources::witness::host_name(peer_host.as_deref()).and_then(|host| {
+        WitnessSource::start(witness, &host, inbox).map_err(|error| error.to_string())
+    });
+    match started {
+        Ok(source) => {
+            let fence = source.fence();
+            (Some(source), Ok(Some(fence)))
+        }
+        Err(error) => (
+            None,
+            Err(format!(
+                "the witness did not start, so no promotion can be fenced and every one is                  refused: {error}"
+            )),
+        ),
+    }
+}
+
+/// The fence of a witness that did not start: it refuses, saying why.
+#[derive(Debug)]
+struct Unfenceable(String);
+
+impl Fence for Unfenceable {
+    fn take(&mut self) -> Result<u64, String> {
+        Err(self.0.clone())
+    }
+
+    fn let_go(&mut self) {}
 }
 
 /// The executor the config asks for (`auto`: this OS's).

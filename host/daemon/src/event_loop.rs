@@ -27,6 +27,7 @@ use crate::journal::{Entry, Journal, JournalError};
 use crate::reconcile::Granted;
 use crate::reload::{Prepared, ReloadOutcome};
 use crate::sources::peer::PeerPublisher;
+use crate::sources::witness::{self, Said, WitnessSource};
 use crate::status::{
     PolicyStatus, RecentAlert, RecentDecision, RunningStep, StatusBoard, StepEnded,
 };
@@ -58,6 +59,9 @@ pub struct EventLoop<E> {
     pub peer: Option<PeerPublisher>,
     /// Whether saving the policies' stores failed last time (one alert per outage).
     pub stores_failing: bool,
+    /// The witness's session, when `[witness]` is configured: its news arrive as reports,
+    /// and this host's member record is written after each event.
+    pub witness: Option<WitnessSource>,
 }
 
 impl<E> std::fmt::Debug for EventLoop<E> {
@@ -120,6 +124,9 @@ impl<E: Executor> EventLoop<E> {
                 }
             }
             self.publish_to_peer();
+            if let Some(witness) = &self.witness {
+                witness.publish(self.runner.pipeline.machine());
+            }
             self.flush_journal();
         }
         let waiting = self.inbox.queue_stats().depth;
@@ -264,6 +271,7 @@ impl<E: Executor> EventLoop<E> {
                 raise_alert(&mut self.journal, &self.board, None, severity, &message);
                 self.board.reloaded(why, outcome);
             }
+            Report::Witness(news) => self.witness_news(news),
             Report::PeerHeard => {
                 let now = i64::try_from(self.now_ms()).unwrap_or(i64::MAX);
                 let peer = &mut self.runner.pipeline.machine_mut().peer;
@@ -360,6 +368,23 @@ impl<E: Executor> EventLoop<E> {
     }
 
     /// Hand this host's facts to the peer link (sent at once if they changed).
+    /// The witness's news: into the model, the journal, and an alert where it matters.
+    fn witness_news(&mut self, news: haven_witness::WitnessNews) {
+        let holding = self.witness.as_ref().is_some_and(WitnessSource::holding);
+        let machine = self.runner.pipeline.machine_mut();
+        let state = machine.witness.get_or_insert_with(Default::default);
+        match witness::take_news(news, state, holding) {
+            Said::Note(message) => {
+                tracing::info!(source = witness::SOURCE, "{message}");
+                self.note(message);
+            }
+            Said::Alert(severity, message) => {
+                tracing::error!(source = witness::SOURCE, alert = %message, "operator alert");
+                raise_alert(&mut self.journal, &self.board, None, severity, &message);
+            }
+        }
+    }
+
     fn publish_to_peer(&self) {
         let Some(peer) = &self.peer else {
             return;
@@ -699,6 +724,7 @@ impl Observer for Journaling<'_> {
             ok: outcome.ok(),
             skipped_as_done: outcome.skipped_as_done,
             detail,
+            fencing_token: outcome.fencing_token,
             duration_us: u64::try_from(report.elapsed.as_micros()).unwrap_or(u64::MAX),
         });
         if let (Ok(()), Action::Alert(alert)) = (&outcome.result, &report.step.action) {

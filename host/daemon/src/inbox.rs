@@ -51,6 +51,8 @@ pub enum Report {
     },
     /// The peer's unchanged facts were heard again (a heartbeat): only their age changes.
     PeerHeard,
+    /// News from the witness's session with etcd.
+    Witness(haven_witness::WitnessNews),
 }
 
 /// What the loop gets from [`Inbox::next`].
@@ -177,6 +179,23 @@ impl Inbox {
                 counters.up = Some(*up);
                 if !*up {
                     counters.last_problem = Some(message.clone());
+                }
+            }
+            Report::Witness(news) => {
+                use haven_witness::WitnessNews;
+                let source = crate::sources::witness::SOURCE.to_owned();
+                let counters = state.sources.entry(source).or_default();
+                match news {
+                    WitnessNews::Reachable => counters.up = Some(true),
+                    WitnessNews::Unreachable(why) => {
+                        counters.up = Some(false);
+                        counters.last_problem = Some(why.clone());
+                    }
+                    WitnessNews::BadRecord(why) => {
+                        counters.bad_input += 1;
+                        counters.last_problem = Some(why.clone());
+                    }
+                    WitnessNews::Leader(_) | WitnessNews::KeyLost { .. } => {}
                 }
             }
             Report::Resync { .. }

@@ -129,6 +129,10 @@ pub enum Entry {
         skipped_as_done: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
+        /// The witness's fencing token the step ran under (a step that made this host a
+        /// writer, with `[witness]` configured).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fencing_token: Option<u64>,
         duration_us: u64,
     },
     /// A plan is over: every step done (`completed`), or abandoned after a failure.

@@ -91,6 +91,22 @@ pub struct Status {
     /// This host's name on the peer link (none without `[peer]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// The witness as this host sees it; none without `[witness]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness: Option<WitnessView>,
+}
+
+/// The witness, for `havenctl status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct WitnessView {
+    /// This pair's name, and the prefix its keys live under.
+    pub pair: String,
+    pub prefix: String,
+    pub endpoints: Vec<String>,
+    /// Whether etcd answers, who holds the leader key, whether this host does.
+    #[serde(flatten)]
+    pub state: haven_core::WitnessState,
 }
 
 /// The peer link and what the peer last said, for `havenctl status`.
@@ -207,6 +223,8 @@ pub struct Identity {
     pub granted_hast: BTreeSet<String>,
     pub granted_mountpoints: BTreeSet<String>,
     pub granted_services: BTreeSet<String>,
+    /// `[witness]`, when configured.
+    pub witness: Option<haven_core::WitnessConfig>,
 }
 
 #[derive(Debug)]
@@ -554,6 +572,12 @@ impl StatusBoard {
             reloads: board.reloads,
             last_reload: board.last_reload.clone(),
             peer,
+            witness: identity.witness.as_ref().map(|config| WitnessView {
+                pair: config.pair.clone(),
+                prefix: config.prefix.clone(),
+                endpoints: config.endpoints.clone(),
+                state: machine.witness.clone().unwrap_or_default(),
+            }),
         }
     }
 }
@@ -601,6 +625,7 @@ mod tests {
             granted_hast: BTreeSet::new(),
             granted_mountpoints: BTreeSet::new(),
             granted_services: BTreeSet::new(),
+            witness: None,
         };
         StatusBoard::new(identity, Arc::default(), 4)
     }

@@ -30,6 +30,9 @@ pub struct StepOutcome {
     pub skipped_as_done: bool,
     /// What was run or checked, for the journal (e.g. the command line).
     pub detail: Option<String>,
+    /// The witness's fencing token this step ran under (a step that makes this host a
+    /// writer, with `[witness]` configured: see [`crate::fence`]).
+    pub fencing_token: Option<u64>,
 }
 
 impl StepOutcome {
@@ -39,6 +42,7 @@ impl StepOutcome {
             result: Ok(()),
             skipped_as_done: false,
             detail: detail.into(),
+            fencing_token: None,
         }
     }
 
@@ -48,6 +52,7 @@ impl StepOutcome {
             result: Ok(()),
             skipped_as_done: true,
             detail: Some(detail.into()),
+            fencing_token: None,
         }
     }
 
@@ -57,6 +62,7 @@ impl StepOutcome {
             result: Err(reason.into()),
             skipped_as_done: false,
             detail: detail.into(),
+            fencing_token: None,
         }
     }
 

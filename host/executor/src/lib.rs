@@ -12,6 +12,8 @@
 //! - [`probe`]: reads the machine's state from the system (mounts, addresses, CARP, services),
 //!   for the daemon's startup reconciliation and for re-reading after a plan.
 //! - [`executor`]: the [`Executor`] trait, one step at a time, and the dry-run executor.
+//! - [`fence`]: the witness's guard: a step that makes this host a writer runs only under the
+//!   witness's fencing token.
 //! - [`system`]: the executors that act on the machine, FreeBSD's and Linux's
 //!   ([`SystemExecutor`]): idempotent steps, timeouts, bounded retries, arguments checked
 //!   again before anything runs.
@@ -22,11 +24,13 @@
 
 pub mod command;
 pub mod executor;
+pub mod fence;
 pub mod probe;
 pub mod runner;
 pub mod system;
 pub mod tools;
 
 pub use executor::{DryRun, Executor, StepOutcome};
+pub use fence::{Fence, Fenced};
 pub use runner::{Delivery, Observer, Runner};
 pub use system::{Platform, SetupError, SystemExecutor};

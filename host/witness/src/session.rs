@@ -111,6 +111,7 @@ impl WitnessHandle {
             member_written: None,
             reachable: None,
             leader: None,
+            last_bad: None,
             sink,
             shared: Arc::clone(&state),
             next_round: Instant::now(),
@@ -204,6 +205,8 @@ struct Session {
     /// `None` until the first exchange.
     reachable: Option<bool>,
     leader: Option<Option<WitnessLeader>>,
+    /// The last damaged record reported.
+    last_bad: Option<String>,
     sink: Sink,
     shared: Arc<Mutex<WitnessState>>,
     next_round: Instant,
@@ -321,11 +324,16 @@ impl Session {
             Some(kv) => match self.leader_of(kv) {
                 Ok(leader) => Some(leader),
                 Err(why) => {
-                    (self.sink)(WitnessNews::BadRecord(why.clone()));
+                    // Once per distinct problem, not once per round.
+                    if self.last_bad.as_ref() != Some(&why) {
+                        self.last_bad = Some(why.clone());
+                        (self.sink)(WitnessNews::BadRecord(why.clone()));
+                    }
                     return Err(WitnessError::Etcd(why));
                 }
             },
         };
+        self.last_bad = None;
         if let Some(token) = self.holding {
             let ours = leader
                 .as_ref()

@@ -187,6 +187,16 @@ enum Command {
         #[command(subcommand)]
         hook: Hook,
     },
+    /// List every pair the witness (etcd) knows under the config's `[witness] prefix`: its
+    /// leader, fencing token, lease, and each host's member record (serving, maintenance).
+    Fleet {
+        /// The config whose `[witness]` to use.
+        #[arg(short, long, default_value = haven_cli::DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Print the listing as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Make the peer link's keys for both hosts of a pair: DIR/<host-a>.key and
     /// DIR/<host-b>.key (mode 0600). Copy each to its host and name it in `[peer] key-file`.
     PeerKeys {
@@ -230,6 +240,24 @@ fn main() -> ExitCode {
 }
 
 /// `havenctl peer-keys`: both hosts' key files at once, so they always match.
+fn fleet_command(path: &Path, json: bool) -> Result<ExitCode> {
+    let config = Config::from_file(path)?;
+    let Some(witness) = &config.witness else {
+        bail!(
+            "{} has no [witness]: there is no etcd to ask",
+            path.display()
+        );
+    };
+    let fleet = haven_witness::fleet::list(witness)
+        .with_context(|| format!("etcd at {}", witness.endpoints.join(", ")))?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&fleet)?);
+    } else {
+        out!("{}", haven_cli::fleet_view::render(&fleet));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn peer_keys_command(host_a: &str, host_b: &str, out: &Path) -> Result<ExitCode> {
     for host in [host_a, host_b] {
         let valid = !host.is_empty()
@@ -309,6 +337,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     {
         return peer_keys_command(host_a, host_b, out);
     }
+    if let Command::Fleet { config, json } = &cli.command {
+        return fleet_command(config, *json);
+    }
     if let Some(code) = daemon_command(&cli)? {
         return Ok(code);
     }
@@ -331,6 +362,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::New { .. }
         | Command::PeerKeys { .. }
+        | Command::Fleet { .. }
         | Command::Status { .. }
         | Command::Log { .. }
         | Command::Notify { .. }

@@ -27,7 +27,7 @@ use tokio::signal::unix::{SignalKind, signal};
 #[command(name = "havend", version, about = "Haven's failover daemon")]
 struct Args {
     /// The configuration file.
-    #[arg(short, long, default_value = default_config())]
+    #[arg(short, long, default_value = haven_cli::DEFAULT_CONFIG)]
     config: PathBuf,
     /// Check the configuration and exit.
     #[arg(long)]
@@ -50,14 +50,6 @@ struct Args {
 enum LogFormat {
     Text,
     Json,
-}
-
-const fn default_config() -> &'static str {
-    if cfg!(target_os = "freebsd") {
-        "/usr/local/etc/haven/haven.toml"
-    } else {
-        "/etc/haven/haven.toml"
-    }
 }
 
 /// How long one policy may take to compile in its compiler process.

@@ -39,6 +39,7 @@ fn step_end(policy: &str, plan_id: u64, index: u32) -> Entry {
         ok: true,
         skipped_as_done: false,
         detail: None,
+        fencing_token: None,
         duration_us: 10,
     }
 }
@@ -103,6 +104,7 @@ fn every_kind() -> Vec<Entry> {
             ok: false,
             skipped_as_done: true,
             detail: Some("hastctl: exit 1\nsecond line \"quoted\"".into()),
+            fencing_token: None,
             duration_us: 99,
         },
         Entry::PlanEnd {

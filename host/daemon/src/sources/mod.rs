@@ -7,6 +7,8 @@
 //! - [`keepalived_fifo`]: keepalived's `notify_fifo` (Linux);
 //! - [`peer`]: the other host's havend, through the peer link: its facts, its hooks, and
 //!   whether the link is up;
+//! - [`witness`]: the pair's witness on etcd: who holds the leader key, whether etcd
+//!   answers, and the fence the executor takes before making this host a writer;
 //! - [`source_thread`]: the thread, backoff and stop handling they share.
 //!
 //! hastd's and ucarp's hooks arrive through the control socket
@@ -17,3 +19,4 @@ pub mod hastctl_poller;
 pub mod keepalived_fifo;
 pub mod peer;
 pub mod source_thread;
+pub mod witness;

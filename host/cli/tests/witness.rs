@@ -1,0 +1,164 @@
+//! A real havend with `[witness]` on a real etcd (loopback): a promotion's first step waits
+//! for the pair's leader key and runs under its fencing token; while another host holds the
+//! key, the step is refused with who holds it; etcd going silent is an alert, and the key
+//! held is declared lost within the timing rule.
+
+mod common;
+
+use common::{Havend, Setup, poll_until, seed, toml_path};
+use haven_daemon::journal::{Entry, Journal, Record};
+use haven_test_artifacts::etcd::EtcdServer;
+use haven_test_artifacts::support::hastctl_list;
+use haven_witness::{AcquireError, WitnessHandle};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+const POLL: Duration = Duration::from_millis(20);
+const MASTER: &str = r#"{"carp-changed":{"vhid":1,"interface":"em0","state":"master"}}"#;
+const BACKUP: &str = r#"{"carp-changed":{"vhid":1,"interface":"em0","state":"backup"}}"#;
+
+fn witness_table(endpoint: &str) -> String {
+    format!(
+        "[witness]\nendpoints = [\"{endpoint}\"]\nprefix = \"/test\"\npair = \"db1\"\n\
+         ttl-s = 2\nrenew-ms = 400\ntimeout-ms = 600\n"
+    )
+}
+
+fn start(etcd: &EtcdServer) -> (Setup, Havend) {
+    let setup = Setup::in_tmp("witness-");
+    setup.install_hastctl(&hastctl_list("test", "secondary", "complete", "0"));
+    let config = format!(
+        "{policy}[daemon]\nexecutor = \"dry-run\"\nstate-dir = {state}\ncontrol-dir = {control}\n\n\
+         [executor.tools]\nhastctl = {hastctl}\n\n\
+         [sources.hastctl]\nprogram = {hastctl}\ninterval-ms = 50\ntimeout-ms = 20000\n\n{witness}",
+        policy = seed(
+            "mysql",
+            Path::new(haven_test_artifacts::CARP_HAST_SWITCH),
+            0
+        ),
+        state = toml_path(&setup.state_dir()),
+        control = toml_path(&setup.control_dir()),
+        hastctl = toml_path(&setup.hastctl()),
+        witness = witness_table(&etcd.endpoint),
+    );
+    std::fs::write(setup.config(), config).unwrap();
+    let mut daemon = Havend::launch(&setup, &[], setup.path("havend.stderr"), POLL, Some(60));
+    daemon.wait_ready();
+    (setup, daemon)
+}
+
+fn records(setup: &Setup) -> Vec<Record> {
+    Journal::read_all(setup.state_dir())
+        .map(|contents| contents.records)
+        .unwrap_or_default()
+}
+
+/// The first `hast-role … primary` step's end after journal position `after`: ok, detail,
+/// fencing token.
+fn promotion_end(
+    setup: &Setup,
+    daemon: &Havend,
+    after: u64,
+) -> (bool, Option<String>, Option<u64>) {
+    poll_until(POLL, || {
+        let records = records(setup);
+        let start = records.iter().find(|record| {
+            record.seq > after
+                && matches!(&record.entry, Entry::StepStart { step, .. }
+                    if step.to_string().starts_with("hast-role test primary"))
+        })?;
+        let Entry::StepStart { plan_id, index, .. } = &start.entry else {
+            return None;
+        };
+        records.iter().find_map(|record| match &record.entry {
+            Entry::StepEnd {
+                plan_id: p,
+                index: i,
+                ok,
+                detail,
+                fencing_token,
+                ..
+            } if p == plan_id && i == index => Some((*ok, detail.clone(), *fencing_token)),
+            _ => None,
+        })
+    })
+    .unwrap_or_else(|| panic!("no promotion step ended\n{}", daemon.diagnostics()))
+}
+
+fn last_seq(setup: &Setup) -> u64 {
+    records(setup).last().map_or(0, |record| record.seq)
+}
+
+#[test]
+fn a_promotion_runs_under_the_leader_key_and_is_refused_while_another_host_holds_it() {
+    let Some(etcd) = EtcdServer::start() else {
+        return;
+    };
+    // Another host of the pair holds the key first.
+    let config = haven_core::Config::parse(&witness_table(&etcd.endpoint), Path::new("x"))
+        .unwrap()
+        .witness
+        .unwrap();
+    let rival = WitnessHandle::start(&config, "rival", Arc::new(|_| {})).unwrap();
+    let rival_token = rival.acquire(Duration::from_secs(2)).unwrap();
+
+    let (setup, daemon) = start(&etcd);
+    let before = last_seq(&setup);
+    assert!(daemon.havenctl(&["notify", MASTER]).status.success());
+    let (ok, detail, token) = promotion_end(&setup, &daemon, before);
+    assert!(!ok, "the step ran while the rival held the key");
+    assert_eq!(token, None);
+    let detail = detail.unwrap_or_default();
+    assert!(
+        detail.contains("the witness refused")
+            && detail.contains(&format!("held by rival (fencing token {rival_token})")),
+        "{detail}"
+    );
+
+    // The rival lets go; the next promotion takes the key, under a higher token.
+    rival.release();
+    assert!(daemon.havenctl(&["notify", BACKUP]).status.success());
+    let before = last_seq(&setup);
+    assert!(daemon.havenctl(&["notify", MASTER]).status.success());
+    let (ok, detail, token) = promotion_end(&setup, &daemon, before);
+    assert!(ok, "{detail:?}\n{}", daemon.diagnostics());
+    let token = token.expect("the step ran under a fencing token");
+    assert!(token > rival_token, "{token} after {rival_token}");
+    let status = daemon.status();
+    let witness = status.witness.expect("status shows the witness");
+    assert!(
+        witness.state.holding && witness.state.reachable,
+        "{witness:?}"
+    );
+    assert_eq!(witness.state.leader.map(|l| l.token), Some(token));
+    let text = common::stdout_text(&daemon.havenctl(&["status"]));
+    assert!(text.contains(&format!("fencing token {token}")), "{text}");
+    // The rival cannot take it back while havend renews it.
+    assert!(matches!(
+        rival.acquire(Duration::from_millis(300)),
+        Err(AcquireError::HeldBy(_))
+    ));
+
+    // etcd goes silent: an alert says so, and the key is lost well within the 2 s TTL.
+    etcd.pause();
+    let lost = poll_until(POLL, || {
+        records(&setup)
+            .iter()
+            .find_map(|record| match &record.entry {
+                Entry::Alert { message, .. } if message.contains("lost the leader key") => {
+                    Some(message.clone())
+                }
+                _ => None,
+            })
+    })
+    .unwrap_or_else(|| panic!("no key-lost alert\n{}", daemon.diagnostics()));
+    assert!(lost.contains(&format!("fencing token {token}")), "{lost}");
+    assert!(records(&setup).iter().any(|record| matches!(
+        &record.entry,
+        Entry::Alert { message, .. } if message.contains("the witness (etcd) does not answer")
+    )));
+    let witness = daemon.status().witness.unwrap();
+    assert!(!witness.state.holding && !witness.state.reachable);
+    etcd.resume();
+}
