@@ -6,7 +6,8 @@
 
 use crate::bindings::haven::policy as wit;
 use crate::{
-    CarpState, HastRole, HastStatus, LogLevel, MaintenanceState, MountStatus, PeerState, QueryError,
+    CarpState, HastRole, HastStatus, LogLevel, MaintenanceState, MountStatus, PeerState,
+    QueryError, WitnessState,
 };
 
 /// Everything a policy may ask of the daemon while it decides.
@@ -58,6 +59,10 @@ pub trait Host {
 
     /// This host's maintenance, while `havenctl maintenance on` holds. Since contract 3.0.
     fn maintenance(&self) -> Option<MaintenanceState>;
+
+    /// The witness (etcd) as this host sees it: whether it answers, who holds the pair's
+    /// leader key, whether this host does; `None` without `[witness]`. Since contract 4.0.
+    fn witness(&self) -> Option<WitnessState>;
 }
 
 /// The real host: every call goes through the component's imports to the daemon.
@@ -123,5 +128,9 @@ impl Host for WasmHost {
 
     fn maintenance(&self) -> Option<MaintenanceState> {
         wit::operator::maintenance()
+    }
+
+    fn witness(&self) -> Option<WitnessState> {
+        wit::witness::state()
     }
 }

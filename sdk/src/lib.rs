@@ -100,7 +100,8 @@ pub use bindings::haven::policy::types::{
     HastStatus, HastWorker, InterruptedStep, LogLevel, MaintenanceState, MountRequest, MountStatus,
     OperatorAsk, OperatorRequest, PeerEvent, PeerFacts, PeerLink, PeerPolicy, PeerState, Plan,
     PolicyInfo, QueryError, ServiceOp, ServiceRequest, ServiceStatus, SetHastRole, StartupState,
-    StateLost, Step, StepFailure, TimerRequest, UnmountRequest,
+    StateLost, Step, StepFailure, TimerRequest, UnmountRequest, WitnessChange, WitnessEvent,
+    WitnessLeader, WitnessState,
 };
 pub use error::{Error, Result};
 pub use host::Host;

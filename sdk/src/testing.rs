@@ -23,7 +23,7 @@
 
 use crate::{
     CarpState, HastReplication, HastRole, HastStatus, Host, LogLevel, MaintenanceState,
-    MountStatus, PeerFacts, PeerLink, PeerState, QueryError,
+    MountStatus, PeerFacts, PeerLink, PeerState, QueryError, WitnessState,
 };
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,6 +44,8 @@ pub struct ScriptedHost {
     /// None: no `[peer]` configured.
     peer: Option<PeerState>,
     maintenance: Option<MaintenanceState>,
+    /// None: no `[witness]` configured.
+    witness: Option<WitnessState>,
 }
 
 /// `HastRole` is not `Ord`; workers are kept by a sortable key.
@@ -139,6 +141,12 @@ impl ScriptedHost {
     /// The wall clock's reading (milliseconds since 1970).
     pub fn unix_ms(mut self, unix_ms: u64) -> Self {
         self.unix_ms = unix_ms;
+        self
+    }
+
+    /// The witness as this host sees it (`[witness]` configured).
+    pub fn witness(mut self, state: WitnessState) -> Self {
+        self.witness = Some(state);
         self
     }
 
@@ -278,13 +286,17 @@ impl Host for ScriptedHost {
     fn maintenance(&self) -> Option<MaintenanceState> {
         self.maintenance
     }
+
+    fn witness(&self) -> Option<WitnessState> {
+        self.witness.clone()
+    }
 }
 
 /// Constructors for the events a test feeds a policy.
 pub mod events {
     use crate::{
         CarpChange, CarpLink, CarpState, Event, HastHook, HastRole, HastRoleChange, OperatorAsk,
-        OperatorRequest, PeerEvent, PeerFacts,
+        OperatorRequest, PeerEvent, PeerFacts, WitnessChange, WitnessEvent, WitnessState,
     };
 
     /// A CARP vhid changed to `state` (previous state unknown).
@@ -342,5 +354,10 @@ pub mod events {
     /// root asked for `ask` with `havenctl`.
     pub fn operator(ask: OperatorAsk) -> Event {
         Event::Operator(OperatorRequest { uid: 0, ask })
+    }
+
+    /// The witness brought news: `change`, and its state after it.
+    pub fn witness(change: WitnessChange, state: WitnessState) -> Event {
+        Event::Witness(WitnessEvent { change, state })
     }
 }

@@ -415,6 +415,36 @@ fn render(out: &mut String, host: &str, records: &[Record]) {
     }
 }
 
+/// The witness's news: what changed, and who holds the key now. The holder's name and etcd's
+/// error come from outside: escaped.
+fn summarize_witness(event: &haven_core::WitnessEvent) -> String {
+    use haven_core::WitnessChange;
+    use haven_core::text::escape;
+    let holder = match &event.state.leader {
+        Some(leader) => format!(
+            "{} holds the key (token {}){}",
+            escape(&leader.host),
+            leader.token,
+            if event.state.holding {
+                ", this host"
+            } else {
+                ""
+            }
+        ),
+        None => "nobody holds the key".to_owned(),
+    };
+    match &event.change {
+        WitnessChange::Reachable => format!("witness: etcd answers; {holder}"),
+        WitnessChange::Unreachable(why) => {
+            format!("witness: etcd does not answer ({})", escape(why))
+        }
+        WitnessChange::LeaderChanged => format!("witness: {holder}"),
+        WitnessChange::KeyLost(token) => {
+            format!("witness: this host lost the leader key (token {token})")
+        }
+    }
+}
+
 /// One line for an event, as timelines and `havenctl log` show it.
 pub fn summarize_event(event: &Event) -> String {
     match event {
@@ -466,6 +496,7 @@ pub fn summarize_event(event: &Event) -> String {
             request.uid,
             request.ask.command()
         ),
+        Event::Witness(event) => summarize_witness(event),
         Event::Peer(PeerEvent::Up) => "peer link up".into(),
         Event::Peer(PeerEvent::Down) => "peer link down".into(),
         Event::Peer(PeerEvent::FactsChanged(facts)) => {

@@ -196,7 +196,7 @@ fn check_admits_the_seed_and_its_config_entry() {
         text.contains(": admitted\n  policy    carp-hast-switch "),
         "{text}"
     );
-    assert!(text.contains("  contract  haven:policy@3.0.0"), "{text}");
+    assert!(text.contains("  contract  haven:policy@4.0.0"), "{text}");
     assert!(
         text.contains("examples/seed/haven.toml: policy `mysql`: grants valid, settings accepted"),
         "{text}"

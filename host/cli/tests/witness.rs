@@ -1,7 +1,7 @@
 //! A real havend with `[witness]` on a real etcd (loopback): a promotion's first step waits
 //! for the pair's leader key and runs under its fencing token; while another host holds the
-//! key, the step is refused with who holds it; etcd going silent is an alert, and the key
-//! held is declared lost within the timing rule.
+//! key, the step is refused with who holds it; etcd going silent is an alert, the key held is
+//! declared lost within the timing rule, and the seed policy demotes.
 
 mod common;
 
@@ -100,7 +100,7 @@ fn a_promotion_runs_under_the_leader_key_and_is_refused_while_another_host_holds
         .unwrap()
         .witness
         .unwrap();
-    let rival = WitnessHandle::start(&config, "rival", Arc::new(|_| {})).unwrap();
+    let rival = WitnessHandle::start(&config, "rival", Arc::new(|_, _| {})).unwrap();
     let rival_token = rival.acquire(Duration::from_secs(2)).unwrap();
 
     let (setup, daemon) = start(&etcd);
@@ -158,6 +158,15 @@ fn a_promotion_runs_under_the_leader_key_and_is_refused_while_another_host_holds
         &record.entry,
         Entry::Alert { message, .. } if message.contains("the witness (etcd) does not answer")
     )));
+    // The seed policy hears it and demotes: its peer cannot vouch (there is no peer link).
+    poll_until(POLL, || {
+        records(&setup).iter().find(|record| {
+            matches!(&record.entry, Entry::StepStart { step, .. }
+                if step.to_string().starts_with("hast-role test secondary"))
+        })?;
+        Some(())
+    })
+    .unwrap_or_else(|| panic!("no self-demotion\n{}", daemon.diagnostics()));
     let witness = daemon.status().witness.unwrap();
     assert!(!witness.state.holding && !witness.state.reachable);
     etcd.resume();

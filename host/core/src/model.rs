@@ -145,6 +145,9 @@ struct MachineSpec {
     maintenance: Option<MaintenanceState>,
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     carp_demoted: BTreeSet<u8>,
+    /// The witness as this host sees it (`[witness]` configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    witness: Option<WitnessState>,
 }
 
 /// The wall time of a simulated machine's clock 0: 2026-01-01T00:00:00Z.
@@ -174,6 +177,7 @@ impl From<MachineSpec> for Machine {
             peer: PeerModel::from_state(spec.peer, spec.now_ms),
             maintenance: spec.maintenance,
             carp_demoted: spec.carp_demoted,
+            witness: spec.witness,
             ..Machine::default()
         };
         for status in spec.hast {
@@ -221,6 +225,7 @@ impl From<Machine> for MachineSpec {
             peer: machine.peer.state(machine.now_ms),
             maintenance: machine.maintenance,
             carp_demoted: machine.carp_demoted,
+            witness: machine.witness,
         }
     }
 }
@@ -334,6 +339,7 @@ impl Machine {
                 uid,
                 ask: OperatorAsk::Maintenance(on),
             }) => self.set_maintenance(*on, *uid),
+            Event::Witness(event) => self.witness = Some(event.state.clone()),
             Event::HastHook(_)
             | Event::Operator(_)
             | Event::Devd(_)

@@ -344,6 +344,30 @@ pub struct WitnessState {
     /// Whether this host holds the key on a lease it knows to be alive.
     #[serde(default)]
     pub holding: bool,
+    /// `[witness] isolated-serve-ms`: how long a host that lost the key and cannot hear its
+    /// peer may go on serving.
+    #[serde(default)]
+    pub isolated_serve_ms: u32,
+}
+
+/// What changed in the witness.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WitnessChange {
+    Reachable,
+    Unreachable(String),
+    LeaderChanged,
+    /// This host lost the key it held under this token.
+    KeyLost(u64),
+}
+
+/// News from the witness, with its state after the change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct WitnessEvent {
+    pub change: WitnessChange,
+    #[serde(default)]
+    pub state: WitnessState,
 }
 
 /// This host's maintenance, while it is on.
@@ -378,6 +402,7 @@ pub enum Event {
     StepFailed(StepFailure),
     Peer(PeerEvent),
     Operator(OperatorRequest),
+    Witness(WitnessEvent),
 }
 
 impl Event {
@@ -394,6 +419,7 @@ impl Event {
             Event::StepFailed(_) => "step-failed",
             Event::Peer(_) => "peer",
             Event::Operator(_) => "operator",
+            Event::Witness(_) => "witness",
         }
     }
 

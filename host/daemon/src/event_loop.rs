@@ -27,7 +27,7 @@ use crate::journal::{Entry, Journal, JournalError};
 use crate::reconcile::Granted;
 use crate::reload::{Prepared, ReloadOutcome};
 use crate::sources::peer::PeerPublisher;
-use crate::sources::witness::{self, Said, WitnessSource};
+use crate::sources::witness::{self, WitnessSource};
 use crate::status::{
     PolicyStatus, RecentAlert, RecentDecision, RunningStep, StatusBoard, StepEnded,
 };
@@ -368,20 +368,11 @@ impl<E: Executor> EventLoop<E> {
     }
 
     /// Hand this host's facts to the peer link (sent at once if they changed).
-    /// The witness's news: into the model, the journal, and an alert where it matters.
+    /// The witness's alert (its events reach the policies as any other's).
     fn witness_news(&mut self, news: haven_witness::WitnessNews) {
-        let holding = self.witness.as_ref().is_some_and(WitnessSource::holding);
-        let machine = self.runner.pipeline.machine_mut();
-        let state = machine.witness.get_or_insert_with(Default::default);
-        match witness::take_news(news, state, holding) {
-            Said::Note(message) => {
-                tracing::info!(source = witness::SOURCE, "{message}");
-                self.note(message);
-            }
-            Said::Alert(severity, message) => {
-                tracing::error!(source = witness::SOURCE, alert = %message, "operator alert");
-                raise_alert(&mut self.journal, &self.board, None, severity, &message);
-            }
+        if let Some((severity, message)) = witness::alert_for(&news) {
+            tracing::error!(source = witness::SOURCE, alert = %message, "operator alert");
+            raise_alert(&mut self.journal, &self.board, None, severity, &message);
         }
     }
 

@@ -20,10 +20,11 @@
 //! - a newer minor: the policy may import what this host lacks;
 //! - no version at all, or one that is not `MAJOR.MINOR.PATCH`.
 //!
-//! An older major is run through a frozen copy of its last contract (`wit/v1/` for `1.1`):
-//! the linker holds both majors' imports, and the policy is typed against the bindings of the
-//! major its `handler` export names. Events a `1.x` policy cannot express (the peer's) are not
-//! delivered to it.
+//! An older major is run through a frozen copy of its last contract (`wit/v1/` for `1.1`,
+//! `wit/v2/` for `2.0`, `wit/v3/` for `3.0`): the linker holds every major's imports, and the
+//! policy is typed against the bindings of the major its `handler` export names. Events an
+//! older policy cannot express (the peer's for `1.x`, the operator's for `2.x`, the
+//! witness's for `3.x`) are not delivered to it.
 //!
 //! Running an older minor needs nothing more from us: wasmtime's linker resolves an import of
 //! `haven:policy/kv@1.0.0` to our definition `@1.1.0`, and the generated bindings find the
@@ -320,8 +321,8 @@ mod tests {
     /// The host's message for a module built against `found`.
     fn incompatible(found: &str) -> String {
         format!(
-            "was built against haven:policy@{found}; this host speaks haven:policy@3.0.0 and \
-             runs policies built against 1.0 to 1.1, 2.0, 3.0"
+            "was built against haven:policy@{found}; this host speaks haven:policy@4.0.0 and \
+             runs policies built against 1.0 to 1.1, 2.0, 3.0, 4.0"
         )
     }
 
@@ -352,7 +353,7 @@ mod tests {
         assert_eq!(
             unversioned.to_string(),
             "uses `haven:policy/carp`, which carries no version; this host speaks \
-             haven:policy@3.0.0 and runs policies built against 1.0 to 1.1, 2.0, 3.0"
+             haven:policy@4.0.0 and runs policies built against 1.0 to 1.1, 2.0, 3.0, 4.0"
         );
     }
 
@@ -378,8 +379,12 @@ mod tests {
             check_export_names(["haven:policy/handler@3.0.0"]),
             Ok("3.0.0".into())
         );
-        let future = check_export_names(["haven:policy/handler@4.0.0"]).unwrap_err();
-        assert_eq!(future.to_string(), incompatible("4.0.0"));
+        assert_eq!(
+            check_export_names(["haven:policy/handler@4.0.0"]),
+            Ok("4.0.0".into())
+        );
+        let future = check_export_names(["haven:policy/handler@5.0.0"]).unwrap_err();
+        assert_eq!(future.to_string(), incompatible("5.0.0"));
         let newer = check_export_names(["haven:policy/handler@2.1.0"]).unwrap_err();
         assert_eq!(newer.to_string(), incompatible("2.1.0"));
         assert_eq!(
@@ -399,13 +404,15 @@ mod tests {
         };
         // Its own major, the older majors it keeps (their minors, any patch).
         for module in [
-            "3.0.0", "3.0.2", "2.0.0", "2.0.4", "1.0.0", "1.0.3", "1.1.0", "1.1.12",
+            "4.0.0", "4.0.3", "3.0.0", "3.0.2", "2.0.0", "2.0.4", "1.0.0", "1.0.3", "1.1.0",
+            "1.1.12",
         ] {
             assert!(runs(module), "{module}");
         }
         // Another major, a newer minor, the pre-stable 0.x, and what is not MAJOR.MINOR.PATCH.
         for module in [
-            "4.0.0",
+            "5.0.0",
+            "4.1.0",
             "3.1.0",
             "2.1.0",
             "0.1.0",

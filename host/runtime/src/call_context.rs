@@ -334,6 +334,7 @@ macro_rules! queries {
 queries!(v1);
 queries!(v2);
 queries!(v3);
+queries!(v4);
 
 impl crate::bindings::v1::haven::policy::clock::Host for CallContext {
     fn now_ms(&mut self) -> u64 {
@@ -364,12 +365,27 @@ macro_rules! since_2 {
 
 since_2!(v2);
 since_2!(v3);
+since_2!(v4);
 
-impl crate::bindings::v3::haven::policy::operator::Host for CallContext {
-    fn maintenance(
-        &mut self,
-    ) -> Option<crate::bindings::v3::haven::policy::types::MaintenanceState> {
-        self.machine.maintenance.convert()
+/// What `3.0` added (the operator's settings), for the bindings module `$version`.
+macro_rules! since_3 {
+    ($version:ident) => {
+        impl crate::bindings::$version::haven::policy::operator::Host for CallContext {
+            fn maintenance(
+                &mut self,
+            ) -> Option<crate::bindings::$version::haven::policy::types::MaintenanceState> {
+                self.machine.maintenance.convert()
+            }
+        }
+    };
+}
+
+since_3!(v3);
+since_3!(v4);
+
+impl crate::bindings::v4::haven::policy::witness::Host for CallContext {
+    fn state(&mut self) -> Option<crate::bindings::v4::haven::policy::types::WitnessState> {
+        self.machine.witness.clone().convert()
     }
 }
 

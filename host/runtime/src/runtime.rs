@@ -292,6 +292,11 @@ impl Runtime {
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(engine_error)?;
         let mut linker = Linker::new(&engine);
+        crate::bindings::v4::Policy::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |context: &mut CallContext| context,
+        )
+        .map_err(engine_error)?;
         crate::bindings::v3::Policy::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
             |context: &mut CallContext| context,

@@ -154,8 +154,8 @@ fn assert_refused(version: &str) {
         assert_eq!(
             error.to_string(),
             format!(
-                "was built against haven:policy@{version}; this host speaks haven:policy@3.0.0 \
-                 and runs policies built against 1.0 to 1.1, 2.0, 3.0"
+                "was built against haven:policy@{version}; this host speaks haven:policy@4.0.0 \
+                 and runs policies built against 1.0 to 1.1, 2.0, 3.0, 4.0"
             ),
             "{form}"
         );
@@ -164,7 +164,7 @@ fn assert_refused(version: &str) {
 
 #[test]
 fn a_policy_built_against_another_major_is_refused_naming_both_versions() {
-    assert_refused("4.0.0");
+    assert_refused("5.0.0");
     // The contract before it was declared stable: what every policy was built against before.
     assert_refused("0.1.0");
 }
@@ -175,14 +175,15 @@ fn a_policy_built_against_a_newer_minor_is_refused_naming_both_versions() {
     // and otherwise fail naming a missing function rather than the versions that disagree.
     assert_refused("1.2.0");
     assert_refused("2.1.0");
+    assert_refused("3.1.0");
 }
 
-/// A `1.x` policy that claims `2.0.0` or `3.0.0` passes admission (the versions are spoken)
+/// A `1.x` policy that claims `2.0.0`, `3.0.0` or `4.0.0` passes admission (the versions are spoken)
 /// but not the types of that contract: it is refused when loaded, never run with the wrong
 /// types.
 #[test]
 fn a_policy_whose_types_do_not_match_its_claimed_major_is_refused_at_load() {
-    for claimed in ["2.0.0", "3.0.0"] {
+    for claimed in ["2.0.0", "3.0.0", "4.0.0"] {
         for (form, bytes) in built_against(claimed) {
             let error = runtime().compile(&bytes, &Default::default()).unwrap_err();
             assert!(
@@ -231,6 +232,11 @@ fn a_2_0_policy_runs_sees_the_peer_and_is_handed_no_operator_request() {
         ask: haven_core::OperatorAsk::Maintenance(true),
     });
     assert!(!policy.receives(&operator));
+    let witness = Event::Witness(haven_core::WitnessEvent {
+        change: haven_core::WitnessChange::Reachable,
+        state: haven_core::WitnessState::default(),
+    });
+    assert!(!policy.receives(&witness), "a 4.0 event");
     let facts = haven_core::PeerFacts {
         host: "hastb".into(),
         maintenance: true,

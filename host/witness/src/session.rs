@@ -45,8 +45,8 @@ pub enum WitnessNews {
     BadRecord(String),
 }
 
-/// Where news goes.
-pub type Sink = Arc<dyn Fn(WitnessNews) + Send + Sync>;
+/// Where news goes, with the session's view right after it.
+pub type Sink = Arc<dyn Fn(WitnessNews, WitnessState) + Send + Sync>;
 
 /// Why the key was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,7 +97,10 @@ impl WitnessHandle {
             .build()
             .map_err(|error| WitnessError::Etcd(format!("cannot start a runtime: {error}")))?;
         let (commands, receiver) = mpsc::unbounded_channel();
-        let state = Arc::new(Mutex::new(WitnessState::default()));
+        let state = Arc::new(Mutex::new(WitnessState {
+            isolated_serve_ms: config.isolated_serve_ms,
+            ..WitnessState::default()
+        }));
         let session = Session {
             connector,
             keys: PairKeys::of(config),
@@ -277,7 +280,7 @@ impl Session {
         if let Some(token) = self.holding.take() {
             tracing::error!(token, %why, "the leader key is lost");
             self.share(|state| state.holding = false);
-            (self.sink)(WitnessNews::KeyLost { token, why });
+            self.tell(WitnessNews::KeyLost { token, why });
         }
     }
 
@@ -292,7 +295,17 @@ impl Session {
             Ok(leader) => {
                 self.next_round = Instant::now() + self.renew;
                 self.set_reachable(None);
+                let free_or_ours = leader.as_ref().is_none_or(|l| l.host == self.host);
                 self.set_leader(leader);
+                // A host that serves without the key (it kept serving through an outage, or
+                // havend restarted under a running service) takes it back when it can.
+                let serving = self.member.as_ref().is_some_and(|member| member.serving);
+                if serving && self.holding.is_none() && free_or_ours {
+                    let timeout = self.connector.timeout();
+                    if let Ok(Ok(token)) = tokio::time::timeout(timeout, self.try_acquire()).await {
+                        tracing::info!(token, "the leader key is taken back by a serving host");
+                    }
+                }
             }
             Err(error) => {
                 self.next_round = Instant::now() + RETRY.min(self.renew);
@@ -327,7 +340,7 @@ impl Session {
                     // Once per distinct problem, not once per round.
                     if self.last_bad.as_ref() != Some(&why) {
                         self.last_bad = Some(why.clone());
-                        (self.sink)(WitnessNews::BadRecord(why.clone()));
+                        self.tell(WitnessNews::BadRecord(why.clone()));
                     }
                     return Err(WitnessError::Etcd(why));
                 }
@@ -548,8 +561,13 @@ impl Session {
         }));
     }
 
-    /// Delete the key if it is on this host's lease.
+    /// Delete the key if it is on this host's lease. This host no longer serves: it must not
+    /// take the key back before the daemon says otherwise.
     async fn release(&mut self) {
+        if let Some(member) = &mut self.member {
+            member.serving = false;
+            self.member_written = None;
+        }
         let Some(token) = self.holding.take() else {
             return;
         };
@@ -586,11 +604,11 @@ impl Session {
         match problem {
             None => {
                 tracing::info!("etcd answers");
-                (self.sink)(WitnessNews::Reachable);
+                self.tell(WitnessNews::Reachable);
             }
             Some(why) => {
                 tracing::warn!(%why, "etcd does not answer");
-                (self.sink)(WitnessNews::Unreachable(why));
+                self.tell(WitnessNews::Unreachable(why));
             }
         }
     }
@@ -601,7 +619,17 @@ impl Session {
         }
         self.leader = Some(leader.clone());
         self.share(|state| state.leader = leader.clone());
-        (self.sink)(WitnessNews::Leader(leader));
+        self.tell(WitnessNews::Leader(leader));
+    }
+
+    /// Hand `news` to the sink with the view after it.
+    fn tell(&self, news: WitnessNews) {
+        let state = self
+            .shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        (self.sink)(news, state);
     }
 
     fn share(&self, change: impl FnOnce(&mut WitnessState)) {

@@ -28,7 +28,7 @@ fn session(config: &WitnessConfig, host: &str) -> (WitnessHandle, Arc<Mutex<Vec<
     let handle = WitnessHandle::start(
         config,
         host,
-        Arc::new(move |item| sink.lock().unwrap().push(item)),
+        Arc::new(move |item, _| sink.lock().unwrap().push(item)),
     )
     .expect("the session starts");
     (handle, news)

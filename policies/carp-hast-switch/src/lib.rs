@@ -11,6 +11,8 @@
 //! - `failure`: what a failed (or interrupted) step means and what to do about it.
 //! - `operator`: the operator's requests (switchover, maintenance, accepting an incomplete
 //!   copy) and the CARP demotion they hold.
+//! - `witness`: a serving host that can no longer count on the witness's leader key, or sees
+//!   the peer take it; promotions the key's absence refused, tried again.
 
 mod carp;
 mod failure;
@@ -20,12 +22,13 @@ mod settings;
 mod sync;
 #[cfg(test)]
 mod tests;
+mod witness;
 
 use carp::{Decision, SETTLE_TIMER, Target};
 use failure::Phase;
 use haven_sdk::{
     Action, AlertSeverity, Event, HastHook, Host, LogLevel, OperatorAsk, OperatorRequest,
-    PeerEvent, Plan, Policy, PolicyInfo, Result, StartupState, StepFailure,
+    PeerEvent, Plan, Policy, PolicyInfo, Result, StartupState, StepFailure, WitnessEvent,
 };
 
 pub use settings::{Resource, Settings, Timeouts};
@@ -63,6 +66,7 @@ impl Policy for CarpHastSwitch {
             Event::StepFailed(failure) => self.on_step_failed(failure, host),
             Event::Peer(peer) => self.on_peer(peer, host),
             Event::Operator(request) => self.on_operator(request, host),
+            Event::Witness(event) => self.on_witness(event, host),
             // Polling only confirms what the hooks and CARP already said; devd events other
             // than CARP's are not this policy's business.
             Event::HastStatusChanged(_) | Event::Devd(_) => Ok(Plan::none()),
@@ -144,10 +148,36 @@ impl CarpHastSwitch {
         self.converge(Target::Master, host)
     }
 
-    /// Only the settle timer is ours to act on.
+    /// The witness brought news (see `witness`): a demotion, or a refused promotion tried
+    /// again when CARP still wants this host master and no settle timer is pending.
+    fn on_witness(&self, event: &WitnessEvent, host: &dyn Host) -> Result<Plan> {
+        match witness::on_witness(&self.settings, event, host)? {
+            witness::Reaction::Act(plan) => Ok(plan),
+            witness::Reaction::RetryPromotion => {
+                let retry = failure::earlier_promotion_failure(host).is_some()
+                    && !carp::settle_pending(host)
+                    && carp::current_target(&self.settings, host) == Some(Target::Master);
+                if !retry {
+                    return Ok(Plan::none());
+                }
+                host.log(
+                    LogLevel::Info,
+                    "the witness's leader key may be had now; deciding the refused promotion again",
+                );
+                failure::forget_promotion_failure(host);
+                self.converge(Target::Master, host)
+            }
+            witness::Reaction::Nothing => Ok(Plan::none()),
+        }
+    }
+
+    /// The settle timer and the witness's isolation timer are ours to act on.
     fn on_timer(&self, name: &str, host: &dyn Host) -> Result<Plan> {
         if name == SETTLE_TIMER {
             return self.settle(host);
+        }
+        if name == witness::ISOLATED_TIMER {
+            return witness::on_isolated_timer(&self.settings, host);
         }
         host.log(LogLevel::Debug, &format!("ignoring unknown timer `{name}`"));
         Ok(Plan::none())

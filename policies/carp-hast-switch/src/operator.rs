@@ -24,7 +24,7 @@ use haven_sdk::{
 const DEMOTED: &str = "carp-demoted";
 
 /// Whether this host holds the service: a resource of ours is primary here.
-fn serving(settings: &Settings, host: &dyn Host) -> Result<bool> {
+pub fn serving(settings: &Settings, host: &dyn Host) -> Result<bool> {
     for resource in &settings.resources {
         if host.hast_status(&resource.name)?.role == HastRole::Primary {
             return Ok(true);

@@ -1,6 +1,7 @@
 //! The witness (etcd) as a source and a query: what this host's session with etcd sees
-//! arrives in the inbox as reports (reachable or not, who holds the leader key, the key lost),
-//! and the executor's [`Fence`] asks it for the key before a step that makes this host a
+//! arrives in the inbox as `witness` events for the policies (etcd answers or not, who holds
+//! the leader key, this host lost it), with a report for the daemon's own alert where one is
+//! due; and the executor's [`Fence`] asks it for the key before a step that makes this host a
 //! writer.
 //!
 //! The session itself (lease, key, renewals, the timing rule) is `haven-witness`'s; this
@@ -8,9 +9,11 @@
 //! and this host's member record after each event.
 
 use crate::inbox::{Inbox, Report};
-use haven_core::{Machine, WitnessConfig};
+use haven_core::{
+    AlertSeverity, Event, Machine, WitnessChange, WitnessConfig, WitnessEvent, WitnessState,
+};
 use haven_executor::Fence;
-use haven_witness::{MemberRecord, WitnessError, WitnessHandle};
+use haven_witness::{MemberRecord, WitnessError, WitnessHandle, WitnessNews};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +40,7 @@ impl WitnessSource {
         let handle = WitnessHandle::start(
             config,
             host,
-            Arc::new(move |news| inbox.report(Report::Witness(news))),
+            Arc::new(move |news, state| deliver(&inbox, news, state)),
         )?;
         tracing::info!(
             pair = %config.pair,
@@ -116,66 +119,48 @@ pub fn host_name(peer_host: Option<&str>) -> Result<String, String> {
     Ok(name)
 }
 
-/// What the loop journals for a piece of news.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Said {
-    Note(String),
-    Alert(haven_core::AlertSeverity, String),
+/// One piece of news into the inbox: the daemon's alert first (a report, which the loop takes
+/// before events), then the event for the policies.
+fn deliver(inbox: &Inbox, news: WitnessNews, state: WitnessState) {
+    let change = match &news {
+        WitnessNews::Reachable => WitnessChange::Reachable,
+        WitnessNews::Unreachable(why) => WitnessChange::Unreachable(why.clone()),
+        WitnessNews::Leader(_) => WitnessChange::LeaderChanged,
+        WitnessNews::KeyLost { token, .. } => WitnessChange::KeyLost(*token),
+        WitnessNews::BadRecord(_) => return inbox.report(Report::Witness(news)),
+    };
+    if alert_for(&news).is_some() {
+        inbox.report(Report::Witness(news));
+    }
+    inbox.send(Event::Witness(WitnessEvent { change, state }), SOURCE);
 }
 
-/// Fold `news` into the model's view of the witness, and say what the journal gets.
-/// `holding`: whether the session holds the key now.
-pub fn take_news(
-    news: haven_witness::WitnessNews,
-    state: &mut haven_core::WitnessState,
-    holding: bool,
-) -> Said {
-    state.holding = holding;
-    use haven_core::AlertSeverity::{Critical, Warning};
+/// The daemon's own alert for a piece of news, if it warrants one: whatever the policies make
+/// of it, an operator hears that etcd is gone, that a held key was lost, or that a record is
+/// not Haven's.
+pub fn alert_for(news: &WitnessNews) -> Option<(AlertSeverity, String)> {
     use haven_core::text::escape;
-    use haven_witness::WitnessNews;
     match news {
-        WitnessNews::Reachable => {
-            state.reachable = true;
-            Said::Note("witness: etcd answers".to_owned())
-        }
-        WitnessNews::Unreachable(why) => {
-            state.reachable = false;
-            Said::Alert(
-                Warning,
-                format!(
-                    "the witness (etcd) does not answer: {}. A promotion waits for it; this \
-                     host keeps serving only while its lease is confirmed",
-                    escape(&why)
-                ),
-            )
-        }
-        WitnessNews::Leader(leader) => {
-            let said = match &leader {
-                Some(leader) => format!(
-                    "witness: the leader key is held by {} (fencing token {})",
-                    escape(&leader.host),
-                    leader.token
-                ),
-                None => "witness: nobody holds the leader key".to_owned(),
-            };
-            state.leader = leader;
-            Said::Note(said)
-        }
-        WitnessNews::KeyLost { token, why } => {
-            state.holding = false;
-            Said::Alert(
-                Critical,
-                format!(
-                    "this host lost the leader key (fencing token {token}): {}; it must stop \
-                     writing before its lease runs out and the peer may take over",
-                    escape(&why)
-                ),
-            )
-        }
-        WitnessNews::BadRecord(why) => Said::Alert(
-            Critical,
-            format!("witness: {} (not believed)", escape(&why)),
-        ),
+        WitnessNews::Reachable | WitnessNews::Leader(_) => None,
+        WitnessNews::Unreachable(why) => Some((
+            AlertSeverity::Warning,
+            format!(
+                "the witness (etcd) does not answer: {}. A promotion waits for it; this host \
+                 keeps serving only while its lease is confirmed or its peer vouches",
+                escape(why)
+            ),
+        )),
+        WitnessNews::KeyLost { token, why } => Some((
+            AlertSeverity::Critical,
+            format!(
+                "this host lost the leader key (fencing token {token}): {}; it must stop \
+                 writing before its lease runs out and the peer may take over",
+                escape(why)
+            ),
+        )),
+        WitnessNews::BadRecord(why) => Some((
+            AlertSeverity::Critical,
+            format!("witness: {} (not believed)", escape(why)),
+        )),
     }
 }
