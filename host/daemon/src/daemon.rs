@@ -288,8 +288,15 @@ impl Daemon {
 
         let executor: Box<dyn Executor> = match fence {
             Ok(None) => executor,
-            Ok(Some(fence)) => Box::new(Fenced::new(executor, fence)),
-            Err(why) => Box::new(Fenced::new(executor, Unfenceable(why))),
+            Ok(Some(fence)) => {
+                let mountpoints = fence.mountpoints();
+                Box::new(Fenced::new(executor, fence, mountpoints))
+            }
+            Err(why) => Box::new(Fenced::new(
+                executor,
+                Unfenceable(why),
+                granted(&config, |g| g.mounts.iter().map(|m| &m.mountpoint)),
+            )),
         };
         let event_loop = EventLoop {
             runner: Runner::new(pipeline, executor),
@@ -382,7 +389,11 @@ fn start_witness(
     };
     let peer_host = peer.map(|peer| peer.publisher().host().to_owned());
     let started = crate::sources::witness::host_name(peer_host.as_deref()).and_then(|host| {
-        WitnessSource::start(witness, &host, inbox).map_err(|error| error.to_string())
+        let granted = (
+            granted(config, |g| g.mounts.iter().map(|m| &m.mountpoint)),
+            granted(config, |g| g.services.iter()),
+        );
+        WitnessSource::start(witness, &host, granted, inbox).map_err(|error| error.to_string())
     });
     match started {
         Ok(source) => {

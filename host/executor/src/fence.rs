@@ -9,6 +9,7 @@
 
 use crate::executor::{Executor, StepOutcome};
 use haven_core::{Action, HastRole, Machine, Step};
+use std::collections::BTreeSet;
 
 /// Something that grants this host the right to write: the witness's leader key.
 pub trait Fence: Send {
@@ -27,13 +28,16 @@ pub fn takes_storage(step: &Step) -> bool {
     }
 }
 
-/// Whether this host holds any storage: a HAST resource in role primary, or a mount.
-pub fn holds_storage(machine: &Machine) -> bool {
+/// Whether this host holds any storage: a HAST resource in role primary, or a filesystem on
+/// one of `mountpoints` (the granted ones: the machine's model has every mount of the host).
+pub fn holds_storage(machine: &Machine, mountpoints: &BTreeSet<String>) -> bool {
     machine
         .hast
         .values()
         .any(|status| status.role == HastRole::Primary)
-        || !machine.mounts.is_empty()
+        || mountpoints
+            .iter()
+            .any(|mountpoint| machine.mounts.contains_key(mountpoint))
 }
 
 /// An executor whose storage-taking steps pass through a [`Fence`] first.
@@ -41,11 +45,17 @@ pub fn holds_storage(machine: &Machine) -> bool {
 pub struct Fenced<E, F> {
     inner: E,
     fence: F,
+    /// The granted mountpoints: what counts as holding storage besides HAST's primary role.
+    mountpoints: BTreeSet<String>,
 }
 
 impl<E, F> Fenced<E, F> {
-    pub fn new(inner: E, fence: F) -> Fenced<E, F> {
-        Fenced { inner, fence }
+    pub fn new(inner: E, fence: F, mountpoints: BTreeSet<String>) -> Fenced<E, F> {
+        Fenced {
+            inner,
+            fence,
+            mountpoints,
+        }
     }
 }
 
@@ -81,7 +91,7 @@ impl<E: Executor, F: Fence> Executor for Fenced<E, F> {
         if outcome.ok() && gives_up {
             let mut after = machine.clone();
             after.apply(policy, step);
-            if !holds_storage(&after) {
+            if !holds_storage(&after, &self.mountpoints) {
                 self.fence.let_go();
             }
         }
@@ -117,7 +127,8 @@ mod tests {
     }
 
     fn run(fence: &Scripted, machine: &mut Machine, line: &str) -> StepOutcome {
-        let mut executor = Fenced::new(DryRun::new(), fence.clone());
+        let mountpoints = BTreeSet::from(["/hast/test".to_owned()]);
+        let mut executor = Fenced::new(DryRun::new(), fence.clone(), mountpoints);
         let step = step(line);
         let outcome = executor.run_step("p", &step, machine);
         if outcome.ok() {
@@ -156,7 +167,16 @@ mod tests {
     #[test]
     fn the_fence_is_let_go_once_nothing_is_held() {
         let fence = Scripted::default();
+        // Mounts that are not granted (the root filesystem, say) hold nothing.
         let mut machine = Machine::default();
+        machine.mounts.insert(
+            "/".to_owned(),
+            haven_core::MountStatus {
+                device: "/dev/ada0p2".to_owned(),
+                mountpoint: "/".to_owned(),
+                fstype: "ufs".to_owned(),
+            },
+        );
         run(&fence, &mut machine, "hast-role test primary");
         run(&fence, &mut machine, "mount ufs /dev/hast/test /hast/test");
         run(&fence, &mut machine, "unmount /hast/test");

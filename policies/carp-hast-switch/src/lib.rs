@@ -128,6 +128,11 @@ impl CarpHastSwitch {
     /// this host master (a lone host that booted first waits for its peer, as DRBD does).
     fn on_peer(&self, event: &PeerEvent, host: &dyn Host) -> Result<Plan> {
         sync::on_peer(&self.settings, event, host)?;
+        if matches!(event, PeerEvent::Down | PeerEvent::FactsChanged(_))
+            && let Some(plan) = witness::recheck_vouching(&self.settings, host)?
+        {
+            return Ok(plan);
+        }
         if matches!(event, PeerEvent::FactsChanged(_)) {
             let plan = operator::move_away_in_maintenance(&self.settings, host)?;
             if !plan.is_none() {

@@ -6,8 +6,9 @@
 //! already serves.
 //!
 //! - **Key lost** (no renewal confirmed in time): if the peer link is up and the peer's facts
-//!   say it serves none of our resources, the peer vouches that this host alone serves, and
-//!   it goes on serving (the failsafe, as Patroni's). Otherwise, with `isolated-serve-ms` set,
+//!   are fresh and say it serves none of our resources, the peer vouches that this host alone
+//!   serves, and it goes on serving (the failsafe, as Patroni's). When the link then goes
+//!   down, or the peer's facts change, the vouching is checked again. Otherwise, with `isolated-serve-ms` set,
 //!   it arms [`ISOLATED_TIMER`] and serves until it fires; with 0, the default, it demotes at
 //!   once, before its lease can run out and let the peer in.
 //! - **The timer fires**: demote, unless the key is held again or the peer vouches now.
@@ -26,6 +27,10 @@ use haven_sdk::{
 
 /// The timer that ends an isolated master's grace (`isolated-serve-ms`).
 pub const ISOLATED_TIMER: &str = "witness-isolated";
+
+/// The oldest peer facts that vouch: the link's heartbeat is a second by default, so facts
+/// older than this mean the link is failing even if it is not declared down yet.
+pub const VOUCH_FRESH_MS: u64 = 2000;
 
 /// What to do about the witness's news.
 pub enum Reaction {
@@ -83,26 +88,46 @@ fn on_key_lost(
         );
         return Ok(Reaction::Nothing);
     }
+    let why = format!(
+        "the witness's leader key is lost (fencing token {token}) and the peer cannot vouch \
+         that this host alone serves"
+    );
+    Ok(Reaction::Act(unfenced(settings, state, &why, host)?))
+}
+
+/// A serving host without the key whose peer cannot vouch: the isolation grace when
+/// `isolated-serve-ms` allows one, a demotion otherwise.
+fn unfenced(settings: &Settings, state: &WitnessState, why: &str, host: &dyn Host) -> Result<Plan> {
     if state.isolated_serve_ms > 0 {
         host.log(
             LogLevel::Warn,
             &format!(
-                "the witness's leader key is lost (fencing token {token}) and the peer cannot \
-                 vouch: serving for isolated-serve-ms ({} ms) more",
+                "{why}: serving for isolated-serve-ms ({} ms) more",
                 state.isolated_serve_ms
             ),
         );
-        return Ok(Reaction::Act(
-            Plan::builder()
-                .set_timer(ISOLATED_TIMER, state.isolated_serve_ms)
-                .build(),
-        ));
+        return Ok(Plan::builder()
+            .set_timer(ISOLATED_TIMER, state.isolated_serve_ms)
+            .build());
     }
-    let message = format!(
-        "the witness's leader key is lost (fencing token {token}) and the peer cannot vouch \
-         that this host alone serves: demoting before the lease can run out"
-    );
-    Ok(Reaction::Act(demotion(settings, &message, host)?))
+    demotion(
+        settings,
+        &format!("{why}: demoting before the lease can run out"),
+        host,
+    )
+}
+
+/// The peer link went down or the peer's facts changed: a host that kept serving without the
+/// key because its peer vouched checks that the peer still does.
+pub fn recheck_vouching(settings: &Settings, host: &dyn Host) -> Result<Option<Plan>> {
+    let Some(state) = host.witness() else {
+        return Ok(None);
+    };
+    if state.holding || !serving(settings, host)? || peer_vouches(settings, host).is_some() {
+        return Ok(None);
+    }
+    let why = "this host serves without the witness's leader key and its peer no longer vouches";
+    unfenced(settings, &state, why, host).map(Some)
 }
 
 /// [`ISOLATED_TIMER`] fired: the grace is over.
@@ -125,10 +150,12 @@ pub fn on_isolated_timer(settings: &Settings, host: &dyn Host) -> Result<Plan> {
     )
 }
 
-/// The peer's name, if the link is up and its facts say it serves none of our resources.
+/// The peer's name, if the link is up, its facts are fresh ([`VOUCH_FRESH_MS`]) and say it
+/// serves none of our resources.
 fn peer_vouches(settings: &Settings, host: &dyn Host) -> Option<String> {
     let peer = host.peer();
-    let facts = peer.facts.filter(|_| peer.link == PeerLink::Up)?;
+    let fresh = peer.facts_age_ms.is_some_and(|age| age <= VOUCH_FRESH_MS);
+    let facts = peer.facts.filter(|_| peer.link == PeerLink::Up && fresh)?;
     let serves = facts.hast.iter().any(|status| {
         status.role == HastRole::Primary && settings.resource(&status.resource).is_some()
     });

@@ -546,6 +546,7 @@ fn scenario_rig(mode: Failover, hold_down_ms: u32) -> Result<(Rig, Prober), RigE
     let mut rig = Rig::new(RigOptions {
         failover: mode,
         hold_down_ms,
+        ..RigOptions::default()
     })?;
     let prober = serve_pair(&mut rig)?;
     steady(&rig)?;

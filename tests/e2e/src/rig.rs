@@ -7,6 +7,9 @@
 //!                     │  client 10.73.0.100  │
 //!        shared address 10.73.0.50 (CARP vhid 1), MariaDB listens on it
 //!        shared disk: ext4 on a loop device, /dev/hast/test when primary
+//!
+//!   with the witness (RigOptions::witness): a third bridge, br2, to the machine `witness`
+//!   running a real etcd on 10.75.0.3:2379; hasta and hastb reach it as 10.75.0.1 and .2
 //! ```
 //!
 //! Each host is a [`Machine`]; the `lan` machine holds the bridge and the `client` machine the
@@ -102,7 +105,28 @@ impl Side {
             Side::B => "sync-b",
         }
     }
+    /// Its address on the witness's bridge, and its port there.
+    fn witness_ip(self) -> &'static str {
+        match self {
+            Side::A => "10.75.0.1",
+            Side::B => "10.75.0.2",
+        }
+    }
+    fn witness_port(self) -> &'static str {
+        match self {
+            Side::A => "witness-a",
+            Side::B => "witness-b",
+        }
+    }
 }
+
+/// The witness's etcd, as the hosts reach it.
+pub const WITNESS_ENDPOINT: &str = "10.75.0.3:2379";
+const WITNESS_IP: &str = "10.75.0.3";
+/// The pair's name in the witness.
+pub const WITNESS_PAIR: &str = "rig";
+/// The rig's witness timing: renew 1000 + 2 × 2500 ≤ 8000 ms.
+pub const WITNESS_TTL_S: u32 = 8;
 
 /// What moves the service when CARP changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +143,8 @@ pub struct RigOptions {
     pub failover: Failover,
     /// The seed policy's hold-down (`hold-down-ms`).
     pub hold_down_ms: u32,
+    /// A third machine running etcd, and `[witness]` in both havends' configs.
+    pub witness: bool,
 }
 
 impl Default for RigOptions {
@@ -126,6 +152,7 @@ impl Default for RigOptions {
         RigOptions {
             failover: Failover::Haven,
             hold_down_ms: 5000,
+            witness: false,
         }
     }
 }
@@ -137,6 +164,8 @@ pub struct Rig {
     // Dropped in field order: hosts first (their mounts go), then the disk, then the folder.
     hosts: [Option<Machine>; 2],
     client: Machine,
+    /// The witness's machine (etcd), with [`RigOptions::witness`].
+    witness: Option<Machine>,
     lan: Machine,
     watch: MountWatch,
     disk: SharedDisk,
@@ -163,7 +192,7 @@ impl Rig {
             disk.device()
         ));
         let lan = Machine::start("lan")?;
-        for bridge in ["br0", "br1"] {
+        for bridge in ["br0", "br1", "br2"] {
             lan.run("ip", &["link", "add", bridge, "type", "bridge"])?;
             lan.run("ip", &["link", "set", bridge, "up"])?;
         }
@@ -184,11 +213,17 @@ impl Rig {
                 .arg(&keys),
         )
         .map_err(|error| error.context("havenctl peer-keys"))?;
+        let witness = if options.witness {
+            Some(start_witness(&lan, dir.path(), &log)?)
+        } else {
+            None
+        };
         let watch = MountWatch::start(disk.device().to_owned());
         Ok(Rig {
             options,
             hosts: [None, None],
             client,
+            witness,
             lan,
             watch,
             disk,
@@ -269,6 +304,14 @@ impl Rig {
             (side.sync_port(), "br1"),
             ("eth1", side.sync_ip()),
         )?;
+        if self.witness.is_some() {
+            plug_into(
+                &self.lan,
+                &machine,
+                (side.witness_port(), "br2"),
+                ("eth2", side.witness_ip()),
+            )?;
+        }
         let host_dir = self.host_dir(side);
         let etc_mysql = host_dir.join("etc-mysql");
         mariadb::write_config(&etc_mysql, &format!("{MOUNTPOINT}/{DATADIR_IN_FS}"), VIP)?;
@@ -412,8 +455,16 @@ hastctl = "{hastctl}"
 address = "{peer}:7420"
 listen = "{own}:7420"
 key-file = "{keys}"
-"#,
+{witness}"#,
             name = side.name(),
+            witness = if self.witness.is_some() {
+                format!(
+                    "\n[witness]\nendpoints = [\"http://{WITNESS_ENDPOINT}\"]\npair = \"{WITNESS_PAIR}\"\n\
+                     ttl-s = {WITNESS_TTL_S}\nrenew-ms = 1000\ntimeout-ms = 2500\n"
+                )
+            } else {
+                String::new()
+            },
         ))
     }
 
@@ -516,6 +567,44 @@ key-file = "{keys}"
         Ok(())
     }
 
+    /// Cut a host off the witness's bridge or join it again.
+    pub fn set_witness_link(&self, side: Side, up: bool) -> Result<(), RigError> {
+        let (state, said) = if up {
+            ("3", "joined to")
+        } else {
+            ("0", "cut off from")
+        };
+        self.log.note(format!("{} {said} the witness", side.name()));
+        self.lan
+            .run(
+                "bridge",
+                &["link", "set", "dev", side.witness_port(), "state", state],
+            )
+            .map(drop)
+    }
+
+    /// Stop the witness's etcd (SIGKILL: as a crash or a power cut of its machine).
+    pub fn stop_witness(&self) -> Result<(), RigError> {
+        let witness = self
+            .witness
+            .as_ref()
+            .ok_or_else(|| RigError::new("the rig has no witness"))?;
+        self.log.note("stopping etcd");
+        witness.run("pkill", &["-KILL", "-x", "etcd"]).map(drop)
+    }
+
+    /// `etcdctl args…` on the witness's machine, against its etcd.
+    pub fn etcdctl(&self, args: &[&str]) -> Result<String, RigError> {
+        let witness = self
+            .witness
+            .as_ref()
+            .ok_or_else(|| RigError::new("the rig has no witness"))?;
+        let endpoint = format!("http://{WITNESS_ENDPOINT}");
+        let mut all = vec!["--endpoints", endpoint.as_str()];
+        all.extend_from_slice(args);
+        witness.run("etcdctl", &all)
+    }
+
     /// Stop a host's ucarp cleanly (SIGTERM: it runs its down script, `--shutdown`).
     pub fn stop_ucarp(&self, side: Side) -> Result<(), RigError> {
         self.log.note(format!("stopping ucarp on {}", side.name()));
@@ -597,6 +686,33 @@ key-file = "{keys}"
     pub fn database_runs(&self, side: Side) -> bool {
         self.host(side)
             .is_some_and(|host| host.run("pgrep", &["-x", "mariadbd"]).is_ok())
+    }
+}
+
+/// The witness's machine on br2, running a real etcd (Debian's etcd-server) with its data in
+/// the rig's folder; returns once etcd says it is healthy.
+fn start_witness(lan: &Machine, dir: &Path, log: &Arc<Log>) -> Result<Machine, RigError> {
+    let mut witness = Machine::start("witness")?;
+    plug_into(lan, &witness, ("port-witness", "br2"), ("eth0", WITNESS_IP))?;
+    let mut etcd = witness.command(haven_test_artifacts::etcd::ETCD);
+    etcd.args(haven_test_artifacts::etcd::arguments(
+        "witness",
+        &dir.join("etcd"),
+        WITNESS_ENDPOINT,
+        &format!("{WITNESS_IP}:2380"),
+    ));
+    witness.spawn(etcd, "etcd", log)?;
+    let endpoint = format!("http://{WITNESS_ENDPOINT}");
+    let healthy = || {
+        witness
+            .run("etcdctl", &["--endpoints", &endpoint, "endpoint", "health"])
+            .is_ok()
+    };
+    if wait_until(READY, healthy) {
+        log.note("etcd (the witness) is healthy");
+        Ok(witness)
+    } else {
+        Err(RigError::new("the witness's etcd did not become healthy"))
     }
 }
 

@@ -14,6 +14,7 @@ use haven_core::{
 };
 use haven_executor::Fence;
 use haven_witness::{MemberRecord, WitnessError, WitnessHandle, WitnessNews};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,9 @@ pub struct WitnessSource {
     host: String,
     /// How long a promotion waits for the key: a dead holder's lease runs out within the TTL.
     wait: Duration,
+    /// The granted mountpoints and services: what "serving" means in the member record.
+    mountpoints: Arc<BTreeSet<String>>,
+    services: Arc<BTreeSet<String>>,
 }
 
 impl WitnessSource {
@@ -34,8 +38,10 @@ impl WitnessSource {
     pub fn start(
         config: &WitnessConfig,
         host: &str,
+        granted: (BTreeSet<String>, BTreeSet<String>),
         inbox: &Inbox,
     ) -> Result<WitnessSource, WitnessError> {
+        let (mountpoints, services) = granted;
         let inbox = inbox.clone();
         let handle = WitnessHandle::start(
             config,
@@ -54,6 +60,8 @@ impl WitnessSource {
             host: host.to_owned(),
             wait: Duration::from_secs(u64::from(config.ttl_s))
                 + Duration::from_millis(u64::from(config.timeout_ms)),
+            mountpoints: Arc::new(mountpoints),
+            services: Arc::new(services),
         })
     }
 
@@ -67,6 +75,11 @@ impl WitnessSource {
         &self.host
     }
 
+    /// The granted mountpoints (what the fence counts as holding storage).
+    pub fn mountpoints(&self) -> BTreeSet<String> {
+        self.mountpoints.as_ref().clone()
+    }
+
     /// The fence the executor takes before a step that makes this host a writer.
     pub fn fence(&self) -> WitnessFence {
         WitnessFence {
@@ -78,8 +91,11 @@ impl WitnessSource {
     pub fn publish(&self, machine: &Machine) {
         self.handle.publish(MemberRecord {
             host: self.host.clone(),
-            serving: haven_executor::fence::holds_storage(machine)
-                || machine.services.values().any(|running| *running),
+            serving: haven_executor::fence::holds_storage(machine, &self.mountpoints)
+                || self
+                    .services
+                    .iter()
+                    .any(|service| machine.service_running(service)),
             maintenance: machine.maintenance.is_some(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
         });
@@ -90,6 +106,13 @@ impl WitnessSource {
 #[derive(Debug)]
 pub struct WitnessFence {
     source: WitnessSource,
+}
+
+impl WitnessFence {
+    /// The granted mountpoints (what counts as holding storage).
+    pub fn mountpoints(&self) -> BTreeSet<String> {
+        self.source.mountpoints()
+    }
 }
 
 impl Fence for WitnessFence {
