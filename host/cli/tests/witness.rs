@@ -1,7 +1,8 @@
 //! A real havend with `[witness]` on a real etcd (loopback): a promotion's first step waits
 //! for the pair's leader key and runs under its fencing token; while another host holds the
 //! key, the step is refused with who holds it; etcd going silent is an alert, the key held is
-//! declared lost within the timing rule, and the seed policy demotes.
+//! declared lost within the timing rule, and the seed policy demotes. Two pairs on one etcd
+//! are listed by `havenctl fleet`.
 
 mod common;
 
@@ -18,15 +19,20 @@ const POLL: Duration = Duration::from_millis(20);
 const MASTER: &str = r#"{"carp-changed":{"vhid":1,"interface":"em0","state":"master"}}"#;
 const BACKUP: &str = r#"{"carp-changed":{"vhid":1,"interface":"em0","state":"backup"}}"#;
 
-fn witness_table(endpoint: &str) -> String {
+fn witness_table(endpoint: &str, pair: &str) -> String {
     format!(
-        "[witness]\nendpoints = [\"{endpoint}\"]\nprefix = \"/test\"\npair = \"db1\"\n\
+        "[witness]\nendpoints = [\"{endpoint}\"]\nprefix = \"/test\"\npair = \"{pair}\"\n\
          ttl-s = 2\nrenew-ms = 400\ntimeout-ms = 600\n"
     )
 }
 
 fn start(etcd: &EtcdServer) -> (Setup, Havend) {
-    let setup = Setup::in_tmp("witness-");
+    start_pair(etcd, "db1")
+}
+
+/// One havend of pair `pair` (dry run, HAST secondary), ready.
+fn start_pair(etcd: &EtcdServer, pair: &str) -> (Setup, Havend) {
+    let setup = Setup::in_tmp(&format!("witness-{pair}-"));
     setup.install_hastctl(&hastctl_list("test", "secondary", "complete", "0"));
     let config = format!(
         "{policy}[daemon]\nexecutor = \"dry-run\"\nstate-dir = {state}\ncontrol-dir = {control}\n\n\
@@ -40,7 +46,7 @@ fn start(etcd: &EtcdServer) -> (Setup, Havend) {
         state = toml_path(&setup.state_dir()),
         control = toml_path(&setup.control_dir()),
         hastctl = toml_path(&setup.hastctl()),
-        witness = witness_table(&etcd.endpoint),
+        witness = witness_table(&etcd.endpoint, pair),
     );
     std::fs::write(setup.config(), config).unwrap();
     let mut daemon = Havend::launch(&setup, &[], setup.path("havend.stderr"), POLL, Some(60));
@@ -96,7 +102,7 @@ fn a_promotion_runs_under_the_leader_key_and_is_refused_while_another_host_holds
         return;
     };
     // Another host of the pair holds the key first.
-    let config = haven_core::Config::parse(&witness_table(&etcd.endpoint), Path::new("x"))
+    let config = haven_core::Config::parse(&witness_table(&etcd.endpoint, "db1"), Path::new("x"))
         .unwrap()
         .witness
         .unwrap();
@@ -170,4 +176,56 @@ fn a_promotion_runs_under_the_leader_key_and_is_refused_while_another_host_holds
     let witness = daemon.status().witness.unwrap();
     assert!(!witness.state.holding && !witness.state.reachable);
     etcd.resume();
+}
+
+/// (d) Two pairs on one etcd: each havend writes its member record, a promotion takes its
+/// pair's key, and `havenctl fleet` lists both pairs with their leaders and members.
+#[test]
+fn the_fleet_command_lists_every_pair_on_one_etcd() {
+    let Some(etcd) = EtcdServer::start() else {
+        return;
+    };
+    let pairs = ["db1", "db2"].map(|pair| {
+        let (setup, daemon) = start_pair(&etcd, pair);
+        (pair, setup, daemon)
+    });
+    // db1 promotes; db2 stays standby.
+    let (_, db1, db1_daemon) = &pairs[0];
+    assert!(db1_daemon.havenctl(&["notify", MASTER]).status.success());
+    let (ok, _, token) = promotion_end(db1, db1_daemon, 0);
+    assert!(ok);
+    let token = token.expect("a fencing token");
+    let (_, db2, db2_daemon) = &pairs[1];
+    let listed = poll_until(POLL, || {
+        let output =
+            db2_daemon.havenctl(&["fleet", "--config", &db2.config().display().to_string()]);
+        let text = common::stdout_text(&output);
+        (output.status.success()
+            && text.contains("db1")
+            && text.contains("db2")
+            && text.matches("(serving)").count() == 1
+            && text.matches("(standby)").count() == 1)
+            .then_some(text)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the fleet never listed both pairs\n{}",
+            db2_daemon.diagnostics()
+        )
+    });
+    assert!(listed.contains("2 pair(s) under /test"), "{listed}");
+    let db1_line = listed
+        .lines()
+        .find(|line| line.trim_start().starts_with("db1"))
+        .unwrap();
+    assert!(db1_line.contains(&format!(" {token} ")), "{listed}");
+    let json = db1_daemon.havenctl(&[
+        "fleet",
+        "--json",
+        "--config",
+        &db1.config().display().to_string(),
+    ]);
+    let fleet: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(fleet["pairs"][0]["leader"]["token"], token);
+    assert!(fleet["pairs"][1]["leader"].is_null());
 }
