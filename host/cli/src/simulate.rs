@@ -27,7 +27,13 @@
 //! `[peer]`: after each event a host's facts go to the other when they changed, and hastd's
 //! hooks are relayed as they happen, each as a `peer` event. An entry `peer-link = false` (at
 //! its `at-ms`, no `host`) cuts the link: both hear `peer down`; `peer-link = true` restores
-//! it: both hear `peer up` and the other's facts.
+//! it: both hear `peer up` and the other's facts. While the link is up, its heartbeats keep
+//! each host's copy of the other's facts fresh.
+//!
+//! A host's `[hosts.<name>]` may have a `witness` (the witness as that host sees it), and
+//! `witness` events can be written like any other; simulate runs no etcd, so what havend's
+//! witness session and fence would produce (the events, a refused step as `fail`) is written
+//! in the timeline (see `examples/witness/`).
 
 use crate::driver::{InjectedFailure, Record, SimHost};
 use haven_core::{Event, HastHook, Machine, PeerEvent, PeerFacts, PeerLink, StateChange};
@@ -261,10 +267,18 @@ impl PeerLinkSim {
         link
     }
 
-    /// Send each host's facts to the other when they changed (and the link is up).
+    /// Send each host's facts to the other when they changed (and the link is up). The
+    /// link's heartbeats (every second, between events) keep the facts each host holds fresh.
     fn exchange(&mut self, hosts: &mut BTreeMap<String, SimHost>, out: &mut String) {
         if !self.up {
             return;
+        }
+        for host in hosts.values_mut() {
+            let machine = host.pipeline_mut().machine_mut();
+            if machine.peer.facts.is_some() {
+                machine.peer.facts_heard_ms =
+                    Some(i64::try_from(machine.now_ms).unwrap_or(i64::MAX));
+            }
         }
         let names: Vec<String> = hosts.keys().cloned().collect();
         for name in &names {

@@ -100,6 +100,65 @@ fn simulate_links_two_hosts_and_cuts_the_link() {
     );
 }
 
+/// The witness's timelines (`examples/witness/`): a partition, an outage, an outage during a
+/// crash, each with what the seed policy must do.
+#[test]
+fn simulate_replays_the_witness_timelines() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("haven.toml");
+    let seed = std::fs::read_to_string(workspace().join("examples/seed/haven.toml")).unwrap();
+    let seed = seed.replace(
+        "/usr/local/libexec/haven/carp_hast_switch.wasm",
+        artifacts::CARP_HAST_SWITCH,
+    );
+    std::fs::write(&config, seed).unwrap();
+    for (timeline, wanted) in [
+        (
+            "partition",
+            &[
+                "2. hast-role test primary timeout=30000  → FAILED: the witness refused: the \
+                 leader key is held by hasta",
+                "hasta  CARP vhid 1 Master; HAST test primary; mounted /hast/test",
+                "hastb  CARP vhid 1 Master; HAST test secondary; mounted none; running none",
+            ][..],
+        ),
+        (
+            "outage",
+            &[
+                "but hastb is linked and serves none of our resources: going on serving \
+                 (failsafe)",
+                "its peer no longer vouches: demoting",
+                "hasta  CARP vhid 1 Master; HAST test secondary; mounted none; running none",
+            ][..],
+        ),
+        (
+            "outage-crash",
+            &[
+                "FAILED: the witness refused: etcd did not answer",
+                "the witness's leader key may be had now; deciding the refused promotion again",
+                "hastb  CARP vhid 1 Master; HAST test primary; mounted /hast/test",
+            ][..],
+        ),
+    ] {
+        let events = format!("examples/witness/{timeline}.toml");
+        let output = havenctl(&[
+            "simulate",
+            "--config",
+            config.to_str().unwrap(),
+            "--events",
+            &events,
+        ]);
+        let text = stdout(&output);
+        assert!(output.status.success(), "{timeline}: {text}{output:?}");
+        for wanted in wanted {
+            assert!(
+                text.contains(wanted),
+                "{timeline}: no {wanted:?} in\n{text}"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_seed_scenarios_pass_on_the_real_runtime() {
     let scenarios = seed_scenarios();

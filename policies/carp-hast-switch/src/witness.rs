@@ -92,12 +92,24 @@ fn on_key_lost(
         "the witness's leader key is lost (fencing token {token}) and the peer cannot vouch \
          that this host alone serves"
     );
-    Ok(Reaction::Act(unfenced(settings, state, &why, host)?))
+    let demoting = format!("{why}: demoting before the lease can run out");
+    Ok(Reaction::Act(unfenced(
+        settings,
+        state,
+        (&why, &demoting),
+        host,
+    )?))
 }
 
 /// A serving host without the key whose peer cannot vouch: the isolation grace when
-/// `isolated-serve-ms` allows one, a demotion otherwise.
-fn unfenced(settings: &Settings, state: &WitnessState, why: &str, host: &dyn Host) -> Result<Plan> {
+/// `isolated-serve-ms` allows one (logged with `why`), a demotion otherwise (alerted with
+/// `demoting`).
+fn unfenced(
+    settings: &Settings,
+    state: &WitnessState,
+    (why, demoting): (&str, &str),
+    host: &dyn Host,
+) -> Result<Plan> {
     if state.isolated_serve_ms > 0 {
         host.log(
             LogLevel::Warn,
@@ -110,11 +122,7 @@ fn unfenced(settings: &Settings, state: &WitnessState, why: &str, host: &dyn Hos
             .set_timer(ISOLATED_TIMER, state.isolated_serve_ms)
             .build());
     }
-    demotion(
-        settings,
-        &format!("{why}: demoting before the lease can run out"),
-        host,
-    )
+    demotion(settings, demoting, host)
 }
 
 /// The peer link went down or the peer's facts changed: a host that kept serving without the
@@ -127,7 +135,8 @@ pub fn recheck_vouching(settings: &Settings, host: &dyn Host) -> Result<Option<P
         return Ok(None);
     }
     let why = "this host serves without the witness's leader key and its peer no longer vouches";
-    unfenced(settings, &state, why, host).map(Some)
+    let demoting = format!("{why}: demoting");
+    unfenced(settings, &state, (why, &demoting), host).map(Some)
 }
 
 /// [`ISOLATED_TIMER`] fired: the grace is over.

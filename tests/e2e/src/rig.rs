@@ -343,6 +343,7 @@ impl Rig {
             .args(["--host", name, "--peer", side.peer().name()])
             .args(["--peer-address", side.peer().ip(), "--resource", RESOURCE])
             .args(["--local", self.disk.device()])
+            .args(["--listen", "0.0.0.0"])
             .arg("--shared-dir")
             .arg(self.dir.path().join("hast"))
             .arg("--exec")
@@ -565,6 +566,25 @@ key-file = "{keys}"
             )?;
         }
         Ok(())
+    }
+
+    /// Partition the two hosts from each other, or heal it: on the lan their bridge ports
+    /// are isolated (each still reaches the client and nothing else isolated), and the pair's
+    /// own link is cut. Both keep the witness.
+    pub fn partition(&self, cut: bool) -> Result<(), RigError> {
+        self.log.note(if cut {
+            "the hosts are partitioned from each other"
+        } else {
+            "the partition heals"
+        });
+        let isolated = if cut { "on" } else { "off" };
+        for side in [Side::A, Side::B] {
+            self.lan.run(
+                "bridge",
+                &["link", "set", "dev", side.lan_port(), "isolated", isolated],
+            )?;
+        }
+        self.set_peer_link(!cut)
     }
 
     /// Cut a host off the witness's bridge or join it again.

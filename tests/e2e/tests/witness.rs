@@ -2,6 +2,11 @@
 //! both havends have `[witness]`. Root and Linux only (they skip, saying so, otherwise); one at
 //! a time.
 //!
+//! - (a) the hosts partitioned from each other while both reach etcd: hastb's CARP takes the
+//!   shared address and, once its HAST stand-in (like hastd) counts the silent peer as
+//!   disconnected, its promotion reaches the role step, which the witness refuses: hasta
+//!   alone ever writes, the disk is never mounted twice, and after the partition heals the
+//!   database answers with every acknowledged row;
 //! - (b) the master cut off from its peer and from etcd demotes itself within its lease's TTL;
 //!   the backup then promotes under a higher fencing token, and no acknowledged row is lost;
 //! - (c) etcd stops while the pair is healthy: nothing moves (the linked peer vouches for the
@@ -178,4 +183,53 @@ fn a_witness_outage_moves_nothing_while_the_linked_pair_agrees() {
     assert_serves_alone(&rig, Side::A);
     let text = must(&rig, rig.havenctl(Side::A, &["status"]), "status");
     assert!(text.contains("etcd DOES NOT ANSWER"), "{text}");
+}
+
+#[test]
+fn a_partition_between_hosts_that_both_reach_the_witness_makes_no_second_writer() {
+    let Some(_serial) = serial() else { return };
+    let (rig, prober) = witness_rig();
+    let writer = Writer::start(rig.client(), VIP);
+    assert!(wait_until(FAILOVER_LIMIT, || writer.acked_count() >= 10));
+    let from_b = last_seq(&rig, Side::B);
+    must(&rig, rig.partition(true), "partition the hosts");
+
+    // hastb's promotion reaches its role step only once its stand-in has given up on the
+    // silent peer (REMOTE_TIMEOUT, as hastd's 2 × HAST_KEEPALIVE): then only the witness
+    // stands between it and a second writer.
+    let bound = haven_e2e::hast_standin::hastd::REMOTE_TIMEOUT + TTL * 2 + FAILOVER_LIMIT;
+    let refused = wait_until(bound, || {
+        entries(&rig, Side::B, "step-end").iter().any(|entry| {
+            entry["seq"].as_u64() > Some(from_b)
+                && entry["ok"] == false
+                && entry["detail"]
+                    .as_str()
+                    .is_some_and(|detail| detail.contains("the witness refused"))
+        })
+    });
+    assert!(
+        refused,
+        "hastb's promotion was never refused by the witness\n{}",
+        rig.log.tail(150)
+    );
+    let detail: Vec<String> = entries(&rig, Side::B, "step-end")
+        .iter()
+        .filter_map(|entry| entry["detail"].as_str().map(str::to_owned))
+        .filter(|detail| detail.contains("the witness refused"))
+        .collect();
+    assert!(detail[0].contains("held by hasta"), "{detail:?}");
+    assert!(rig.mounted(Side::A) && !rig.mounted(Side::B));
+    assert_eq!(rig.double_mounts(), 0, "{}", rig.log.tail(150));
+
+    must(&rig, rig.partition(false), "heal the partition");
+    assert!(
+        prober.wait_answering(FAILOVER_LIMIT * 2),
+        "the database never answered after the partition healed\n{}",
+        rig.log.tail(150)
+    );
+    let before = writer.acked_count();
+    assert!(wait_until(FAILOVER_LIMIT, || writer.acked_count() >= before + 5));
+    let (acked, _) = writer.finish();
+    assert_nothing_lost(&rig, &acked);
+    assert_serves_alone(&rig, Side::A);
 }

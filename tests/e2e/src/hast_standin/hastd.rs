@@ -3,6 +3,7 @@
 //! ```text
 //! hastd --host <name> --peer <name> --resource <res> --local <device> --shared-dir <dir>
 //!       [--peer-address <addr>] [--exec <program>] [--control <socket>] [--dev-dir <dir>]
+//!       [--listen <addr>]
 //! ```
 //!
 //! It runs in the foreground, starts in role init (as hastd does), serves the control
@@ -16,8 +17,21 @@
 //! thread blocks on the peer's lock (so the peer's death is seen at once) and polls for its
 //! return; another polls the peer's role file every [`POLL`]. The secondary's worker runs
 //! exactly while the peer is alive and primary; the primary's for as long as it is primary.
-//! `role primary` is refused while the peer is alive and primary: the shared filesystem
-//! must never be mounted twice.
+//! `role primary` is refused while the peer is alive, reachable and primary: the shared
+//! filesystem must never be mounted twice while hastd could know better.
+//!
+//! **The network, as hastd sees it** (`--listen`): real hastd replicates over TCP, and a
+//! partition between the hosts shows only as silence. The primary sends a keepalive every
+//! `HAST_KEEPALIVE` (10 s, sbin/hastd/hast.h; `keepalive_send()` in primary.c's
+//! `remote_send_thread`), and the secondary's connection times out after
+//! `2 * HAST_KEEPALIVE` (secondary.c: `proto_timeout(res->hr_remotein, 2 * HAST_KEEPALIVE)`),
+//! when its worker exits and the peer counts as disconnected. Nothing in hastd asks whether a
+//! silent peer is still primary: a secondary cut off that long accepts `role primary`, and
+//! both hosts write (the split-brain HAST reports at the next connect). With `--listen`, each
+//! stand-in sends a datagram to `<peer-address>:8457` every [`HEARTBEAT`] and counts the peer
+//! reachable while one arrived within [`REMOTE_TIMEOUT`]; replication is connected, and the
+//! refusal above applies, only while the peer is reachable too. Without `--listen` the network
+//! is not modelled (the peer is always reachable).
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -44,6 +58,14 @@ pub const WORKER_ENV: &str = "HAST_STANDIN_WORKER";
 /// How often the peer's role file is read, and the dead peer's lock probed.
 pub const POLL: Duration = Duration::from_millis(5);
 
+/// How long the peer may be silent on the network before it counts as disconnected: the
+/// secondary's `2 * HAST_KEEPALIVE` (sbin/hastd/secondary.c, hast.h).
+pub const REMOTE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often a stand-in with `--listen` tells its peer it is there.
+pub const HEARTBEAT: Duration = Duration::from_millis(200);
+/// The port of the heartbeats: hastd's own (`HASTD_LISTEN_TCP4`, hast.h).
+const HEARTBEAT_PORT: u16 = 8457;
+
 /// hastd's default extent size (`HAST_EXTENTSIZE`, 2 MiB) and `keepdirty` (64).
 const EXTENTSIZE: u64 = 2 * 1024 * 1024;
 const KEEPDIRTY: u64 = 64;
@@ -53,7 +75,8 @@ const KEEPDIRTY: u64 = 64;
 const OWN_LOCK_PATIENCE: Duration = Duration::from_secs(5);
 
 const USAGE: &str = "usage: hastd --host <name> --peer <name> --resource <res> --local <device> \
---shared-dir <dir> [--peer-address <addr>] [--exec <program>] [--control <socket>] [--dev-dir <dir>]";
+--shared-dir <dir> [--peer-address <addr>] [--exec <program>] [--control <socket>] [--dev-dir <dir>] \
+[--listen <addr>]";
 
 /// hastd's command line.
 #[derive(Debug, Clone)]
@@ -77,6 +100,9 @@ pub struct Config {
     pub control: PathBuf,
     /// Where the provider node appears (`/dev/hast`).
     pub dev_dir: PathBuf,
+    /// hast.conf's `listen` address (an IP, port 8457): with it, the network between the
+    /// hosts is modelled (see the module's comment).
+    pub listen: Option<std::net::IpAddr>,
 }
 
 impl Config {
@@ -93,6 +119,7 @@ impl Config {
             "--exec",
             "--control",
             "--dev-dir",
+            "--listen",
         ];
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -130,7 +157,16 @@ impl Config {
             Some(value) => string("--peer-address", value)?,
             None => peer.clone(),
         };
+        let listen = match take("--listen") {
+            Some(value) => Some(
+                string("--listen", value)?
+                    .parse()
+                    .map_err(|_| format!("--listen wants an IP address\n{USAGE}"))?,
+            ),
+            None => None,
+        };
         let config = Config {
+            listen,
             exec: take("--exec").map(PathBuf::from),
             control: take("--control").map_or_else(|| super::DEFAULT_CONTROL.into(), PathBuf::from),
             dev_dir: take("--dev-dir").map_or_else(|| "/dev/hast".into(), PathBuf::from),
@@ -263,6 +299,7 @@ pub fn run(config: Config) -> Result<(), String> {
         state: Mutex::new(State {
             role: Role::Init,
             peer_alive: false,
+            peer_reachable: config.listen.is_none(),
             peer_role: Role::Init,
             connected: false,
             worker: None,
@@ -288,6 +325,23 @@ pub fn run(config: Config) -> Result<(), String> {
         let daemon = Arc::clone(&daemon);
         move || watch_peer_role(&daemon)
     })?;
+    if let Some(listen) = daemon.config.listen {
+        let socket = std::net::UdpSocket::bind((listen, HEARTBEAT_PORT))
+            .map_err(|e| format!("cannot listen on {listen}:{HEARTBEAT_PORT}: {e}"))?;
+        let heard = Arc::new(Mutex::new(None::<Instant>));
+        let receiver = socket
+            .try_clone()
+            .map_err(|e| format!("cannot share the heartbeat socket: {e}"))?;
+        spawn_thread("heartbeat-in", {
+            let daemon = Arc::clone(&daemon);
+            let heard = Arc::clone(&heard);
+            move || receive_heartbeats(&daemon, &receiver, &heard)
+        })?;
+        spawn_thread("heartbeat-out", {
+            let daemon = Arc::clone(&daemon);
+            move || send_heartbeats(&daemon, &socket, &heard)
+        })?;
+    }
     spawn_thread("control", {
         let daemon = Arc::clone(&daemon);
         move || serve(&daemon, &listener)
@@ -316,6 +370,39 @@ fn spawn_thread(name: &str, body: impl FnOnce() + Send + 'static) -> Result<(), 
         .spawn(body)
         .map(drop)
         .map_err(|e| format!("cannot start the {name} thread: {e}"))
+}
+
+/// Record each datagram from the peer (`<host>` of the peer, nothing else counts).
+fn receive_heartbeats(
+    daemon: &Daemon,
+    socket: &std::net::UdpSocket,
+    heard: &Mutex<Option<Instant>>,
+) {
+    let mut buffer = [0u8; 64];
+    loop {
+        match socket.recv_from(&mut buffer) {
+            Ok((length, _)) if buffer[..length] == *daemon.config.peer.as_bytes() => {
+                *heard.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+            }
+            Ok(_) => {}
+            Err(e) => {
+                log("ERROR", &format!("heartbeats: {e}"));
+                return;
+            }
+        }
+    }
+}
+
+/// Every [`HEARTBEAT`]: tell the peer this host is here, and judge whether it was heard.
+fn send_heartbeats(daemon: &Daemon, socket: &std::net::UdpSocket, heard: &Mutex<Option<Instant>>) {
+    let peer = format!("{}:{HEARTBEAT_PORT}", daemon.config.peer_address);
+    loop {
+        // Unreachable networks are what this models: a failed send is silence, not an error.
+        let _ = socket.send_to(daemon.config.host.as_bytes(), &peer);
+        let last = *heard.lock().unwrap_or_else(|p| p.into_inner());
+        daemon.observe_reachable(last.is_some_and(|at| at.elapsed() < REMOTE_TIMEOUT));
+        std::thread::sleep(HEARTBEAT);
+    }
 }
 
 /// Open (creating) a lock file; close-on-exec, as std opens every file, so that workers and
@@ -476,6 +563,9 @@ impl Worker {
 struct State {
     role: Role,
     peer_alive: bool,
+    /// Whether the peer was heard on the network within [`REMOTE_TIMEOUT`] (always, without
+    /// `--listen`).
+    peer_reachable: bool,
     /// The role the peer published (it counts only while the peer is alive).
     peer_role: Role,
     /// Whether replication would be connected: the peer is alive in the complementary role.
@@ -536,7 +626,7 @@ impl Daemon {
     /// Bring the worker and the connection in line with the roles and the peer's liveness.
     fn reconcile(&self, state: &mut State) {
         let resource = self.config.resource.as_str();
-        let peer = state.peer_alive.then_some(state.peer_role);
+        let peer = (state.peer_alive && state.peer_reachable).then_some(state.peer_role);
         let connected = match state.role {
             Role::Primary => peer == Some(Role::Secondary),
             Role::Secondary => peer == Some(Role::Primary),
@@ -582,6 +672,24 @@ impl Daemon {
         }
     }
 
+    /// The peer was heard on the network, or has been silent too long.
+    fn observe_reachable(&self, reachable: bool) {
+        let mut state = self.lock();
+        if state.peer_reachable != reachable {
+            state.peer_reachable = reachable;
+            log(
+                "INFO",
+                &format!(
+                    "[{}] {} {} on the network.",
+                    self.config.resource,
+                    self.config.peer,
+                    if reachable { "is heard" } else { "went silent" }
+                ),
+            );
+            self.reconcile(&mut state);
+        }
+    }
+
     /// The peer's role file was read.
     fn observe_role(&self, role: Role) {
         let mut state = self.lock();
@@ -615,7 +723,7 @@ impl Daemon {
         if new == Role::Primary {
             let peer_alive = probe_alive(&config.alive_path(&config.peer)).map_err(invalid)?;
             let peer_role = read_role(&config.role_path(&config.peer)).map_err(invalid)?;
-            if peer_alive && peer_role == Role::Primary {
+            if peer_alive && state.peer_reachable && peer_role == Role::Primary {
                 return Err(invalid(format!(
                     "peer {} is alive and primary; the stand-in's storage is shared and must \
                      not be primary on both hosts",
