@@ -236,3 +236,69 @@ fn put(etcd: &EtcdServer, key: &str, value: &str) {
         .expect("etcdctl runs");
     assert!(status.success());
 }
+
+/// With etcd's authentication on, the session logs in with `user` and `password-file`; a
+/// wrong password is refused by etcd and said, and the key is never taken.
+#[test]
+fn credentials_from_the_password_file_are_used_and_a_wrong_one_is_said() {
+    let Some(etcd) = EtcdServer::start() else {
+        return;
+    };
+    for args in [
+        &["user", "add", "root:rootpw"][..],
+        &["user", "grant-role", "root", "root"],
+        &["role", "add", "haven"],
+        &[
+            "role",
+            "grant-permission",
+            "haven",
+            "--prefix=true",
+            "readwrite",
+            "/test/",
+        ],
+        &["user", "add", "haven:secret"],
+        &["user", "grant-role", "haven", "haven"],
+        &["auth", "enable"],
+    ] {
+        let status = std::process::Command::new("etcdctl")
+            .args(["--endpoints", &etcd.endpoint, "--user", "root:rootpw"])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("etcdctl runs");
+        assert!(status.success(), "etcdctl {args:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let with_password = |password: &str| {
+        let file = dir.path().join(format!("{password}.password"));
+        std::fs::write(&file, format!("{password}\n")).unwrap();
+        let text = format!(
+            "[witness]\nendpoints = [\"{}\"]\nprefix = \"/test\"\npair = \"db1\"\nttl-s = 2\n\
+             renew-ms = 400\ntimeout-ms = 600\nuser = \"haven\"\npassword-file = \"{}\"\n",
+            etcd.endpoint,
+            file.display()
+        );
+        Config::parse(&text, Path::new("haven.toml"))
+            .unwrap()
+            .witness
+            .unwrap()
+    };
+    let (good, _) = session(&with_password("secret"), "hasta");
+    let token = good
+        .acquire(Duration::from_secs(2))
+        .expect("the key, logged in");
+    assert!(token > 0);
+
+    let (bad, news) = session(&with_password("wrong"), "hastb");
+    match bad.acquire(Duration::from_millis(500)) {
+        Err(AcquireError::Unreachable(why)) => {
+            assert!(why.contains("authentication failed"), "{why}")
+        }
+        other => panic!("a wrong password must not take or see the key: {other:?}"),
+    }
+    wait_for(
+        &news,
+        "etcd refusing the login, said",
+        |n| matches!(n, WitnessNews::Unreachable(why) if why.contains("authentication failed")),
+    );
+}

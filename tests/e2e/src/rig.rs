@@ -214,6 +214,13 @@ impl Rig {
         )
         .map_err(|error| error.context("havenctl peer-keys"))?;
         let witness = if options.witness {
+            // The client reaches etcd too: other pairs' havends run there (`start_other_pair`).
+            plug_into(
+                &lan,
+                &client,
+                ("witness-client", "br2"),
+                ("eth1", "10.75.0.100"),
+            )?;
             Some(start_witness(&lan, dir.path(), &log)?)
         } else {
             None
@@ -585,6 +592,73 @@ key-file = "{keys}"
             )?;
         }
         self.set_peer_link(!cut)
+    }
+
+    /// A havend of another pair, `pair`, on the same etcd: monitor mode (dry run) on the
+    /// client machine, with the seed policy; returns once it answers. For the fleet's listing.
+    pub fn start_other_pair(&mut self, pair: &str) -> Result<(), RigError> {
+        if self.witness.is_none() {
+            return Err(RigError::new("the rig has no witness"));
+        }
+        let dir = self.dir.path().join(pair);
+        let run = dir.join("run");
+        // havend wants its control folder to itself: mode 0700.
+        std::fs::create_dir_all(&run)
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700))
+            })
+            .map_err(|error| RigError::new(format!("cannot create {pair}/run: {error}")))?;
+        let config = dir.join("haven.toml");
+        let text = format!(
+            r#"# {pair}: another pair on the rig's witness, in monitor mode.
+[[policy]]
+name = "mysql"
+module = "{module}"
+
+[policy.grants]
+hast-resources = ["{RESOURCE}"]
+services = ["mariadb"]
+timers = 1
+mounts = [{{ device = "/dev/hast/{RESOURCE}", mountpoint = "{MOUNTPOINT}", fstype = "ext4" }}]
+
+[policy.settings]
+vhid = 1
+services = ["mariadb"]
+
+[[policy.settings.resources]]
+name = "{RESOURCE}"
+mountpoint = "{MOUNTPOINT}"
+fstype = "ext4"
+
+[daemon]
+state-dir = "{state}"
+control-dir = "{control}"
+executor = "dry-run"
+
+[witness]
+endpoints = ["http://{WITNESS_ENDPOINT}"]
+pair = "{pair}"
+ttl-s = {WITNESS_TTL_S}
+renew-ms = 1000
+timeout-ms = 2500
+"#,
+            module = path_str(&bins::seed_policy())?,
+            state = path_str(&dir)?.to_owned() + "/state",
+            control = path_str(&run)?,
+        );
+        std::fs::write(&config, text)
+            .map_err(|error| RigError::new(format!("cannot write {pair}'s config: {error}")))?;
+        let mut havend = self.client.command(bins::rig_binary("havend")?);
+        havend.arg("--config").arg(&config);
+        self.client
+            .spawn(havend, &format!("{pair}/havend"), &self.log)?;
+        let socket = run.join("havend.sock");
+        if wait_until(READY, || socket.exists()) {
+            Ok(())
+        } else {
+            Err(RigError::new(format!("{pair}'s havend did not start")))
+        }
     }
 
     /// Cut a host off the witness's bridge or join it again.

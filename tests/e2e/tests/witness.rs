@@ -10,7 +10,8 @@
 //! - (b) the master cut off from its peer and from etcd demotes itself within its lease's TTL;
 //!   the backup then promotes under a higher fencing token, and no acknowledged row is lost;
 //! - (c) etcd stops while the pair is healthy: nothing moves (the linked peer vouches for the
-//!   master), and the journal and status say the witness is gone.
+//!   master), and the journal and status say the witness is gone;
+//! - (d) a second pair's havend on the same etcd: `havenctl fleet` lists both pairs.
 
 mod common;
 
@@ -232,4 +233,43 @@ fn a_partition_between_hosts_that_both_reach_the_witness_makes_no_second_writer(
     let (acked, _) = writer.finish();
     assert_nothing_lost(&rig, &acked);
     assert_serves_alone(&rig, Side::A);
+}
+
+#[test]
+fn two_pairs_on_one_etcd_are_listed_by_the_fleet_command() {
+    let Some(_serial) = serial() else { return };
+    let (mut rig, _prober) = witness_rig();
+    let started = rig.start_other_pair("db2");
+    must(&rig, started, "start db2's havend");
+    let token = tokens(&rig, Side::A)[0];
+    let config = rig.host_dir(Side::A).join("haven.toml");
+    let config = config.to_str().expect("a UTF-8 path").to_owned();
+    let fleet = || rig.havenctl(Side::A, &["fleet", "--config", &config]);
+    let listed = wait_until(FAILOVER_LIMIT, || {
+        fleet().is_ok_and(|text| {
+            text.contains("2 pair(s) under /haven")
+                && text
+                    .lines()
+                    .any(|line| line.trim_start().starts_with("db2"))
+                && text.contains("hasta (serving)")
+                && text.contains("hastb (standby)")
+        })
+    });
+    assert!(
+        listed,
+        "the fleet never listed both pairs\n{}",
+        rig.log.tail(80)
+    );
+    let listing = must(&rig, fleet(), "havenctl fleet");
+    let rig_line = listing
+        .lines()
+        .find(|line| line.trim_start().starts_with("rig "))
+        .unwrap_or_else(|| panic!("no line for the rig's pair in\n{listing}"));
+    assert!(rig_line.contains(&format!(" {token} ")), "{listing}");
+    let db2_line = listing
+        .lines()
+        .find(|line| line.trim_start().starts_with("db2"))
+        .unwrap();
+    assert!(db2_line.contains("(none)"), "db2 has no leader: {listing}");
+    eprintln!("{listing}");
 }

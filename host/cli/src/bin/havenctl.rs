@@ -83,13 +83,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Replay events through policies and print the timeline of decisions and plans.
-    /// Without --config and --events: the seed policy over a recorded two-host failover.
+    /// Without --config: the seed policy (bundled) with the seed's config; without --events
+    /// either: over a recorded two-host failover.
     Simulate {
         /// The config naming the policies (haven.toml).
         #[arg(long, requires = "events")]
         config: Option<PathBuf>,
         /// The timeline of events (TOML).
-        #[arg(long, requires = "config")]
+        #[arg(long)]
         events: Option<PathBuf>,
     },
     /// Run scenario files against a policy module; exits non-zero if any case fails.
@@ -409,11 +410,18 @@ fn simulate_command(
     config: Option<PathBuf>,
     events: Option<PathBuf>,
 ) -> Result<ExitCode> {
+    let read = |events: &Path| {
+        std::fs::read_to_string(events).with_context(|| format!("reading {}", events.display()))
+    };
     let (config, timeline_text, bundled) = match (config, events) {
-        (Some(config), Some(events)) => {
-            let text = std::fs::read_to_string(&events)
-                .with_context(|| format!("reading {}", events.display()))?;
-            (Config::from_file(&config)?, text, false)
+        (Some(config), Some(events)) => (Config::from_file(&config)?, read(&events)?, false),
+        (None, Some(events)) => {
+            outln!("(no --config: the seed policy, carp-hast-switch, with the seed's config)\n");
+            (
+                Config::parse(demo::CONFIG, Path::new(demo::CONFIG_PATH))?,
+                read(&events)?,
+                true,
+            )
         }
         _ => {
             outln!(
