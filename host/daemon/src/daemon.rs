@@ -34,7 +34,7 @@ use haven_executor::{DryRun, Executor, Fence, Fenced, Platform, Runner, SystemEx
 use haven_runtime::{
     CompilerProcess, KvFiles, LoadedPolicy, Pipeline, Runtime, RuntimeError, RuntimeOptions,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -198,7 +198,16 @@ impl Daemon {
                 })
                 .ok()
         });
-        let (witness_source, fence) = start_witness(&config, peer_source.as_ref(), &inbox);
+        // What this host writes to (besides HAST's primary role), and what it runs: what the
+        // status shows, and what "serving" and "holding storage" mean to the witness.
+        let granted_mountpoints = granted(&config, |g| g.mounts.iter().map(|m| &m.mountpoint));
+        let granted_services = granted(&config, |g| g.services.iter());
+        let (witness_source, fence) = start_witness(
+            &config,
+            peer_source.as_ref(),
+            (&granted_mountpoints, &granted_services),
+            &inbox,
+        );
         if let Err(problem) = &fence {
             startup_alerts.push((String::new(), problem.clone()));
         }
@@ -210,8 +219,8 @@ impl Daemon {
             state_dir: settings.state_dir.clone(),
             executor: executor.name().to_owned(),
             granted_hast: granted(&config, |g| g.hast_resources.iter()),
-            granted_mountpoints: granted(&config, |g| g.mounts.iter().map(|m| &m.mountpoint)),
-            granted_services: granted(&config, |g| g.services.iter()),
+            granted_mountpoints: granted_mountpoints.clone(),
+            granted_services: granted_services.clone(),
             witness: config.witness.clone(),
         };
         let board = StatusBoard::new(identity, Arc::new(machine.clone()), settings.decisions_kept);
@@ -288,15 +297,8 @@ impl Daemon {
 
         let executor: Box<dyn Executor> = match fence {
             Ok(None) => executor,
-            Ok(Some(fence)) => {
-                let mountpoints = fence.mountpoints();
-                Box::new(Fenced::new(executor, fence, mountpoints))
-            }
-            Err(why) => Box::new(Fenced::new(
-                executor,
-                Unfenceable(why),
-                granted(&config, |g| g.mounts.iter().map(|m| &m.mountpoint)),
-            )),
+            Ok(Some(fence)) => Box::new(Fenced::new(executor, fence, granted_mountpoints)),
+            Err(why) => Box::new(Fenced::new(executor, Unfenceable(why), granted_mountpoints)),
         };
         let event_loop = EventLoop {
             runner: Runner::new(pipeline, executor),
@@ -382,6 +384,7 @@ impl Daemon {
 fn start_witness(
     config: &Config,
     peer: Option<&PeerSource>,
+    (mountpoints, services): (&BTreeSet<String>, &BTreeSet<String>),
     inbox: &Inbox,
 ) -> (Option<WitnessSource>, Result<Option<WitnessFence>, String>) {
     let Some(witness) = &config.witness else {
@@ -389,10 +392,7 @@ fn start_witness(
     };
     let peer_host = peer.map(|peer| peer.publisher().host().to_owned());
     let started = crate::sources::witness::host_name(peer_host.as_deref()).and_then(|host| {
-        let granted = (
-            granted(config, |g| g.mounts.iter().map(|m| &m.mountpoint)),
-            granted(config, |g| g.services.iter()),
-        );
+        let granted = (mountpoints.clone(), services.clone());
         WitnessSource::start(witness, &host, granted, inbox).map_err(|error| error.to_string())
     });
     match started {
@@ -403,7 +403,8 @@ fn start_witness(
         Err(error) => (
             None,
             Err(format!(
-                "the witness did not start, so no promotion can be fenced and every one is                  refused: {error}"
+                "the witness did not start, so no promotion can be fenced and every one is \
+                 refused: {error}"
             )),
         ),
     }
@@ -439,7 +440,7 @@ fn executor(config: &Config) -> Result<Box<dyn Executor>, StartError> {
 fn granted<'a, I>(
     config: &'a Config,
     pick: impl Fn(&'a haven_core::Grants) -> I,
-) -> std::collections::BTreeSet<String>
+) -> BTreeSet<String>
 where
     I: Iterator<Item = &'a String>,
 {

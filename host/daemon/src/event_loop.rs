@@ -59,8 +59,9 @@ pub struct EventLoop<E> {
     pub peer: Option<PeerPublisher>,
     /// Whether saving the policies' stores failed last time (one alert per outage).
     pub stores_failing: bool,
-    /// The witness's session, when `[witness]` is configured: its news arrive as reports,
-    /// and this host's member record is written after each event.
+    /// The witness's session, when `[witness]` is configured: its news arrive as `witness`
+    /// events (and as reports, for the daemon's own alerts), and this host's member record is
+    /// written when it changes.
     pub witness: Option<WitnessSource>,
 }
 
@@ -367,8 +368,7 @@ impl<E: Executor> EventLoop<E> {
         *machine = fresh;
     }
 
-    /// Hand this host's facts to the peer link (sent at once if they changed).
-    /// The witness's alert (its events reach the policies as any other's).
+    /// The witness's alert (its events reach the policies as any other source's).
     fn witness_news(&mut self, news: haven_witness::WitnessNews) {
         if let Some((severity, message)) = witness::alert_for(&news) {
             tracing::error!(source = witness::SOURCE, alert = %message, "operator alert");
@@ -376,6 +376,7 @@ impl<E: Executor> EventLoop<E> {
         }
     }
 
+    /// Hand this host's facts to the peer link (sent at once if they changed).
     fn publish_to_peer(&self) {
         let Some(peer) = &self.peer else {
             return;

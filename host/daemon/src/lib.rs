@@ -16,8 +16,9 @@
 //!
 //! Modules, in the order data flows through them:
 //!
-//! - [`sources`]: devd, `hastctl` polling, keepalived's FIFO and the peer link (threads
-//!   built on `sources::source_thread`), and the hooks that arrive through [`control`];
+//! - [`sources`]: devd, `hastctl` polling, keepalived's FIFO, the peer link and the witness
+//!   (threads built on `sources::source_thread`, and the witness's own session), and the
+//!   hooks that arrive through [`control`];
 //! - [`inbox`]: where sources leave events ([`queue`]) and reports for the loop;
 //! - [`event_loop`]: the one thread that decides and acts, through `haven-executor`'s runner;
 //! - [`journal`] and [`status`]: what the loop records, for after a crash and for operators;

@@ -15,7 +15,7 @@ use haven_core::{
 use haven_executor::Fence;
 use haven_witness::{MemberRecord, WitnessError, WitnessHandle, WitnessNews};
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The source's name in counters and the journal.
@@ -31,6 +31,9 @@ pub struct WitnessSource {
     /// The granted mountpoints and services: what "serving" means in the member record.
     mountpoints: Arc<BTreeSet<String>>,
     services: Arc<BTreeSet<String>>,
+    /// What the member record last said (serving, maintenance): it is sent on change only,
+    /// not after every event.
+    published: Arc<Mutex<Option<(bool, bool)>>>,
 }
 
 impl WitnessSource {
@@ -62,22 +65,8 @@ impl WitnessSource {
                 + Duration::from_millis(u64::from(config.timeout_ms)),
             mountpoints: Arc::new(mountpoints),
             services: Arc::new(services),
+            published: Arc::default(),
         })
-    }
-
-    /// Whether the session holds the leader key now.
-    pub fn holding(&self) -> bool {
-        self.handle.state().holding
-    }
-
-    /// This host's name in the witness's keys.
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
-    /// The granted mountpoints (what the fence counts as holding storage).
-    pub fn mountpoints(&self) -> BTreeSet<String> {
-        self.mountpoints.as_ref().clone()
     }
 
     /// The fence the executor takes before a step that makes this host a writer.
@@ -87,16 +76,26 @@ impl WitnessSource {
         }
     }
 
-    /// Write this host's member record (only when it changed).
+    /// Write this host's member record, when what it says changed.
     pub fn publish(&self, machine: &Machine) {
+        let serving = haven_executor::fence::holds_storage(machine, &self.mountpoints)
+            || self
+                .services
+                .iter()
+                .any(|service| machine.service_running(service));
+        let maintenance = machine.maintenance.is_some();
+        let mut published = self
+            .published
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *published == Some((serving, maintenance)) {
+            return;
+        }
+        *published = Some((serving, maintenance));
         self.handle.publish(MemberRecord {
             host: self.host.clone(),
-            serving: haven_executor::fence::holds_storage(machine, &self.mountpoints)
-                || self
-                    .services
-                    .iter()
-                    .any(|service| machine.service_running(service)),
-            maintenance: machine.maintenance.is_some(),
+            serving,
+            maintenance,
             version: env!("CARGO_PKG_VERSION").to_owned(),
         });
     }
@@ -106,13 +105,6 @@ impl WitnessSource {
 #[derive(Debug)]
 pub struct WitnessFence {
     source: WitnessSource,
-}
-
-impl WitnessFence {
-    /// The granted mountpoints (what counts as holding storage).
-    pub fn mountpoints(&self) -> BTreeSet<String> {
-        self.source.mountpoints()
-    }
 }
 
 impl Fence for WitnessFence {
