@@ -104,23 +104,29 @@ impl CarpHastSwitch {
         let HastHook::Disconnect(resource) = hook else {
             return Ok(plan);
         };
-        let retry = plan.is_none()
+        let refused = plan.is_none()
             && self.settings.resource(resource).is_some()
-            && failure::earlier_promotion_failure(host).is_some()
+            && failure::earlier_promotion_failure(host).is_some();
+        let why = format!(
+            "HAST resource `{resource}`: the peer went away while CARP wants this host master \
+             after a failed promotion; trying again"
+        );
+        Ok(self.decide_again(refused, &why, host)?.unwrap_or(plan))
+    }
+
+    /// A promotion that was refused or failed (`refused`), decided again when CARP still
+    /// wants this host master and no settle timer is pending; logged with `why`. The failure
+    /// is forgotten, so that the promotion is not held back by it. `None`: not now.
+    fn decide_again(&self, refused: bool, why: &str, host: &dyn Host) -> Result<Option<Plan>> {
+        let again = refused
             && !carp::settle_pending(host)
             && carp::current_target(&self.settings, host) == Some(Target::Master);
-        if !retry {
-            return Ok(plan);
+        if !again {
+            return Ok(None);
         }
-        host.log(
-            LogLevel::Info,
-            &format!(
-                "HAST resource `{resource}`: the peer went away while CARP wants this host \
-                 master after a failed promotion; trying again"
-            ),
-        );
+        host.log(LogLevel::Info, why);
         failure::forget_promotion_failure(host);
-        self.converge(Target::Master, host)
+        self.converge(Target::Master, host).map(Some)
     }
 
     /// The peer link brought news: record what it says about our copy. A promotion refused
@@ -139,18 +145,12 @@ impl CarpHastSwitch {
                 return Ok(plan);
             }
         }
-        let retry = matches!(event, PeerEvent::FactsChanged(_))
-            && sync::peer_heard_after_unknown_refusal(host)
-            && !carp::settle_pending(host)
-            && carp::current_target(&self.settings, host) == Some(Target::Master);
-        if !retry {
-            return Ok(Plan::none());
-        }
-        host.log(
-            LogLevel::Info,
-            "the peer is heard now; deciding the refused promotion again",
-        );
-        self.converge(Target::Master, host)
+        let refused = matches!(event, PeerEvent::FactsChanged(_))
+            && sync::peer_heard_after_unknown_refusal(host);
+        let why = "the peer is heard now; deciding the refused promotion again";
+        Ok(self
+            .decide_again(refused, why, host)?
+            .unwrap_or_else(Plan::none))
     }
 
     /// The witness brought news (see `witness`): a demotion, or a refused promotion tried
@@ -159,18 +159,12 @@ impl CarpHastSwitch {
         match witness::on_witness(&self.settings, event, host)? {
             witness::Reaction::Act(plan) => Ok(plan),
             witness::Reaction::RetryPromotion => {
-                let retry = failure::earlier_promotion_failure(host).is_some()
-                    && !carp::settle_pending(host)
-                    && carp::current_target(&self.settings, host) == Some(Target::Master);
-                if !retry {
-                    return Ok(Plan::none());
-                }
-                host.log(
-                    LogLevel::Info,
-                    "the witness's leader key may be had now; deciding the refused promotion again",
-                );
-                failure::forget_promotion_failure(host);
-                self.converge(Target::Master, host)
+                let refused = failure::earlier_promotion_failure(host).is_some();
+                let why = "the witness's leader key may be had now; deciding the refused \
+                           promotion again";
+                Ok(self
+                    .decide_again(refused, why, host)?
+                    .unwrap_or_else(Plan::none))
             }
             witness::Reaction::Nothing => Ok(Plan::none()),
         }

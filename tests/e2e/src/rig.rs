@@ -518,17 +518,16 @@ key-file = "{keys}"
     /// The host's own interface keeps its carrier (as when a switch between the hosts fails),
     /// so its CARP goes on advertising into the void instead of going down with the link.
     pub fn set_link(&self, side: Side, up: bool) -> Result<(), RigError> {
-        let (state, said) = if up {
-            ("3", "joined")
-        } else {
-            ("0", "cut off")
-        };
+        let said = if up { "joined" } else { "cut off" };
         self.log.note(format!("{} {said}", side.name()));
+        self.set_port(side.lan_port(), up)
+    }
+
+    /// A bridge port in the lan machine forwards (`up`) or not.
+    fn set_port(&self, port: &str, up: bool) -> Result<(), RigError> {
+        let state = if up { "3" } else { "0" };
         self.lan
-            .run(
-                "bridge",
-                &["link", "set", "dev", side.lan_port(), "state", state],
-            )
+            .run("bridge", &["link", "set", "dev", port, "state", state])
             .map(drop)
     }
 
@@ -561,16 +560,12 @@ key-file = "{keys}"
     /// Cut the pair's own link (the peer link's) or join it again; the lan, and CARP on it,
     /// stay as they are.
     pub fn set_peer_link(&self, up: bool) -> Result<(), RigError> {
-        let state = if up { "3" } else { "0" };
         self.log.note(format!(
             "the peer link is {}",
             if up { "restored" } else { "cut" }
         ));
         for side in [Side::A, Side::B] {
-            self.lan.run(
-                "bridge",
-                &["link", "set", "dev", side.sync_port(), "state", state],
-            )?;
+            self.set_port(side.sync_port(), up)?;
         }
         Ok(())
     }
@@ -663,18 +658,9 @@ timeout-ms = 2500
 
     /// Cut a host off the witness's bridge or join it again.
     pub fn set_witness_link(&self, side: Side, up: bool) -> Result<(), RigError> {
-        let (state, said) = if up {
-            ("3", "joined to")
-        } else {
-            ("0", "cut off from")
-        };
+        let said = if up { "joined to" } else { "cut off from" };
         self.log.note(format!("{} {said} the witness", side.name()));
-        self.lan
-            .run(
-                "bridge",
-                &["link", "set", "dev", side.witness_port(), "state", state],
-            )
-            .map(drop)
+        self.set_port(side.witness_port(), up)
     }
 
     /// Stop the witness's etcd (SIGKILL: as a crash or a power cut of its machine).
