@@ -229,3 +229,46 @@ fn the_fleet_command_lists_every_pair_on_one_etcd() {
     assert_eq!(fleet["pairs"][0]["leader"]["token"], token);
     assert!(fleet["pairs"][1]["leader"].is_null());
 }
+
+/// A witness that cannot start (its password file is missing) does not keep havend from
+/// starting, is a critical alert, and leaves a fence that refuses every promotion, saying why:
+/// a configured witness is never silently skipped.
+#[test]
+fn a_witness_that_cannot_start_refuses_every_promotion_with_the_reason() {
+    let Some(etcd) = EtcdServer::start() else {
+        return;
+    };
+    let setup = Setup::in_tmp("witness-broken-");
+    setup.install_hastctl(&hastctl_list("test", "secondary", "complete", "0"));
+    let config = format!(
+        "{policy}[daemon]\nexecutor = \"dry-run\"\nstate-dir = {state}\ncontrol-dir = {control}\n\n\
+         [executor.tools]\nhastctl = {hastctl}\n\n\
+         [sources.hastctl]\nprogram = {hastctl}\ninterval-ms = 50\ntimeout-ms = 20000\n\n\
+         {witness}user = \"haven\"\npassword-file = \"/nonexistent/etcd.password\"\n",
+        policy = seed(
+            "mysql",
+            Path::new(haven_test_artifacts::CARP_HAST_SWITCH),
+            0
+        ),
+        state = toml_path(&setup.state_dir()),
+        control = toml_path(&setup.control_dir()),
+        hastctl = toml_path(&setup.hastctl()),
+        witness = witness_table(&etcd.endpoint, "db1"),
+    );
+    std::fs::write(setup.config(), config).unwrap();
+    let mut daemon = Havend::launch(&setup, &[], setup.path("havend.stderr"), POLL, Some(60));
+    daemon.wait_ready();
+    assert!(records(&setup).iter().any(|record| matches!(
+        &record.entry,
+        Entry::Alert { message, .. } if message.contains("the witness did not start")
+            && message.contains("/nonexistent/etcd.password")
+    )));
+    assert!(daemon.havenctl(&["notify", MASTER]).status.success());
+    let (ok, detail, token) = promotion_end(&setup, &daemon, 0);
+    assert!(!ok && token.is_none());
+    let detail = detail.unwrap_or_default();
+    assert!(
+        detail.contains("the witness refused: the witness did not start"),
+        "{detail}"
+    );
+}
