@@ -302,3 +302,18 @@ fn credentials_from_the_password_file_are_used_and_a_wrong_one_is_said() {
         |n| matches!(n, WitnessNews::Unreachable(why) if why.contains("authentication failed")),
     );
 }
+
+/// `[witness.tls]` in a havend built without the `tls` feature: the session does not start,
+/// and says why (havend then refuses every promotion with that reason).
+#[cfg(not(feature = "tls"))]
+#[test]
+fn tls_without_the_feature_is_refused_naming_the_feature() {
+    let text = "[witness]\nendpoints = [\"https://127.0.0.1:2379\"]\npair = \"db1\"\n\
+                [witness.tls]\nca = \"/nonexistent/ca.pem\"\n";
+    let config = Config::parse(text, Path::new("haven.toml"))
+        .unwrap()
+        .witness
+        .unwrap();
+    let error = WitnessHandle::start(&config, "hasta", Arc::new(|_, _| {})).unwrap_err();
+    assert!(error.to_string().contains("cargo feature `tls`"), "{error}");
+}

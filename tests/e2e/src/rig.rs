@@ -780,6 +780,7 @@ fn start_witness(lan: &Machine, dir: &Path, log: &Arc<Log>) -> Result<Machine, R
         &dir.join("etcd"),
         WITNESS_ENDPOINT,
         &format!("{WITNESS_IP}:2380"),
+        None,
     ));
     witness.spawn(etcd, "etcd", log)?;
     let endpoint = format!("http://{WITNESS_ENDPOINT}");
