@@ -392,3 +392,18 @@ fn havend_check_and_the_daemon_use_the_policys_own_limits() {
     let accepted = check();
     assert!(accepted.status.success(), "{accepted:?}");
 }
+
+/// `havenctl completions <shell>` prints a script that knows every command.
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = havenctl(&["completions", shell]);
+        let text = stdout(&output);
+        assert!(output.status.success(), "{shell}: {output:?}");
+        for command in ["switchover", "maintenance", "fleet", "simulate"] {
+            assert!(text.contains(command), "{shell}: no {command} in\n{text}");
+        }
+    }
+    let output = havenctl(&["completions", "tcsh"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+}

@@ -198,6 +198,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script for havenctl: `havenctl completions bash >
+    /// /usr/local/share/bash-completion/completions/havenctl` (zsh, fish, elvish, powershell
+    /// too).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Make the peer link's keys for both hosts of a pair: DIR/<host-a>.key and
     /// DIR/<host-b>.key (mode 0600). Copy each to its host and name it in `[peer] key-file`.
     PeerKeys {
@@ -338,6 +345,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
     {
         return peer_keys_command(host_a, host_b, out);
     }
+    if let Command::Completions { shell } = &cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        let mut script = Vec::new();
+        clap_complete::generate(*shell, &mut command, "havenctl", &mut script);
+        out!("{}", String::from_utf8_lossy(&script));
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Command::Fleet { config, json } = &cli.command {
         return fleet_command(config, *json);
     }
@@ -364,6 +378,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::New { .. }
         | Command::PeerKeys { .. }
         | Command::Fleet { .. }
+        | Command::Completions { .. }
         | Command::Status { .. }
         | Command::Log { .. }
         | Command::Notify { .. }
