@@ -42,9 +42,7 @@ fn render_host(out: &mut String, status: &Status) {
         let _ = writeln!(
             out,
             "MAINTENANCE on since {} (by uid {}): this host does not promote",
-            humantime::format_rfc3339_seconds(
-                std::time::UNIX_EPOCH + Duration::from_millis(maintenance.since_unix_ms)
-            ),
+            utc(maintenance.since_unix_ms),
             maintenance.uid
         );
     }
@@ -109,9 +107,7 @@ fn render_witness(out: &mut String, witness: &haven_daemon::status::WitnessView)
             "{}, fencing token {}, since {}{}",
             haven_core::text::escape(&haven_core::text::clip(&leader.host, 64)),
             leader.token,
-            humantime::format_rfc3339_seconds(
-                std::time::UNIX_EPOCH + Duration::from_millis(leader.since_unix_ms)
-            ),
+            utc(leader.since_unix_ms),
             if state.holding { " (this host)" } else { "" }
         ),
         None => "nobody".to_owned(),
@@ -275,6 +271,11 @@ fn outcome_name(outcome: DecisionOutcome) -> &'static str {
         DecisionOutcome::Refused => "refused",
         DecisionOutcome::Failed => "failed",
     }
+}
+
+/// Wall-clock milliseconds as an RFC 3339 time in UTC, to the second.
+pub(crate) fn utc(unix_ms: u64) -> humantime::Rfc3339Timestamp {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(unix_ms))
 }
 
 /// A titled table with aligned columns; "(none)" when `fill` adds no row.

@@ -4,10 +4,9 @@
 //! fill: cells are escaped and clipped (by the table), and what is not Haven's is listed as a
 //! problem, never believed.
 
-use crate::daemon_view::section;
+use crate::daemon_view::{section, utc};
 use haven_witness::{Fleet, PairView};
 use std::fmt::Write as _;
-use std::time::{Duration, UNIX_EPOCH};
 
 /// The table.
 pub fn render(fleet: &Fleet) -> String {
@@ -53,15 +52,13 @@ fn row(pair: &PairView) -> Vec<String> {
         Some(leader) => (
             leader.host.clone(),
             leader.token.to_string(),
-            humantime::format_rfc3339_seconds(
-                UNIX_EPOCH + Duration::from_millis(leader.since_unix_ms),
-            )
-            .to_string(),
+            utc(leader.since_unix_ms).to_string(),
             match (leader.lease_left_s, leader.lease_ttl_s) {
                 (Some(left), Some(ttl)) => {
                     format!("renewed {}s ago, {left}s left", (ttl - left).max(0))
                 }
-                _ => "no lease".to_owned(),
+                // No lease, or it could not be read in time.
+                _ => "unknown".to_owned(),
             },
         ),
         None => (

@@ -11,7 +11,7 @@ use haven_core::{HastRole, HastStatus, PeerFacts};
 use haven_daemon::status::{PeerView, Status};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 /// The most of one cell shown.
 const CELL_BYTES: usize = 120;
@@ -29,10 +29,7 @@ fn ago(ms: u64) -> String {
 
 fn maintenance(on: Option<u64>) -> String {
     match on {
-        Some(since) => format!(
-            "ON since {}",
-            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(since))
-        ),
+        Some(since) => format!("ON since {}", crate::daemon_view::utc(since)),
         None => "off".to_owned(),
     }
 }

@@ -5,12 +5,11 @@
 
 mod common;
 
-use common::{HAVENCTL, Havend, Setup, poll_until, seed, toml_path};
+use common::{HAVENCTL, Havend, Setup, monitor_config, poll_until, toml_path};
 use haven_core::{Event, HastHook, PeerEvent, PeerLink};
 use haven_daemon::journal::{Entry, Journal, Record};
 use haven_test_artifacts::support::{free_port, hastctl_list};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -32,21 +31,11 @@ impl Host {
     ) -> Host {
         let setup = Setup::in_tmp(&format!("peer-{name}-"));
         setup.install_hastctl(&hastctl_list("test", role, "complete", dirty));
-        let config = format!(
-            "{policy}[daemon]\nexecutor = \"dry-run\"\nstate-dir = {state}\ncontrol-dir = {control}\n\n\
-             [executor.tools]\nhastctl = {hastctl}\n\n\
-             [sources.hastctl]\nprogram = {hastctl}\ninterval-ms = 50\ntimeout-ms = 20000\n\n\
-             [peer]\naddress = \"{peer}\"\nlisten = \"{listen}\"\nkey-file = {keys}\nheartbeat-ms = 200\n",
-            policy = seed(
-                "mysql",
-                Path::new(haven_test_artifacts::CARP_HAST_SWITCH),
-                0
-            ),
-            state = toml_path(&setup.state_dir()),
-            control = toml_path(&setup.control_dir()),
-            hastctl = toml_path(&setup.hastctl()),
+        let peer_table = format!(
+            "[peer]\naddress = \"{peer}\"\nlisten = \"{listen}\"\nkey-file = {keys}\nheartbeat-ms = 200\n",
             keys = toml_path(&setup.path(&format!("{name}.key"))),
         );
+        let config = monitor_config(&setup, &peer_table);
         std::fs::write(setup.config(), config).unwrap();
         Host { setup, name }
     }

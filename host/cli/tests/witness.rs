@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Havend, Setup, poll_until, seed, toml_path};
+use common::{Havend, Setup, monitor_config, poll_until};
 use haven_daemon::journal::{Entry, Journal, Record};
 use haven_test_artifacts::etcd::EtcdServer;
 use haven_test_artifacts::support::hastctl_list;
@@ -34,20 +34,7 @@ fn start(etcd: &EtcdServer) -> (Setup, Havend) {
 fn start_pair(etcd: &EtcdServer, pair: &str) -> (Setup, Havend) {
     let setup = Setup::in_tmp(&format!("witness-{pair}-"));
     setup.install_hastctl(&hastctl_list("test", "secondary", "complete", "0"));
-    let config = format!(
-        "{policy}[daemon]\nexecutor = \"dry-run\"\nstate-dir = {state}\ncontrol-dir = {control}\n\n\
-         [executor.tools]\nhastctl = {hastctl}\n\n\
-         [sources.hastctl]\nprogram = {hastctl}\ninterval-ms = 50\ntimeout-ms = 20000\n\n{witness}",
-        policy = seed(
-            "mysql",
-            Path::new(haven_test_artifacts::CARP_HAST_SWITCH),
-            0
-        ),
-        state = toml_path(&setup.state_dir()),
-        control = toml_path(&setup.control_dir()),
-        hastctl = toml_path(&setup.hastctl()),
-        witness = witness_table(&etcd.endpoint, pair),
-    );
+    let config = monitor_config(&setup, &witness_table(&etcd.endpoint, pair));
     std::fs::write(setup.config(), config).unwrap();
     let mut daemon = Havend::launch(&setup, &[], setup.path("havend.stderr"), POLL, Some(60));
     daemon.wait_ready();
@@ -240,21 +227,9 @@ fn a_witness_that_cannot_start_refuses_every_promotion_with_the_reason() {
     };
     let setup = Setup::in_tmp("witness-broken-");
     setup.install_hastctl(&hastctl_list("test", "secondary", "complete", "0"));
-    let config = format!(
-        "{policy}[daemon]\nexecutor = \"dry-run\"\nstate-dir = {state}\ncontrol-dir = {control}\n\n\
-         [executor.tools]\nhastctl = {hastctl}\n\n\
-         [sources.hastctl]\nprogram = {hastctl}\ninterval-ms = 50\ntimeout-ms = 20000\n\n\
-         {witness}user = \"haven\"\npassword-file = \"/nonexistent/etcd.password\"\n",
-        policy = seed(
-            "mysql",
-            Path::new(haven_test_artifacts::CARP_HAST_SWITCH),
-            0
-        ),
-        state = toml_path(&setup.state_dir()),
-        control = toml_path(&setup.control_dir()),
-        hastctl = toml_path(&setup.hastctl()),
-        witness = witness_table(&etcd.endpoint, "db1"),
-    );
+    let witness = witness_table(&etcd.endpoint, "db1")
+        + "user = \"haven\"\npassword-file = \"/nonexistent/etcd.password\"\n";
+    let config = monitor_config(&setup, &witness);
     std::fs::write(setup.config(), config).unwrap();
     let mut daemon = Havend::launch(&setup, &[], setup.path("havend.stderr"), POLL, Some(60));
     daemon.wait_ready();

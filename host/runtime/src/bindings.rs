@@ -205,6 +205,26 @@ macro_rules! older_actions {
     };
 }
 
+/// An event converted for an older major: the cases every major has, then `$rest`, the arms
+/// for what changed since (a conversion, or `return None` for what that major cannot say).
+macro_rules! older_event {
+    ($event:expr, $($rest:tt)*) => {
+        Some(match $event {
+            core::Event::Startup(state) => wit::Event::Startup(state.convert()),
+            core::Event::CarpChanged(change) => wit::Event::CarpChanged(change.convert()),
+            core::Event::CarpLink(link) => wit::Event::CarpLink(link.convert()),
+            core::Event::HastHook(hook) => wit::Event::HastHook(hook.convert()),
+            core::Event::HastStatusChanged(status) => {
+                wit::Event::HastStatusChanged(status.convert())
+            }
+            core::Event::Devd(event) => wit::Event::Devd(event.convert()),
+            core::Event::TimerFired(name) => wit::Event::TimerFired(name),
+            core::Event::StepFailed(failure) => wit::Event::StepFailed(failure.convert()),
+            $($rest)*
+        })
+    };
+}
+
 /// The types `3.0` added, which `4.0` keeps as they are.
 macro_rules! since_3_types {
     () => {
@@ -268,21 +288,11 @@ pub(crate) mod v3_types {
 
     /// The event as a `3.x` policy receives it, if `3.x` can say it.
     pub(crate) fn event(event: core::Event) -> Option<wit::Event> {
-        Some(match event {
-            core::Event::Startup(state) => wit::Event::Startup(state.convert()),
-            core::Event::CarpChanged(change) => wit::Event::CarpChanged(change.convert()),
-            core::Event::CarpLink(link) => wit::Event::CarpLink(link.convert()),
-            core::Event::HastHook(hook) => wit::Event::HastHook(hook.convert()),
-            core::Event::HastStatusChanged(status) => {
-                wit::Event::HastStatusChanged(status.convert())
-            }
-            core::Event::Devd(event) => wit::Event::Devd(event.convert()),
-            core::Event::TimerFired(name) => wit::Event::TimerFired(name),
-            core::Event::StepFailed(failure) => wit::Event::StepFailed(failure.convert()),
+        older_event!(event,
             core::Event::Peer(event) => wit::Event::Peer(event.convert()),
             core::Event::Operator(request) => wit::Event::Operator(request.convert()),
             core::Event::Witness(_) => return None,
-        })
+        )
     }
 }
 
@@ -341,20 +351,10 @@ pub(crate) mod v2_types {
 
     /// The event as a `2.x` policy receives it, if `2.x` can say it.
     pub(crate) fn event(event: core::Event) -> Option<wit::Event> {
-        Some(match event {
-            core::Event::Startup(state) => wit::Event::Startup(state.convert()),
-            core::Event::CarpChanged(change) => wit::Event::CarpChanged(change.convert()),
-            core::Event::CarpLink(link) => wit::Event::CarpLink(link.convert()),
-            core::Event::HastHook(hook) => wit::Event::HastHook(hook.convert()),
-            core::Event::HastStatusChanged(status) => {
-                wit::Event::HastStatusChanged(status.convert())
-            }
-            core::Event::Devd(event) => wit::Event::Devd(event.convert()),
-            core::Event::TimerFired(name) => wit::Event::TimerFired(name),
-            core::Event::StepFailed(failure) => wit::Event::StepFailed(failure.convert()),
+        older_event!(event,
             core::Event::Peer(event) => wit::Event::Peer(event.convert()),
             core::Event::Operator(_) | core::Event::Witness(_) => return None,
-        })
+        )
     }
 }
 
@@ -381,21 +381,11 @@ pub(crate) mod v1_types {
 
     /// The event as a `1.x` policy receives it, if `1.x` can say it.
     pub(crate) fn event(event: core::Event) -> Option<wit::Event> {
-        Some(match event {
-            core::Event::Startup(state) => wit::Event::Startup(state.convert()),
-            core::Event::CarpChanged(change) => wit::Event::CarpChanged(change.convert()),
-            core::Event::CarpLink(link) => wit::Event::CarpLink(link.convert()),
-            core::Event::HastHook(hook) => wit::Event::HastHook(hook.convert()),
-            core::Event::HastStatusChanged(status) => {
-                wit::Event::HastStatusChanged(status.convert())
-            }
-            core::Event::Devd(event) => wit::Event::Devd(event.convert()),
-            core::Event::TimerFired(name) => wit::Event::TimerFired(name),
-            core::Event::StepFailed(failure) => wit::Event::StepFailed(failure.convert()),
+        older_event!(event,
             core::Event::Peer(_) | core::Event::Operator(_) | core::Event::Witness(_) => {
                 return None;
             }
-        })
+        )
     }
 }
 

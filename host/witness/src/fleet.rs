@@ -1,7 +1,7 @@
 //! Every pair under a prefix, as etcd holds them: `havenctl fleet`.
 //!
 //! One range read of the prefix (bounded to [`MAX_KEYS`] keys), then one lease lookup per
-//! leader key for its time to live. What is not Haven's under the prefix is listed as a
+//! leader key for its time to live (each bounded, and all of them together). What is not Haven's under the prefix is listed as a
 //! problem with its key, escaped, and otherwise left alone.
 
 use crate::connect::{Connector, WitnessError, bounded};
@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 
 /// The most keys one listing reads.
 pub const MAX_KEYS: i64 = 10_000;
+/// The time all lease lookups of one listing may take, in request timeouts.
+const LEASE_LOOKUPS: u32 = 4;
 
 /// One pair, as etcd holds it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -125,8 +127,11 @@ async fn list_async(config: &WitnessConfig) -> Result<Fleet, WitnessError> {
         };
         fleet.problems.extend(problem);
     }
+    // One lookup per leader, each bounded, and all of them within LEASE_LOOKUPS × timeout:
+    // past that, the remaining leases are left unread rather than the listing held up.
+    let deadline = std::time::Instant::now() + timeout * LEASE_LOOKUPS;
     for (pair, lease) in leases {
-        if lease == 0 {
+        if lease == 0 || std::time::Instant::now() >= deadline {
             continue;
         }
         let Ok(ttl) = bounded(timeout, client.lease_time_to_live(lease, None)).await else {

@@ -381,18 +381,9 @@ impl Rig {
         let config = self.host_dir(side).join("haven.toml");
         std::fs::write(&config, self.havend_config(side, false)?)
             .map_err(|error| RigError::new(format!("cannot write haven.toml: {error}")))?;
-        let mut havend = machine.command(bins::rig_binary("havend")?);
-        havend.arg("--config").arg(&config);
-        machine.spawn(havend, "havend", &self.log)?;
         let socket = machine.path("/run/haven/havend.sock");
-        if wait_until(READY, || socket.exists()) {
-            Ok(())
-        } else {
-            Err(RigError::new(format!(
-                "{}: havend did not open its control socket",
-                side.name()
-            )))
-        }
+        spawn_havend(machine, &config, "havend", &socket, &self.log)
+            .map_err(|error| error.context(side.name()))
     }
 
     /// A host's `haven.toml`: the seed's two-host example, on Linux's tools.
@@ -402,41 +393,13 @@ impl Rig {
         side: Side,
         allow_unsynchronised: bool,
     ) -> Result<String, RigError> {
-        let module = path_str(&bins::seed_policy())?;
         let state = path_str(&self.host_dir(side).join("state"))?;
         let hastctl = path_str(&bins::rig_binary("hastctl")?)?;
-        let hold_down = self.options.hold_down_ms;
         let keys = path_str(&self.dir.path().join(format!("keys/{}.key", side.name())))?;
         let (own, peer) = (side.sync_ip(), side.peer().sync_ip());
         Ok(format!(
             r#"# {name}: the seed's two-host example on the rig's Linux hosts.
-[limits]
-deadline-ms = 50
-memory-mib = 16
-
-[[policy]]
-name = "mysql"
-module = "{module}"
-on-failure = "alert"
-
-[policy.grants]
-hast-resources = ["{RESOURCE}"]
-services = ["mariadb"]
-timers = 1
-carp-vhids = [1]
-mounts = [{{ device = "/dev/hast/{RESOURCE}", mountpoint = "{MOUNTPOINT}", fstype = "ext4" }}]
-
-[policy.settings]
-vhid = 1
-services = ["mariadb"]
-hold-down-ms = {hold_down}
-allow-unsynchronised-promotion = {allow_unsynchronised}
-
-[[policy.settings.resources]]
-name = "{RESOURCE}"
-mountpoint = "{MOUNTPOINT}"
-fstype = "ext4"
-
+{policy}
 [daemon]
 state-dir = "{state}"
 control-dir = "/run/haven"
@@ -465,14 +428,47 @@ listen = "{own}:7420"
 key-file = "{keys}"
 {witness}"#,
             name = side.name(),
+            policy = self.policy_toml(allow_unsynchronised)?,
             witness = if self.witness.is_some() {
-                format!(
-                    "\n[witness]\nendpoints = [\"http://{WITNESS_ENDPOINT}\"]\npair = \"{WITNESS_PAIR}\"\n\
-                     ttl-s = {WITNESS_TTL_S}\nrenew-ms = 1000\ntimeout-ms = 2500\n"
-                )
+                format!("\n{}", witness_toml(WITNESS_PAIR))
             } else {
                 String::new()
             },
+        ))
+    }
+
+    /// The seed policy's entry, as every havend of the rig runs it: limits, grants, settings.
+    fn policy_toml(&self, allow_unsynchronised: bool) -> Result<String, RigError> {
+        let module = path_str(&bins::seed_policy())?;
+        let hold_down = self.options.hold_down_ms;
+        Ok(format!(
+            r#"[limits]
+deadline-ms = 50
+memory-mib = 16
+
+[[policy]]
+name = "mysql"
+module = "{module}"
+on-failure = "alert"
+
+[policy.grants]
+hast-resources = ["{RESOURCE}"]
+services = ["mariadb"]
+timers = 1
+carp-vhids = [1]
+mounts = [{{ device = "/dev/hast/{RESOURCE}", mountpoint = "{MOUNTPOINT}", fstype = "ext4" }}]
+
+[policy.settings]
+vhid = 1
+services = ["mariadb"]
+hold-down-ms = {hold_down}
+allow-unsynchronised-promotion = {allow_unsynchronised}
+
+[[policy.settings.resources]]
+name = "{RESOURCE}"
+mountpoint = "{MOUNTPOINT}"
+fstype = "ext4"
+"#
         ))
     }
 
@@ -607,53 +603,33 @@ key-file = "{keys}"
         let config = dir.join("haven.toml");
         let text = format!(
             r#"# {pair}: another pair on the rig's witness, in monitor mode.
-[[policy]]
-name = "mysql"
-module = "{module}"
-
-[policy.grants]
-hast-resources = ["{RESOURCE}"]
-services = ["mariadb"]
-timers = 1
-mounts = [{{ device = "/dev/hast/{RESOURCE}", mountpoint = "{MOUNTPOINT}", fstype = "ext4" }}]
-
-[policy.settings]
-vhid = 1
-services = ["mariadb"]
-
-[[policy.settings.resources]]
-name = "{RESOURCE}"
-mountpoint = "{MOUNTPOINT}"
-fstype = "ext4"
-
+{policy}
 [daemon]
 state-dir = "{state}"
 control-dir = "{control}"
 executor = "dry-run"
 
-[witness]
-endpoints = ["http://{WITNESS_ENDPOINT}"]
-pair = "{pair}"
-ttl-s = {WITNESS_TTL_S}
-renew-ms = 1000
-timeout-ms = 2500
-"#,
-            module = path_str(&bins::seed_policy())?,
+[[carp]]
+vhid = 1
+interface = "eth0"
+address = "{VIP}"
+
+{witness}"#,
+            policy = self.policy_toml(false)?,
             state = path_str(&dir)?.to_owned() + "/state",
             control = path_str(&run)?,
+            witness = witness_toml(pair),
         );
         std::fs::write(&config, text)
             .map_err(|error| RigError::new(format!("cannot write {pair}'s config: {error}")))?;
-        let mut havend = self.client.command(bins::rig_binary("havend")?);
-        havend.arg("--config").arg(&config);
-        self.client
-            .spawn(havend, &format!("{pair}/havend"), &self.log)?;
-        let socket = run.join("havend.sock");
-        if wait_until(READY, || socket.exists()) {
-            Ok(())
-        } else {
-            Err(RigError::new(format!("{pair}'s havend did not start")))
-        }
+        let label = format!("{pair}/havend");
+        spawn_havend(
+            &mut self.client,
+            &config,
+            &label,
+            &run.join("havend.sock"),
+            &self.log,
+        )
     }
 
     /// Cut a host off the witness's bridge or join it again.
@@ -766,6 +742,36 @@ timeout-ms = 2500
     pub fn database_runs(&self, side: Side) -> bool {
         self.host(side)
             .is_some_and(|host| host.run("pgrep", &["-x", "mariadbd"]).is_ok())
+    }
+}
+
+/// `[witness]` for pair `pair`, on the rig's etcd and timing.
+fn witness_toml(pair: &str) -> String {
+    format!(
+        "[witness]\nendpoints = [\"http://{WITNESS_ENDPOINT}\"]\npair = \"{pair}\"\n\
+         ttl-s = {WITNESS_TTL_S}\nrenew-ms = 1000\ntimeout-ms = 2500\n"
+    )
+}
+
+/// Start havend on `machine` with `config`, its output logged as `label`, and wait until its
+/// control socket (`socket`, as the rig sees it) exists.
+fn spawn_havend(
+    machine: &mut Machine,
+    config: &Path,
+    label: &str,
+    socket: &Path,
+    log: &Arc<Log>,
+) -> Result<(), RigError> {
+    let mut havend = machine.command(bins::rig_binary("havend")?);
+    havend.arg("--config").arg(config);
+    machine.spawn(havend, label, log)?;
+    if wait_until(READY, || socket.exists()) {
+        Ok(())
+    } else {
+        Err(RigError::new(format!(
+            "{label} did not open its control socket {}",
+            socket.display()
+        )))
     }
 }
 

@@ -417,6 +417,24 @@ impl Drop for Havend {
     }
 }
 
+/// A config for `setup`: the seed policy (no hold-down) in monitor mode (dry run), reading
+/// `hastctl` every 50 ms, then `tables` (e.g. `[peer]` or `[witness]`).
+pub fn monitor_config(setup: &Setup, tables: &str) -> String {
+    format!(
+        "{policy}[daemon]\nexecutor = \"dry-run\"\nstate-dir = {state}\ncontrol-dir = {control}\n\n\
+         [executor.tools]\nhastctl = {hastctl}\n\n\
+         [sources.hastctl]\nprogram = {hastctl}\ninterval-ms = 50\ntimeout-ms = 20000\n\n{tables}",
+        policy = seed(
+            "mysql",
+            Path::new(haven_test_artifacts::CARP_HAST_SWITCH),
+            0
+        ),
+        state = toml_path(&setup.state_dir()),
+        control = toml_path(&setup.control_dir()),
+        hastctl = toml_path(&setup.hastctl()),
+    )
+}
+
 /// The seed recipe's `[[policy]]` (as in examples/seed/haven.toml) on `module`, with
 /// `hold_down_ms`.
 pub fn seed(name: &str, module: &Path, hold_down_ms: u64) -> String {

@@ -25,10 +25,11 @@
 //! the same rule.
 //!
 //! **`isolated-serve-ms`**: how long a master that can reach neither etcd nor its peer keeps
-//! serving after its key is lost. The default, 0, demotes it at once: safe, because the peer
-//! may hold the key a moment later; the price is that a master cut off from everything
-//! (or whose etcd and peer link fail together) stops serving. Anything more lets both hosts
-//! serve for that long if the peer, which can still reach etcd, takes over.
+//! serving after its key is lost. The daemon hands it to the policies (`witness-state`); the
+//! seed policy acts on it, and a custom policy should. The default, 0, means demote at once:
+//! safe, because the peer may hold the key a moment later; the price is that a master cut off
+//! from everything (or whose etcd and peer link fail together) stops serving. Anything more
+//! lets both hosts serve for that long if the peer, which can still reach etcd, takes over.
 
 use super::{Located, check_name, check_path};
 use serde::{Deserialize, Serialize};

@@ -21,17 +21,35 @@
 //! filesystem must never be mounted twice while hastd could know better.
 //!
 //! **The network, as hastd sees it** (`--listen`): real hastd replicates over TCP, and a
-//! partition between the hosts shows only as silence. The primary sends a keepalive every
-//! `HAST_KEEPALIVE` (10 s, sbin/hastd/hast.h; `keepalive_send()` in primary.c's
-//! `remote_send_thread`), and the secondary's connection times out after
-//! `2 * HAST_KEEPALIVE` (secondary.c: `proto_timeout(res->hr_remotein, 2 * HAST_KEEPALIVE)`),
-//! when its worker exits and the peer counts as disconnected. Nothing in hastd asks whether a
-//! silent peer is still primary: a secondary cut off that long accepts `role primary`, and
-//! both hosts write (the split-brain HAST reports at the next connect). With `--listen`, each
-//! stand-in sends a datagram to `<peer-address>:8457` every [`HEARTBEAT`] and counts the peer
-//! reachable while one arrived within [`REMOTE_TIMEOUT`]; replication is connected, and the
-//! refusal above applies, only while the peer is reachable too. Without `--listen` the network
-//! is not modelled (the peer is always reachable).
+//! partition between the hosts shows only as silence.
+//!
+//! - The secondary: `hastd_secondary()` (sbin/hastd/secondary.c) sets
+//!   `proto_timeout(res->hr_remotein, 2 * HAST_KEEPALIVE)`, 20 s (`HAST_KEEPALIVE` is 10,
+//!   sbin/hastd/hast.h). Its `recv_thread` waits for the next request header; when none comes
+//!   in time, `secondary_exit()` sends `EVENT_DISCONNECT` (the `disconnect` hook runs on the
+//!   secondary) and the worker exits. It had sent `EVENT_CONNECT` after `init_remote()`, so
+//!   the secondary runs both hooks, as the stand-in does.
+//! - The primary: `remote_send_thread` (primary.c) sends `keepalive_send()` when it has had
+//!   nothing to send for `HAST_KEEPALIVE`; the secondary never answers a keepalive
+//!   (`recv_thread` frees it). The primary disconnects (`remote_close()`, the `disconnect` hook)
+//!   when a send fails or a reply header does not arrive within its connection timeout
+//!   (hast.conf `timeout`, 20 s by default). An idle primary whose keepalives still fit in the
+//!   socket's buffer can therefore go on counting the peer connected for longer than that:
+//!   **the stand-in differs here**, its primary counts the peer gone after the same 20 s of
+//!   silence as its secondary. Nothing Haven's tests assert depends on when the primary
+//!   notices; a rig with a writing client makes the real one notice within the timeout too.
+//! - Nothing in hastd asks whether a silent peer is still primary:
+//!   `control_set_role_common()` (control.c) kills the worker, starts the new one and runs the
+//!   `role` hook. A secondary cut off that long accepts `role primary`, and both hosts write;
+//!   HAST finds the split-brain at the next connect (`init_remote()` in secondary.c compares
+//!   the two hosts' counters).
+//!
+//! With `--listen`, each stand-in sends a datagram to `<peer-address>:8457` every
+//! [`HEARTBEAT`] and counts the peer reachable while one arrived within [`REMOTE_TIMEOUT`];
+//! replication is connected, and the refusal above applies, only while the peer is reachable
+//! too. A disconnected secondary has no worker, so `status` lists no `status`, `dirty` or
+//! `keepdirty`, as before. Without `--listen` the network is not modelled (the peer is always
+//! reachable).
 
 use std::collections::HashMap;
 use std::ffi::OsString;
