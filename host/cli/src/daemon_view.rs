@@ -126,6 +126,9 @@ pub fn render_status(status: &Status) -> String {
         status.executor,
         status.config.display()
     );
+    if let Some(metrics) = &status.metrics {
+        let _ = writeln!(out, "Metrics: {metrics}");
+    }
     match &status.peer {
         Some(peer) => {
             out.push_str(&crate::pair_view::render(status, peer));

@@ -69,7 +69,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
+mod metrics;
 mod witness;
+pub use metrics::{DEFAULT_METRICS_PORT, MetricsConfig};
 pub use witness::{WitnessConfig, WitnessTls};
 
 /// Bounds on one call into a policy.
@@ -193,6 +195,8 @@ pub struct Config {
     /// The etcd cluster that arbitrates which host may serve (`[witness]`); none: each host
     /// decides with what it and its peer know.
     pub witness: Option<WitnessConfig>,
+    /// Where havend serves Prometheus metrics (`[metrics]`); none: it does not.
+    pub metrics: Option<MetricsConfig>,
 }
 
 /// The `[peer]` table: where the other host's havend listens, where this one listens, and the
@@ -568,6 +572,8 @@ struct RawConfig {
     peer: Option<Spanned<RawPeer>>,
     #[serde(default)]
     witness: Option<Spanned<witness::RawWitness>>,
+    #[serde(default)]
+    metrics: Option<metrics::RawMetrics>,
 }
 
 #[derive(Deserialize)]
@@ -708,6 +714,11 @@ impl Config {
             .map(witness::build_witness)
             .transpose()
             .map_err(located)?;
+        let metrics = raw
+            .metrics
+            .map(metrics::build_metrics)
+            .transpose()
+            .map_err(located)?;
         Ok(Config {
             policies,
             daemon,
@@ -716,6 +727,7 @@ impl Config {
             executor,
             peer,
             witness,
+            metrics,
         })
     }
 

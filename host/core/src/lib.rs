@@ -17,10 +17,10 @@ pub mod text;
 pub mod types;
 
 pub use config::{
-    CarpAddress, CarpInstance, Config, ConfigError, DEMOTED_ADVSKEW, DaemonConfig, DevdSource,
-    ExecutorConfig, ExecutorKind, ExecutorTools, FailureMode, HastctlSource, KeepalivedSource,
-    Limits, PeerConfig, PolicyConfig, ServiceManagerKind, SourcesConfig, StorageKind,
-    WitnessConfig, WitnessTls,
+    CarpAddress, CarpInstance, Config, ConfigError, DEFAULT_METRICS_PORT, DEMOTED_ADVSKEW,
+    DaemonConfig, DevdSource, ExecutorConfig, ExecutorKind, ExecutorTools, FailureMode,
+    HastctlSource, KeepalivedSource, Limits, MetricsConfig, PeerConfig, PolicyConfig,
+    ServiceManagerKind, SourcesConfig, StorageKind, WitnessConfig, WitnessTls,
 };
 pub use grants::{Grants, Missing, MountGrant, PlanRefusal};
 pub use model::{Machine, PeerModel, StateChange};

@@ -15,6 +15,7 @@ use crate::control::{self, ControlSocket, Request, Response};
 use crate::event_loop::{EventLoop, raise_alert};
 use crate::inbox::{Inbox, Report};
 use crate::journal::{Entry, Journal, JournalError, Recovered};
+use crate::metrics::listener::MetricsListener;
 use crate::queue::Pushed;
 use crate::reconcile::Reconciler;
 use crate::reload::{ReloadOutcome, Reloader};
@@ -35,6 +36,7 @@ use haven_runtime::{
     CompilerProcess, KvFiles, LoadedPolicy, Pipeline, Runtime, RuntimeError, RuntimeOptions,
 };
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -98,6 +100,7 @@ pub struct Daemon {
     sources: Sources,
     control: ControlServer,
     reloader: Arc<Reloader>,
+    metrics: Option<MetricsListener>,
 }
 
 impl Daemon {
@@ -214,6 +217,21 @@ impl Daemon {
         if config.witness.is_some() {
             machine.witness = Some(haven_core::WitnessState::default());
         }
+        // Bound now, so that a port in use is said at startup with the other problems; a
+        // daemon that cannot serve its metrics still serves the pair.
+        let metrics_socket = config.metrics.as_ref().and_then(|metrics| {
+            TcpListener::bind(metrics.listen)
+                .map_err(|error| {
+                    startup_alerts.push((
+                        String::new(),
+                        format!(
+                            "metrics: cannot listen on {}: {error}; havend runs without them",
+                            metrics.listen
+                        ),
+                    ))
+                })
+                .ok()
+        });
         let identity = Identity {
             config: config_path.to_owned(),
             state_dir: settings.state_dir.clone(),
@@ -222,6 +240,9 @@ impl Daemon {
             granted_mountpoints: granted_mountpoints.clone(),
             granted_services: granted_services.clone(),
             witness: config.witness.clone(),
+            metrics: metrics_socket
+                .as_ref()
+                .and_then(|socket| socket.local_addr().ok()),
         };
         let board = StatusBoard::new(identity, Arc::new(machine.clone()), settings.decisions_kept);
         for (policy, message) in &startup_alerts {
@@ -328,6 +349,10 @@ impl Daemon {
             ucarp_vhids: config.ucarp_vhids(),
         };
         let control = ControlServer::start(socket, handler)?;
+        let metrics = match metrics_socket {
+            Some(socket) => Some(start_metrics(socket, &board, &inbox)?),
+            None => None,
+        };
         tracing::info!(socket = %control.path.display(), "havend ready");
         Ok(Daemon {
             inbox,
@@ -336,6 +361,7 @@ impl Daemon {
             sources,
             control,
             reloader,
+            metrics,
         })
     }
 
@@ -370,6 +396,9 @@ impl Daemon {
         }
         self.sources.stop();
         self.control.stop();
+        if let Some(metrics) = self.metrics {
+            metrics.stop();
+        }
         match Arc::try_unwrap(self.reloader) {
             Ok(reloader) => reloader.stop(),
             Err(_) => tracing::warn!("the reloader is still referenced; not waiting for it"),
@@ -423,6 +452,26 @@ impl Fence for Unfenceable {
 }
 
 /// The executor the config asks for (`auto`: this OS's).
+/// Serve the metrics page from the status board (never from the event loop, which may be busy).
+fn start_metrics(
+    socket: TcpListener,
+    board: &StatusBoard,
+    inbox: &Inbox,
+) -> Result<MetricsListener, StartError> {
+    let (board, inbox) = (board.clone(), inbox.clone());
+    let page = move |openmetrics: bool| {
+        let status = board.status(&inbox, control::ControlStats::default());
+        board.metrics().render(&status, openmetrics)
+    };
+    let listener =
+        MetricsListener::start(socket, Box::new(page)).map_err(|source| StartError::Thread {
+            what: "metrics",
+            source,
+        })?;
+    tracing::info!(address = %listener.address(), "metrics served");
+    Ok(listener)
+}
+
 fn executor(config: &Config) -> Result<Box<dyn Executor>, StartError> {
     let platform = match config.daemon.executor.resolve() {
         ExecutorKind::Freebsd => Platform::FreeBsd,

@@ -597,6 +597,9 @@ impl Observer for Journaling<'_> {
             "event"
         );
         self.event_names.push((delivery.id, delivery.event.kind()));
+        self.board
+            .metrics()
+            .event(&delivery.source, delivery.event.kind());
         self.append(&Entry::Event {
             event_id: delivery.id,
             source: delivery.source.clone(),
@@ -634,6 +637,9 @@ impl Observer for Journaling<'_> {
                 vec![failure.to_string()],
             ),
         };
+        self.board
+            .metrics()
+            .decision(&decision.policy, outcome.as_str(), decision.elapsed);
         let event = self
             .event_names
             .iter()
@@ -704,6 +710,14 @@ impl Observer for Journaling<'_> {
             ),
             Err(reason) => tracing::warn!(%reason, "step failed"),
         }
+        let step_outcome = match (&outcome.result, outcome.skipped_as_done) {
+            (Err(_), _) => "failed",
+            (Ok(()), true) => "already-done",
+            (Ok(()), false) => "ok",
+        };
+        self.board
+            .metrics()
+            .step(report.step.action.kind(), step_outcome, report.elapsed);
         let detail = match (&outcome.result, &outcome.detail) {
             (Err(reason), Some(detail)) => Some(format!("{detail}: {reason}")),
             (Err(reason), None) => Some(reason.clone()),

@@ -80,6 +80,18 @@ pub enum DecisionOutcome {
     Failed,
 }
 
+impl DecisionOutcome {
+    /// The outcome as the journal writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionOutcome::NoAction => "no-action",
+            DecisionOutcome::Plan => "plan",
+            DecisionOutcome::Refused => "refused",
+            DecisionOutcome::Failed => "failed",
+        }
+    }
+}
+
 /// One journal entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(

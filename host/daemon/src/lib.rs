@@ -32,6 +32,7 @@ pub mod event_loop;
 pub mod inbox;
 pub mod journal;
 pub mod maintenance;
+pub mod metrics;
 pub mod pidfile;
 pub mod queue;
 pub mod reconcile;

@@ -9,6 +9,7 @@
 use crate::control::ControlStats;
 use crate::inbox::{Inbox, SourceCounters};
 use crate::journal::DecisionOutcome;
+use crate::metrics::Recorder;
 use crate::queue::QueueStats;
 use crate::reload::ReloadOutcome;
 use crate::sources::peer::PeerPublisher;
@@ -94,6 +95,9 @@ pub struct Status {
     /// The witness as this host sees it; none without `[witness]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub witness: Option<WitnessView>,
+    /// Where Prometheus metrics are served (`http://address/metrics`), when they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
 }
 
 /// The witness, for `havenctl status`.
@@ -225,6 +229,8 @@ pub struct Identity {
     pub granted_services: BTreeSet<String>,
     /// `[witness]`, when configured.
     pub witness: Option<haven_core::WitnessConfig>,
+    /// Where the metrics listener listens, when it does.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -254,6 +260,8 @@ struct Board {
     reload_generation: u64,
     /// The peer link's counters, when it runs.
     peer: Option<PeerPublisher>,
+    /// The same recorder as [`StatusBoard::metrics`], for the alerts counted under the lock.
+    metrics: Arc<Recorder>,
 }
 
 /// The shared board; clones are handles to the same one.
@@ -264,11 +272,14 @@ pub struct StatusBoard {
     decided: Arc<Condvar>,
     /// Whether the journal is failing: read on every successful write without the lock.
     journal_failing: Arc<AtomicBool>,
+    /// What Prometheus is told is counted as it happens, without the lock.
+    metrics: Arc<Recorder>,
 }
 
 impl StatusBoard {
     /// A board for a daemon started now.
     pub fn new(identity: Identity, machine: Arc<Machine>, decisions_kept: usize) -> StatusBoard {
+        let metrics = Arc::new(Recorder::default());
         StatusBoard {
             board: Arc::new(Mutex::new(Board {
                 identity,
@@ -291,10 +302,17 @@ impl StatusBoard {
                 last_reload: None,
                 reload_generation: 0,
                 peer: None,
+                metrics: Arc::clone(&metrics),
             })),
             decided: Arc::new(Condvar::new()),
             journal_failing: Arc::default(),
+            metrics,
         }
+    }
+
+    /// The counters Prometheus reads (`[metrics]`); they count whether or not it is on.
+    pub fn metrics(&self) -> &Recorder {
+        &self.metrics
     }
 
     fn lock(&self) -> MutexGuard<'_, Board> {
@@ -578,6 +596,9 @@ impl StatusBoard {
                 endpoints: config.endpoints.clone(),
                 state: machine.witness.clone().unwrap_or_default(),
             }),
+            metrics: identity
+                .metrics
+                .map(|address| format!("http://{address}/metrics")),
         }
     }
 }
@@ -585,6 +606,7 @@ impl StatusBoard {
 /// Keep an alert on the board, dropping the oldest past [`ALERTS_KEPT`].
 fn add(board: &mut Board, alert: RecentAlert) {
     board.alerts_total += 1;
+    board.metrics.alert(&alert.severity);
     if board.alerts.len() >= ALERTS_KEPT {
         board.alerts.pop_front();
     }
@@ -626,6 +648,7 @@ mod tests {
             granted_mountpoints: BTreeSet::new(),
             granted_services: BTreeSet::new(),
             witness: None,
+            metrics: None,
         };
         StatusBoard::new(identity, Arc::default(), 4)
     }
