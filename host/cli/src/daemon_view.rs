@@ -7,7 +7,7 @@
 
 use crate::simulate::summarize_event;
 use haven_core::text::{clip, escape};
-use haven_daemon::journal::{DecisionOutcome, Entry, Record};
+use haven_daemon::journal::{Entry, Record};
 use haven_daemon::reload::ReloadOutcome;
 use haven_daemon::status::{PeerView, Status};
 use std::fmt::Write as _;
@@ -217,7 +217,7 @@ pub fn render_status(status: &Status) -> String {
                     decision.event.clone(),
                     decision.policy.clone(),
                     decision.module_hash.clone(),
-                    outcome_name(decision.outcome).to_owned(),
+                    decision.outcome.as_str().to_owned(),
                     decision.detail.join("; "),
                 ]);
             }
@@ -265,15 +265,6 @@ fn lower(value: impl std::fmt::Debug) -> String {
 
 fn yes_no(value: bool) -> String {
     if value { "yes" } else { "no" }.to_owned()
-}
-
-fn outcome_name(outcome: DecisionOutcome) -> &'static str {
-    match outcome {
-        DecisionOutcome::NoAction => "no-action",
-        DecisionOutcome::Plan => "plan",
-        DecisionOutcome::Refused => "refused",
-        DecisionOutcome::Failed => "failed",
-    }
 }
 
 /// Wall-clock milliseconds as an RFC 3339 time in UTC, to the second.
@@ -351,11 +342,12 @@ pub fn render_record(record: &Record) -> String {
             plan,
             reason,
             elapsed_us,
+            ..
         } => {
             let mut text = format!(
                 "decision on event {event_id} by {policy}@{} in {elapsed_us} µs: {}",
                 haven_runtime::pipeline::short_hash(module_hash),
-                outcome_name(*outcome)
+                outcome.as_str()
             );
             if let (Some(plan_id), Some(plan)) = (plan_id, plan) {
                 let steps: Vec<String> = plan.steps.iter().map(ToString::to_string).collect();

@@ -7,10 +7,12 @@
 
 pub mod check;
 pub mod daemon_view;
+pub mod deploy;
 pub mod driver;
 pub mod fleet_view;
 pub mod operate;
 pub mod pair_view;
+pub mod replay;
 pub mod scaffold;
 pub mod scenario;
 pub mod simulate;

@@ -1007,6 +1007,7 @@ fn a_step_interrupted_by_a_crash_is_handed_to_the_startup_event() {
                 plan: Some(plan.clone()),
                 reason: None,
                 elapsed_us: 900,
+                inputs: None,
             })
             .unwrap();
         for (index, step) in plan.steps.iter().enumerate().take(2) {

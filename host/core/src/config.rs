@@ -26,6 +26,7 @@
 //! queue-capacity = 1024              # events waiting for the policies
 //! journal-max-bytes = 8388608        # per journal file
 //! journal-keep-files = 4             # rotated journal files kept
+//! journal-inputs = true              # what each decision saw, for `havenctl replay`
 //! decisions-kept = 20                # recent decisions `havenctl status` shows
 //! compile-memory-mib = 2048          # address space of the process compiling a policy
 //!
@@ -238,6 +239,10 @@ pub struct DaemonConfig {
     pub journal_max_bytes: u64,
     /// Rotated journal files kept: 4.
     pub journal_keep_files: usize,
+    /// Whether each decision's journal entry records what the call saw (the machine and the
+    /// policy's store), so that `havenctl replay` and `deploy` can decide it again with another
+    /// module: on.
+    pub journal_inputs: bool,
     /// How many recent decisions `havenctl status` shows: 20.
     pub decisions_kept: usize,
     /// The address space a compiler process may use, in MiB: 2048, at least 256. Each policy
@@ -264,6 +269,7 @@ impl Default for DaemonConfig {
             queue_capacity: 1024,
             journal_max_bytes: 8 * 1024 * 1024,
             journal_keep_files: 4,
+            journal_inputs: true,
             decisions_kept: 20,
             compile_memory_mib: 2048,
         }
@@ -595,6 +601,7 @@ struct RawDaemon {
     queue_capacity: Option<Spanned<usize>>,
     journal_max_bytes: Option<Spanned<u64>>,
     journal_keep_files: Option<usize>,
+    journal_inputs: Option<bool>,
     decisions_kept: Option<usize>,
     compile_memory_mib: Option<Spanned<u64>>,
 }
@@ -974,6 +981,7 @@ fn build_daemon(raw: RawDaemon) -> Located<DaemonConfig> {
             default.journal_max_bytes,
         )?,
         journal_keep_files: raw.journal_keep_files.unwrap_or(default.journal_keep_files),
+        journal_inputs: raw.journal_inputs.unwrap_or(default.journal_inputs),
         decisions_kept: raw.decisions_kept.unwrap_or(default.decisions_kept),
         compile_memory_mib: at_least(
             raw.compile_memory_mib,
@@ -1594,6 +1602,7 @@ address = "192.168.1.50"
                 queue_capacity: 1024,
                 journal_max_bytes: 8 * 1024 * 1024,
                 journal_keep_files: 4,
+                journal_inputs: true,
                 decisions_kept: 20,
                 compile_memory_mib: 2048,
             }

@@ -132,6 +132,11 @@ struct MachineSpec {
     /// Device nodes besides the `/dev/hast/<resource>` of primaries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     devices: Vec<String>,
+    /// The `/dev/hast/<resource>` nodes of primaries that are not there (yet): a role just
+    /// changed, and the node has not appeared. Without this a written machine would always
+    /// have them, and a decision that waits for one could not be replayed as it was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    absent_devices: Vec<String>,
     #[serde(default)]
     mounts: Vec<MountStatus>,
     #[serde(default)]
@@ -187,6 +192,9 @@ impl From<MachineSpec> for Machine {
         if let Some(workers) = spec.workers {
             machine.workers = workers.into_iter().map(|w| (w.resource, w.role)).collect();
         }
+        for absent in &spec.absent_devices {
+            machine.devices.remove(absent);
+        }
         machine
     }
 }
@@ -217,6 +225,11 @@ impl From<Machine> for MachineSpec {
             devices: machine
                 .devices
                 .difference(&implied.devices)
+                .cloned()
+                .collect(),
+            absent_devices: implied
+                .devices
+                .difference(&machine.devices)
                 .cloned()
                 .collect(),
             mounts: machine.mounts.into_values().collect(),

@@ -332,6 +332,7 @@ impl Daemon {
             peer: peer_source.as_ref().map(PeerSource::publisher),
             stores_failing: false,
             witness: witness_source,
+            journal_inputs: settings.journal_inputs,
         };
         let event_loop = spawn("event-loop", move || event_loop.run())?;
 

@@ -63,6 +63,8 @@ pub struct EventLoop<E> {
     /// events (and as reports, for the daemon's own alerts), and this host's member record is
     /// written when it changes.
     pub witness: Option<WitnessSource>,
+    /// Whether decisions are journaled with what their call saw (`[daemon] journal-inputs`).
+    pub journal_inputs: bool,
 }
 
 impl<E> std::fmt::Debug for EventLoop<E> {
@@ -202,6 +204,7 @@ impl<E: Executor> EventLoop<E> {
             plans_ended: 0,
             acted: false,
             peer: self.peer.as_ref(),
+            journal_inputs: self.journal_inputs,
         };
         let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let machine = self.runner.pipeline.machine_mut();
@@ -579,6 +582,8 @@ struct Journaling<'a> {
     acted: bool,
     /// The peer hears which plan runs here.
     peer: Option<&'a PeerPublisher>,
+    /// Whether decisions are journaled with their inputs.
+    journal_inputs: bool,
 }
 
 impl Journaling<'_> {
@@ -609,7 +614,11 @@ impl Observer for Journaling<'_> {
     }
 
     fn decision(&mut self, event_id: u64, decision: &Decision) {
-        self.append(&Entry::from_decision(event_id, decision));
+        self.append(&Entry::from_decision(
+            event_id,
+            decision,
+            self.journal_inputs,
+        ));
         if let Some(alert) = &decision.host_alert {
             raise_alert(
                 self.journal,

@@ -26,7 +26,7 @@
 //! A line that does not parse anywhere but at the end of a file is corruption, and an error.
 
 use haven_core::{AlertSeverity, Event, InterruptedStep, Plan, Step};
-use haven_runtime::{Decision, Outcome as RuntimeOutcome};
+use haven_runtime::{Decision, DecisionInputs, Outcome as RuntimeOutcome};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, Read, Write};
@@ -123,6 +123,10 @@ pub enum Entry {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
         elapsed_us: u64,
+        /// What the call saw (`[daemon] journal-inputs`, on by default): what `havenctl
+        /// replay` gives a candidate module to decide the same event again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<DecisionInputs>,
     },
     /// A step is about to run.
     StepStart {
@@ -183,8 +187,9 @@ pub enum Entry {
 }
 
 impl Entry {
-    /// The journal entry for a policy's decision about event `event_id`.
-    pub fn from_decision(event_id: u64, decision: &Decision) -> Entry {
+    /// The journal entry for a policy's decision about event `event_id`, with what the call
+    /// saw when `with_inputs`.
+    pub fn from_decision(event_id: u64, decision: &Decision, with_inputs: bool) -> Entry {
         let (outcome, plan_id, plan, reason) = match &decision.outcome {
             RuntimeOutcome::NoAction => (DecisionOutcome::NoAction, None, None, None),
             RuntimeOutcome::Plan { plan_id, plan } => (
@@ -215,6 +220,7 @@ impl Entry {
             plan,
             reason,
             elapsed_us: u64::try_from(decision.elapsed.as_micros()).unwrap_or(u64::MAX),
+            inputs: with_inputs.then(|| decision.inputs.clone()),
         }
     }
 

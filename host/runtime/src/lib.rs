@@ -21,7 +21,7 @@ pub use bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION};
 pub use call_context::{KvStore, PolicyLog};
 pub use compiler_process::CompilerProcess;
 pub use kv_files::{KvFileError, KvFiles};
-pub use pipeline::{Decision, Outcome, Pipeline};
+pub use pipeline::{Decision, DecisionInputs, Outcome, Pipeline, decide_once};
 pub use runtime::{
     COMPILER, Call, CallFailure, CompiledPolicy, LoadError, LoadedPolicy, Runtime, RuntimeError,
     RuntimeOptions,

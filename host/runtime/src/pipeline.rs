@@ -9,9 +9,10 @@
 
 use crate::call_context::{KvStore, PolicyLog, commit_kv};
 use crate::kv_files::KvFiles;
-use crate::runtime::{CallFailure, LoadedPolicy, Runtime};
+use crate::runtime::{Call, CallFailure, LoadedPolicy, Runtime};
 use haven_core::text::escape;
 use haven_core::{Event, FailureMode, Machine, Plan, PlanRefusal, StateLost};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +52,68 @@ pub struct Decision {
     pub refused_count: u32,
     /// How long the call took.
     pub elapsed: Duration,
+    /// What the call saw: the machine and the policy's store as they were when it began
+    /// (shared, not copied), which the journal records for `havenctl replay`.
+    pub inputs: DecisionInputs,
+}
+
+/// What a call into a policy is given besides the event: everything its queries can read.
+/// With the event, the policy's settings and its grants, this decides the call: a policy has no
+/// other input (no clock, randomness or files of its own), so the same inputs give the same
+/// plan, which is what lets a recorded decision be replayed against another module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct DecisionInputs {
+    /// The machine as the model had it (clocks included).
+    pub machine: Arc<Machine>,
+    /// The policy's key-value store before the call.
+    #[serde(default, skip_serializing_if = "is_empty_store")]
+    pub kv: Arc<KvStore>,
+}
+
+fn is_empty_store(kv: &Arc<KvStore>) -> bool {
+    kv.is_empty()
+}
+
+/// Hand `event` to `policy` with `inputs`, and check its plan against the policy's grants:
+/// the decision [`Pipeline`] makes for each policy, apart from the plan's id (`next_plan_id`
+/// is asked only for a plan that passes) and what happens after. `havenctl replay` decides
+/// with it too, so that a replayed decision passes the very same check. The plan moves into
+/// the outcome: the returned call's `result` only says whether the call succeeded.
+pub fn decide_once(
+    runtime: &Runtime,
+    policy: &LoadedPolicy,
+    event: &Event,
+    inputs: &DecisionInputs,
+    next_plan_id: impl FnOnce() -> u64,
+) -> (Outcome, Call) {
+    let mut call = runtime.call(
+        policy,
+        event,
+        Arc::clone(&inputs.machine),
+        Arc::clone(&inputs.kv),
+    );
+    let outcome = match std::mem::replace(&mut call.result, Ok(Plan::default())) {
+        Ok(plan) => {
+            let armed = inputs.machine.armed_timers(&policy.name);
+            match policy
+                .grants()
+                .check_plan(&plan, &armed, &policy.config.limits)
+            {
+                Ok(()) if plan.is_empty() => Outcome::NoAction,
+                Ok(()) => Outcome::Plan {
+                    plan_id: next_plan_id(),
+                    plan,
+                },
+                Err(refusal) => Outcome::Refused(refusal),
+            }
+        }
+        Err(failure) => {
+            call.result = Err(failure.clone());
+            Outcome::Failed(failure)
+        }
+    };
+    (outcome, call)
 }
 
 /// Which policies an event goes to.
@@ -329,33 +392,23 @@ impl Pipeline {
         )
         .entered();
         let kv = self.kv.entry(policy.name.clone()).or_default();
-        let call = self
-            .runtime
-            .call(policy, event, self.machine.clone(), kv.clone());
+        let inputs = DecisionInputs {
+            machine: Arc::clone(&self.machine),
+            kv: Arc::clone(kv),
+        };
+        let next_plan_id = &mut self.next_plan_id;
+        let (outcome, call) = decide_once(&self.runtime, policy, event, &inputs, || {
+            let plan_id = *next_plan_id;
+            *next_plan_id += 1;
+            plan_id
+        });
         for log in &call.logs {
             log_policy_line(log);
         }
-        let mut wrote = false;
-        let outcome = match call.result {
-            Ok(plan) => {
-                wrote = !call.kv_writes.is_empty();
-                commit_kv(kv, call.kv_writes);
-                let armed = self.machine.armed_timers(&policy.name);
-                match policy
-                    .grants()
-                    .check_plan(&plan, &armed, &policy.config.limits)
-                {
-                    Ok(()) if plan.is_empty() => Outcome::NoAction,
-                    Ok(()) => {
-                        let plan_id = self.next_plan_id;
-                        self.next_plan_id += 1;
-                        Outcome::Plan { plan_id, plan }
-                    }
-                    Err(refusal) => Outcome::Refused(refusal),
-                }
-            }
-            Err(failure) => Outcome::Failed(failure),
-        };
+        let wrote = call.result.is_ok() && !call.kv_writes.is_empty();
+        if call.result.is_ok() {
+            commit_kv(kv, call.kv_writes);
+        }
         let stats = self.stats.entry(policy.name.clone()).or_default();
         stats.count(&outcome, call.refused_count, call.dropped_logs);
         let host_alert = failure_reason(&policy.name, &outcome)
@@ -400,6 +453,7 @@ impl Pipeline {
             refused_queries: call.refused_queries,
             refused_count: call.refused_count,
             elapsed: call.elapsed,
+            inputs,
         }
     }
 }

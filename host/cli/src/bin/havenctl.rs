@@ -216,6 +216,41 @@ enum Command {
         #[arg(long, default_value = ".")]
         out: PathBuf,
     },
+    /// Decide the journal's recorded events again with a candidate module, and print every
+    /// decision it makes differently, as a diff of plans. Exits 1 when any differs.
+    Replay {
+        /// The candidate module (.wasm).
+        candidate: PathBuf,
+        /// The config entry whose grants, limits and settings the candidate runs under, and
+        /// whose recorded decisions it replays (needed when the config has several).
+        #[arg(long)]
+        policy: Option<String>,
+        /// The config.
+        #[arg(short, long, default_value = haven_cli::DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The state directory whose journal to read (default: the config's).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Only decisions journaled since then: an RFC 3339 time (2026-12-05T10:00:00Z) or a
+        /// duration back from now (2h, 30min).
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// Deploy a new version of a policy: check it, compile it into the daemon's cache, replay
+    /// the journal and show what would decide differently (asking to confirm), rename it into
+    /// place atomically, and wait for havend's reload. Nothing changes on a refusal.
+    Deploy {
+        /// The policy's name in the config.
+        name: String,
+        /// The candidate module (.wasm).
+        candidate: PathBuf,
+        /// The config.
+        #[arg(short, long, default_value = haven_cli::DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Deploy even if recorded decisions would differ, without asking.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Create a new policy crate in DIR, with a unit test and a scenario that pass.
     New {
         /// The folder to create; its name is the policy's name.
@@ -247,7 +282,89 @@ fn main() -> ExitCode {
     }
 }
 
-/// `havenctl peer-keys`: both hosts' key files at once, so they always match.
+/// `havenctl replay`: the candidate under the config entry's grants and settings, against the
+/// journal.
+fn replay_command(
+    runtime: &Runtime,
+    candidate: &Path,
+    policy: Option<&str>,
+    config_path: &Path,
+    state_dir: Option<PathBuf>,
+    since: Option<&str>,
+) -> Result<ExitCode> {
+    let config = Config::from_file(config_path)?;
+    let entry = match policy {
+        Some(name) => config.policies.iter().find(|entry| entry.name == name),
+        None if config.policies.len() == 1 => config.policies.first(),
+        None => bail!(
+            "{} has {} policies: name one with --policy",
+            config_path.display(),
+            config.policies.len()
+        ),
+    }
+    .with_context(|| format!("{} has no such policy", config_path.display()))?;
+    let since_unix_ms = since.map(parse_since).transpose()?;
+    let mut entry = entry.clone();
+    entry.module = candidate.to_owned();
+    let loaded = runtime
+        .load(&entry)
+        .with_context(|| format!("the candidate {}", candidate.display()))?;
+    let dir = state_dir.unwrap_or_else(|| config.daemon.state_dir.clone());
+    let records = Journal::read_all(&dir)
+        .with_context(|| format!("reading the journal in {}", dir.display()))?
+        .records;
+    let report = haven_cli::replay::replay(runtime, &loaded, &records, since_unix_ms);
+    out!("{}", haven_cli::replay::render(&report, &loaded));
+    Ok(if report.differences.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `--since`: an RFC 3339 time, or a duration back from now; in Unix milliseconds.
+fn parse_since(text: &str) -> Result<u64> {
+    let now = std::time::SystemTime::now();
+    let at = match humantime::parse_rfc3339_weak(text) {
+        Ok(at) => at,
+        Err(_) => {
+            let back = humantime::parse_duration(text).with_context(|| {
+                format!("--since {text:?}: neither an RFC 3339 time nor a duration like 2h")
+            })?;
+            now.checked_sub(back).unwrap_or(std::time::UNIX_EPOCH)
+        }
+    };
+    Ok(at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64))
+}
+
+/// `havenctl deploy`: the steps print as they go; a question when decisions would differ.
+fn deploy_command(name: &str, candidate: &Path, config: &Path, yes: bool) -> Result<ExitCode> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let options = haven_cli::deploy::DeployOptions {
+        config: config.to_owned(),
+        name: name.to_owned(),
+        candidate: candidate.to_owned(),
+        yes,
+    };
+    let mut confirm = |question: &str| {
+        if !std::io::stdin().is_terminal() {
+            eprintln!("havenctl: {question}no terminal to answer on");
+            return false;
+        }
+        print!("{question}");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        matches!(answer.trim(), "y" | "Y" | "yes")
+    };
+    haven_cli::deploy::deploy(&options, &mut std::io::stdout(), &mut confirm)?;
+    outln!("deployed `{name}`");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `havenctl fleet`: every pair under the config's witness prefix.
 fn fleet_command(path: &Path, json: bool) -> Result<ExitCode> {
     let config = Config::from_file(path)?;
     let Some(witness) = &config.witness else {
@@ -266,6 +383,7 @@ fn fleet_command(path: &Path, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `havenctl peer-keys`: both hosts' key files at once, so they always match.
 fn peer_keys_command(host_a: &str, host_b: &str, out: &Path) -> Result<ExitCode> {
     for host in [host_a, host_b] {
         let valid = !host.is_empty()
@@ -355,6 +473,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Fleet { config, json } = &cli.command {
         return fleet_command(config, *json);
     }
+    if let Command::Deploy {
+        name,
+        candidate,
+        config,
+        yes,
+    } = &cli.command
+    {
+        return deploy_command(name, candidate, config, *yes);
+    }
     if let Some(code) = daemon_command(&cli)? {
         return Ok(code);
     }
@@ -375,8 +502,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Replay {
+            candidate,
+            policy,
+            config,
+            state_dir,
+            since,
+        } => replay_command(
+            &runtime,
+            &candidate,
+            policy.as_deref(),
+            &config,
+            state_dir,
+            since.as_deref(),
+        ),
         Command::New { .. }
         | Command::PeerKeys { .. }
+        | Command::Deploy { .. }
         | Command::Fleet { .. }
         | Command::Completions { .. }
         | Command::Status { .. }

@@ -1,9 +1,11 @@
 use super::*;
+use haven_core::Machine;
 use haven_core::{
     Action, CarpChange, CarpState, HastRole, Missing, PlanRefusal, ServiceOp, ServiceRequest,
     SetHastRole,
 };
 use haven_runtime::{CallFailure, Outcome as RuntimeOutcome};
+use std::sync::Arc;
 use std::time::Duration;
 
 fn step(resource: &str) -> Step {
@@ -85,6 +87,7 @@ fn every_kind() -> Vec<Entry> {
             }),
             reason: None,
             elapsed_us: 1234,
+            inputs: Some(inputs()),
         },
         Entry::Decision {
             event_id: 8,
@@ -95,6 +98,7 @@ fn every_kind() -> Vec<Entry> {
             plan: None,
             reason: Some("step 0 refused".into()),
             elapsed_us: 5,
+            inputs: None,
         },
         step_start("carp-hast-switch", 1, 0),
         Entry::StepEnd {
@@ -188,7 +192,90 @@ fn decision(outcome: RuntimeOutcome) -> Decision {
         refused_queries: Vec::new(),
         refused_count: 0,
         elapsed: Duration::from_micros(1500),
+        inputs: inputs(),
     }
+}
+
+/// What a call saw: a machine with something in every part the journal must keep exactly,
+/// including what the scenario format would otherwise imply (a primary's device node that is
+/// not there yet, a peer heard before the daemon started), and a store.
+fn inputs() -> DecisionInputs {
+    use haven_core::{
+        CarpStatus, HastReplication, HastRole, HastStatus, MountStatus, PeerLink, PeerModel,
+        WitnessLeader, WitnessState,
+    };
+    let mut machine = Machine {
+        now_ms: 90_000,
+        unix_ms: 1_800_000_000_000,
+        ..Machine::default()
+    };
+    machine.carp.insert(
+        1,
+        CarpStatus {
+            vhid: 1,
+            interface: "em0".into(),
+            state: CarpState::Master,
+        },
+    );
+    machine.workers.insert(("test".into(), HastRole::Primary));
+    machine.hast.insert(
+        "test".into(),
+        HastStatus {
+            resource: "test".into(),
+            role: HastRole::Primary,
+            replication: HastReplication::Degraded,
+            dirty_bytes: Some(4096),
+        },
+    );
+    // No /dev/hast/test: the primary's node has not appeared yet.
+    machine.devices.insert("/dev/ada1".into());
+    machine.mounts.insert(
+        "/hast/test".into(),
+        MountStatus {
+            device: "/dev/hast/test".into(),
+            mountpoint: "/hast/test".into(),
+            fstype: "ufs".into(),
+        },
+    );
+    machine.services.insert("mysql-server".into(), false);
+    machine
+        .timers
+        .entry("p".into())
+        .or_default()
+        .insert("hold".into(), 95_000);
+    machine.peer = PeerModel {
+        link: PeerLink::Up,
+        link_since_ms: -5_000,
+        facts: Some(haven_core::PeerFacts {
+            host: "hastb".into(),
+            ..haven_core::PeerFacts::default()
+        }),
+        facts_heard_ms: Some(89_000),
+    };
+    machine.carp_demoted.insert(2);
+    machine.witness = Some(WitnessState {
+        reachable: true,
+        leader: Some(WitnessLeader {
+            host: "hasta".into(),
+            token: 7,
+            since_unix_ms: 1_799_999_000_000,
+        }),
+        holding: true,
+        isolated_serve_ms: 0,
+    });
+    let kv = [("state".to_owned(), "promoting".to_owned())].into();
+    DecisionInputs {
+        machine: Arc::new(machine),
+        kv: Arc::new(kv),
+    }
+}
+
+#[test]
+fn a_decisions_inputs_come_back_from_the_journal_exactly() {
+    let inputs = inputs();
+    let text = serde_json::to_string(&inputs).unwrap();
+    let back: DecisionInputs = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, inputs, "{text}");
 }
 
 #[test]
@@ -202,11 +289,18 @@ fn from_decision_maps_every_outcome() {
         plan,
         reason,
         elapsed_us: 1500,
+        inputs: None,
     };
     assert_eq!(
-        Entry::from_decision(42, &decision(RuntimeOutcome::NoAction)),
+        Entry::from_decision(42, &decision(RuntimeOutcome::NoAction), false),
         base(DecisionOutcome::NoAction, None, None, None)
     );
+    let Entry::Decision { inputs, .. } =
+        Entry::from_decision(42, &decision(RuntimeOutcome::NoAction), true)
+    else {
+        unreachable!()
+    };
+    assert_eq!(inputs, Some(super::tests::inputs()));
     let plan = Plan {
         steps: vec![step("test")],
     };
@@ -216,7 +310,8 @@ fn from_decision_maps_every_outcome() {
             &decision(RuntimeOutcome::Plan {
                 plan_id: 9,
                 plan: plan.clone()
-            })
+            }),
+            false
         ),
         base(DecisionOutcome::Plan, Some(9), Some(plan), None)
     );
@@ -228,13 +323,14 @@ fn from_decision_maps_every_outcome() {
     let expected_reason = refusal.to_string();
     assert!(expected_reason.contains("not in grants"));
     assert_eq!(
-        Entry::from_decision(42, &decision(RuntimeOutcome::Refused(refusal))),
+        Entry::from_decision(42, &decision(RuntimeOutcome::Refused(refusal)), false),
         base(DecisionOutcome::Refused, None, None, Some(expected_reason))
     );
     assert_eq!(
         Entry::from_decision(
             42,
-            &decision(RuntimeOutcome::Failed(CallFailure::Deadline(50)))
+            &decision(RuntimeOutcome::Failed(CallFailure::Deadline(50))),
+            false
         ),
         base(
             DecisionOutcome::Failed,
