@@ -251,10 +251,14 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// Create a new policy crate in DIR, with a unit test and a scenario that pass.
+    /// Create a new policy in DIR, with a unit test and a scenario that pass: a Rust crate on
+    /// haven-sdk, or a Python policy (componentize-py) with Haven's helper library.
     New {
         /// The folder to create; its name is the policy's name.
         dir: PathBuf,
+        /// The policy's language.
+        #[arg(long, value_enum, default_value_t = scaffold::Lang::Rust)]
+        lang: scaffold::Lang,
         /// Haven's SDK folder (default: the one this havenctl was built from).
         #[arg(long, default_value = scaffold::BUILT_SDK_PATH)]
         sdk: PathBuf,
@@ -439,20 +443,20 @@ fn init_logging(verbose: u8) {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    if let Command::New { dir, sdk } = &cli.command {
-        let written = scaffold::create(dir, sdk)?;
+    if let Command::New { dir, lang, sdk } = &cli.command {
+        let written = scaffold::create(dir, *lang, sdk)?;
         for path in written {
             outln!("created {}", path.display());
         }
-        outln!(
-            "\nnext:\n  cd {}\n  cargo test\n  cargo build --release --target wasm32-unknown-unknown\n  \
-             havenctl test target/wasm32-unknown-unknown/release/{}.wasm scenarios/*.toml",
-            dir.display(),
-            dir.file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .replace('-', "_")
-        );
+        let crate_name = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .replace('-', "_");
+        outln!("\nnext:\n  cd {}", dir.display());
+        for step in lang.next_steps(&crate_name) {
+            outln!("  {step}");
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if let Command::PeerKeys {
