@@ -1,4 +1,4 @@
-//! `havenctl new [--lang rust|python] <dir>`: a policy that builds, unit-tests and
+//! `havenctl new [--lang rust|python|js] <dir>`: a policy that builds, unit-tests and
 //! scenario-tests out of the box, so an author goes from an empty folder to a tested policy in
 //! three commands, in the language they know.
 //!
@@ -6,7 +6,8 @@
 //! scenario file, a unit test in the language's own runner with a scripted host, and the
 //! command that builds the component. Rust builds on `haven-sdk`; Python on `haven_policy.py`
 //! (`sdk/python`, copied into the folder) and the bindings componentize-py generates from
-//! Haven's WIT contract (copied into `wit/`).
+//! Haven's WIT contract (copied into `wit/`); JavaScript on `haven_policy.js` and
+//! `wasm_host.js` (`sdk/js`), built by ComponentizeJS.
 
 use haven_core::names::check_name;
 use std::path::{Path, PathBuf};
@@ -18,14 +19,22 @@ pub const BUILT_SDK_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk
 /// The componentize-py release the Python scaffold and CI are tested with.
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
 
+/// The ComponentizeJS release the JavaScript scaffold and CI are tested with.
+pub const COMPONENTIZE_JS_VERSION: &str = "0.23.0";
+
+/// ComponentizeJS's switches that leave every WASI interface out of the component.
+const JS_NO_WASI: &str = "-d stdio random clocks http fetch-event";
+
 /// The language of a new policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Lang {
     Rust,
     Python,
+    Js,
 }
 
 const SCENARIO: &str = include_str!("../templates/scenario.toml.in");
+const CONTRACT: &str = include_str!("../../../wit/haven-policy.wit");
 
 const RUST_FILES: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("../templates/Cargo.toml.in")),
@@ -48,10 +57,7 @@ const PYTHON_FILES: &[(&str, &str)] = &[
         "haven_policy.py",
         include_str!("../../../sdk/python/haven_policy.py"),
     ),
-    (
-        "wit/haven-policy.wit",
-        include_str!("../../../wit/haven-policy.wit"),
-    ),
+    ("wit/haven-policy.wit", CONTRACT),
     ("scenarios/basic.toml", SCENARIO),
     (
         "README.md",
@@ -59,11 +65,36 @@ const PYTHON_FILES: &[(&str, &str)] = &[
     ),
 ];
 
+const JS_FILES: &[(&str, &str)] = &[
+    ("app.js", include_str!("../templates/js/app.js.in")),
+    (
+        "app.test.js",
+        include_str!("../templates/js/app.test.js.in"),
+    ),
+    (
+        "component.js",
+        include_str!("../templates/js/component.js.in"),
+    ),
+    (
+        "haven_policy.js",
+        include_str!("../../../sdk/js/haven_policy.js"),
+    ),
+    ("wasm_host.js", include_str!("../../../sdk/js/wasm_host.js")),
+    (
+        "package.json",
+        include_str!("../templates/js/package.json.in"),
+    ),
+    ("wit/haven-policy.wit", CONTRACT),
+    ("scenarios/basic.toml", SCENARIO),
+    ("README.md", include_str!("../templates/js/README.md.in")),
+];
+
 impl Lang {
     fn files(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Lang::Rust => RUST_FILES,
             Lang::Python => PYTHON_FILES,
+            Lang::Js => JS_FILES,
         }
     }
 
@@ -71,7 +102,7 @@ impl Lang {
     pub fn module(self, crate_name: &str) -> String {
         match self {
             Lang::Rust => format!("target/wasm32-unknown-unknown/release/{crate_name}.wasm"),
-            Lang::Python => format!("{crate_name}.wasm"),
+            Lang::Python | Lang::Js => format!("{crate_name}.wasm"),
         }
     }
 
@@ -88,6 +119,13 @@ impl Lang {
                 "python3 -m pytest -q".into(),
                 format!(
                     "componentize-py -d wit -w policy componentize --stub-wasi app -o {module} && \
+                     {test}"
+                ),
+            ],
+            Lang::Js => vec![
+                "node --test".into(),
+                format!(
+                    "componentize-js component.js -w wit -n policy {JS_NO_WASI} -o {module} && \
                      {test}"
                 ),
             ],
@@ -139,7 +177,7 @@ pub fn create(dir: &Path, lang: Lang, sdk: &Path) -> Result<Vec<PathBuf>, Scaffo
             }
             sdk
         }
-        Lang::Python => PathBuf::new(),
+        Lang::Python | Lang::Js => PathBuf::new(),
     };
     let crate_name = name.replace('-', "_");
     let mut written = Vec::new();

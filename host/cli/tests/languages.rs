@@ -1,0 +1,319 @@
+//! Python and JavaScript policies, as an author makes them: `havenctl new --lang python|js`,
+//! the unit tests under pytest or Node's test runner, the component built by componentize-py or
+//! ComponentizeJS, and the scenario file on Haven's runtime, all with the real tools. Then the
+//! runtime's side: an exception in the policy reaches the operator with its type, message and
+//! line, not as a bare trap; and the component imports nothing but Haven's contract.
+//!
+//! The tools come from PyPI and npm (`scripts/install-test-tools`). Without them the tests
+//! skip, saying so, unless `HAVEN_REQUIRE_POLICY_TOOLCHAINS` is set (CI sets it): then a missing
+//! tool fails.
+
+mod common;
+
+use common::{HAVENCTL, stderr_text, stdout_text};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Instant;
+
+/// Whether every command in `probes` answers; panics when the toolchain must be here and is not.
+fn toolchain(name: &str, probes: &[&[&str]]) -> bool {
+    let found = probes.iter().all(|probe| {
+        Command::new(probe[0])
+            .args(&probe[1..])
+            .output()
+            .is_ok_and(|output| output.status.success())
+    });
+    if !found {
+        assert!(
+            std::env::var_os("HAVEN_REQUIRE_POLICY_TOOLCHAINS").is_none(),
+            "the {name} policy toolchain is missing: scripts/install-test-tools"
+        );
+        eprintln!("skipped: the {name} policy toolchain is missing (scripts/install-test-tools)");
+    }
+    found
+}
+
+fn python() -> bool {
+    toolchain(
+        "Python",
+        &[
+            &["componentize-py", "--version"],
+            &["python3", "-m", "pytest", "--version"],
+        ],
+    )
+}
+
+fn javascript() -> bool {
+    toolchain(
+        "JavaScript",
+        &[&["componentize-js", "--version"], &["node", "--version"]],
+    )
+}
+
+fn run(dir: &Path, program: &str, args: &[&str]) -> Output {
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|error| panic!("running {program}: {error}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed:\n{}\n{}",
+        stdout_text(&output),
+        stderr_text(&output)
+    );
+    output
+}
+
+fn componentize_py(dir: &Path, app: &str, module: &str) {
+    run(
+        dir,
+        "componentize-py",
+        &[
+            "-d",
+            "wit",
+            "-w",
+            "policy",
+            "componentize",
+            "--stub-wasi",
+            app,
+            "-o",
+            module,
+        ],
+    );
+}
+
+#[test]
+fn a_new_python_policy_passes_its_unit_tests_and_its_scenarios() {
+    if !python() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    run(
+        root.path(),
+        HAVENCTL,
+        &["new", "--lang", "python", "follow-carp"],
+    );
+    let created = started.elapsed();
+    let dir = root.path().join("follow-carp");
+
+    let started = Instant::now();
+    let pytest = run(
+        &dir,
+        "python3",
+        &["-m", "pytest", "-q", "-p", "no:cacheprovider"],
+    );
+    assert!(stdout_text(&pytest).contains("4 passed"), "{pytest:?}");
+    let unit = started.elapsed();
+
+    let started = Instant::now();
+    componentize_py(&dir, "app", "follow_carp.wasm");
+    let built = started.elapsed();
+    let started = Instant::now();
+    let scenarios = run(
+        &dir,
+        HAVENCTL,
+        &[
+            "--no-cache",
+            "test",
+            "follow_carp.wasm",
+            "scenarios/basic.toml",
+        ],
+    );
+    assert!(
+        stdout_text(&scenarios).contains("3 passed, 0 failed"),
+        "{scenarios:?}"
+    );
+    let tested = started.elapsed();
+    eprintln!(
+        "python: new {created:?}, pytest {unit:?}, componentize {built:?}, havenctl test {tested:?}"
+    );
+
+    imports_only_the_contract(&dir, "follow_carp.wasm");
+}
+
+/// `havenctl check` admits the module, and lists no import but Haven's contract.
+fn imports_only_the_contract(dir: &Path, module: &str) {
+    let check = run(dir, HAVENCTL, &["check", module]);
+    let text = stdout_text(&check);
+    let imports = text
+        .lines()
+        .find(|line| line.trim_start().starts_with("imports"))
+        .unwrap_or_default();
+    assert!(!imports.contains("wasi"), "{text}");
+    assert!(imports.contains("haven:policy/services@4.0.0"), "{text}");
+}
+
+fn componentize_js(dir: &Path, entry: &str, module: &str) {
+    run(
+        dir,
+        "componentize-js",
+        &[
+            entry,
+            "-w",
+            "wit",
+            "-n",
+            "policy",
+            "-d",
+            "stdio",
+            "random",
+            "clocks",
+            "http",
+            "fetch-event",
+            "-o",
+            module,
+        ],
+    );
+}
+
+#[test]
+fn a_new_javascript_policy_passes_its_unit_tests_and_its_scenarios() {
+    if !javascript() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    run(
+        root.path(),
+        HAVENCTL,
+        &["new", "--lang", "js", "follow-carp"],
+    );
+    let dir = root.path().join("follow-carp");
+    let started = Instant::now();
+    let unit = run(&dir, "node", &["--test"]);
+    assert!(stdout_text(&unit).contains("# pass 4"), "{unit:?}");
+    let unit = started.elapsed();
+    let started = Instant::now();
+    componentize_js(&dir, "component.js", "follow_carp.wasm");
+    let built = started.elapsed();
+    let started = Instant::now();
+    let scenarios = run(
+        &dir,
+        HAVENCTL,
+        &[
+            "--no-cache",
+            "test",
+            "follow_carp.wasm",
+            "scenarios/basic.toml",
+        ],
+    );
+    assert!(
+        stdout_text(&scenarios).contains("3 passed, 0 failed"),
+        "{scenarios:?}"
+    );
+    eprintln!(
+        "javascript: node --test {unit:?}, componentize-js {built:?}, havenctl test {:?}",
+        started.elapsed()
+    );
+    imports_only_the_contract(&dir, "follow_carp.wasm");
+}
+
+#[test]
+fn a_javascript_exception_reaches_the_operator_with_its_name_message_and_line() {
+    if !javascript() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    run(root.path(), HAVENCTL, &["new", "--lang", "js", "throws"]);
+    let dir = root.path().join("throws");
+    std::fs::write(
+        dir.join("broken.js"),
+        r#"import { Plan, Policy, exportPolicy } from './haven_policy.js';
+import { WasmHost } from './wasm_host.js';
+
+class Broken extends Policy {
+  static info() { return { name: 'broken', version: '0.1.0' }; }
+  handle(event, host) {
+    if (event.tag === 'timer-fired') return { steps: [] };
+    return Plan.builder().startService(this.settings.missing.name).build();
+  }
+}
+
+export const handler = exportPolicy(Broken, new WasmHost());
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("broken.toml"),
+        r#"description = "a policy that throws, and one that returns the wrong thing"
+[grants]
+services = ["nginx"]
+[[case]]
+name = "a TypeError is the call's error, with the line"
+event = { carp-changed = { vhid = 1, interface = "em0", state = "master" } }
+expect = "failed"
+reason = "returned an error: TypeError: can't access property \"name\", this.settings.missing is undefined (at broken.js:8:40)"
+[[case]]
+name = "not a Plan"
+event = { timer-fired = "t" }
+expect = "failed"
+reason = "handle returned object, not a Plan"
+"#,
+    )
+    .unwrap();
+    componentize_js(&dir, "broken.js", "broken.wasm");
+    let output = run(&dir, HAVENCTL, &["test", "broken.wasm", "broken.toml"]);
+    assert!(
+        stdout_text(&output).contains("2 passed, 0 failed"),
+        "{output:?}"
+    );
+}
+
+#[test]
+fn a_python_exception_reaches_the_operator_with_its_type_message_and_line() {
+    if !python() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    run(
+        root.path(),
+        HAVENCTL,
+        &["new", "--lang", "python", "raises"],
+    );
+    let dir = root.path().join("raises");
+    std::fs::write(
+        dir.join("broken.py"),
+        r#"import haven_policy
+from haven_policy import Plan, Policy, types
+
+
+class Broken(Policy):
+    @staticmethod
+    def info():
+        return types.PolicyInfo(name="broken", version="0.1.0")
+
+    def handle(self, event, host):
+        if isinstance(event, types.Event_TimerFired):
+            return {"not": "a plan"}
+        return Plan.builder().start_service(self.settings["missing"]).build()
+
+
+Handler = haven_policy.export(Broken)
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("broken.toml"),
+        r#"description = "a policy that raises, and one that returns the wrong thing"
+[grants]
+services = ["nginx"]
+[[case]]
+name = "a KeyError is the call's error, with the line"
+event = { carp-changed = { vhid = 1, interface = "em0", state = "master" } }
+expect = "failed"
+reason = "returned an error: KeyError: 'missing' (at broken.py:13)"
+[[case]]
+name = "not a plan"
+event = { timer-fired = "t" }
+expect = "failed"
+reason = "handle returned dict, not a Plan"
+"#,
+    )
+    .unwrap();
+    componentize_py(&dir, "broken", "broken.wasm");
+    let output = run(&dir, HAVENCTL, &["test", "broken.wasm", "broken.toml"]);
+    assert!(
+        stdout_text(&output).contains("2 passed, 0 failed"),
+        "{output:?}"
+    );
+}
