@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{HAVENCTL, stderr_text, stdout_text};
+use common::{HAVENCTL, Havend, Setup, poll_until, stderr_text, stdout_text, toml_path};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Instant;
@@ -316,4 +316,100 @@ reason = "handle returned dict, not a Plan"
         stdout_text(&output).contains("2 passed, 0 failed"),
         "{output:?}"
     );
+}
+
+/// A dry-run havend running `module` as policy `follow` (the scaffold's settings).
+fn start_havend(setup: &Setup, module: &Path) -> Havend {
+    let config = format!(
+        "[[policy]]\nname = \"follow\"\nmodule = {module}\n[policy.grants]\nservices = \
+         [\"nginx\"]\n[policy.settings]\nvhid = 1\nservice = \"nginx\"\n\n[daemon]\nexecutor = \
+         \"dry-run\"\nstate-dir = {state}\ncontrol-dir = {control}\n",
+        module = toml_path(module),
+        state = toml_path(&setup.state_dir()),
+        control = toml_path(&setup.control_dir()),
+    );
+    std::fs::write(setup.config(), config).unwrap();
+    let mut daemon = Havend::launch(
+        setup,
+        &[],
+        setup.path("havend.stderr"),
+        std::time::Duration::from_millis(20),
+        Some(40),
+    );
+    daemon.wait_ready();
+    daemon
+}
+
+#[test]
+fn a_python_policy_reloads_while_events_keep_being_decided() {
+    if !python() {
+        return;
+    }
+    let setup = Setup::in_tmp("python-reload-");
+    run(
+        setup.path("").as_path(),
+        HAVENCTL,
+        &["new", "--lang", "python", "follow"],
+    );
+    let dir = setup.path("follow");
+    componentize_py(&dir, "app", "v1.wasm");
+    // Version 2 says so in its name; a module the cache has never seen, so the reload compiles.
+    let app = std::fs::read_to_string(dir.join("app.py")).unwrap();
+    std::fs::write(
+        dir.join("app.py"),
+        app.replace("version=\"0.1.0\"", "version=\"0.2.0\""),
+    )
+    .unwrap();
+    componentize_py(&dir, "app", "v2.wasm");
+    let module = dir.join("policy.wasm");
+    std::fs::copy(dir.join("v1.wasm"), &module).unwrap();
+    let daemon = start_havend(&setup, &module);
+    let before = daemon.status().last_reload;
+
+    std::fs::copy(dir.join("v2.wasm"), &module).unwrap();
+    let reload = {
+        let control = setup.control_dir();
+        std::thread::spawn(move || {
+            Command::new(HAVENCTL)
+                .arg("--control-dir")
+                .arg(control)
+                .arg("reload")
+                .output()
+        })
+    };
+    // Events while the new version compiles: each is decided by the running version.
+    let mut decided_during_reload = 0;
+    let mut state = "master";
+    loop {
+        let status = daemon.status();
+        if status.last_reload != before {
+            break;
+        }
+        let event =
+            format!(r#"{{"carp-changed":{{"vhid":1,"interface":"em0","state":"{state}"}}}}"#);
+        state = if state == "master" {
+            "backup"
+        } else {
+            "master"
+        };
+        assert!(daemon.havenctl(&["notify", &event]).status.success());
+        let decided = poll_until(std::time::Duration::from_millis(5), || {
+            let now = daemon.status();
+            (now.decisions_total > status.decisions_total).then_some(now)
+        })
+        .unwrap_or_else(|| panic!("an event waited for the reload\n{}", daemon.diagnostics()));
+        if decided.last_reload == before {
+            decided_during_reload += 1;
+        }
+    }
+    let _ = reload.join();
+    let status = daemon.status();
+    assert!(
+        decided_during_reload >= 1,
+        "the reload ended before an event could be sent: {:?}",
+        status.last_reload
+    );
+    let policy = &status.policies[0];
+    assert_eq!(policy.version, "0.2.0", "{:?}", status.last_reload);
+    eprintln!("python reload: {decided_during_reload} events decided while it compiled");
 }
