@@ -413,3 +413,104 @@ fn a_python_policy_reloads_while_events_keep_being_decided() {
     assert_eq!(policy.version, "0.2.0", "{:?}", status.last_reload);
     eprintln!("python reload: {decided_during_reload} events decided while it compiled");
 }
+
+/// The seed's scenario files that its core covers, run unchanged against the ports.
+const CORE_SCENARIOS: &[&str] = &[
+    "promotion",
+    "demotion",
+    "flapping",
+    "failures",
+    "legacy-link",
+    "startup-boot",
+    "ucarp-start",
+    "peer-unknown-promote",
+];
+
+/// `files` from the repository copied into `dir` under their own names, and the contract.
+fn assemble(dir: &Path, files: &[&str]) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::fs::create_dir_all(dir.join("wit")).unwrap();
+    std::fs::copy(
+        repo.join("wit/haven-policy.wit"),
+        dir.join("wit/haven-policy.wit"),
+    )
+    .unwrap();
+    for file in files {
+        let from = repo.join(file);
+        std::fs::copy(&from, dir.join(from.file_name().unwrap())).unwrap();
+    }
+}
+
+/// The core scenario files against `module`: every case passes.
+fn core_scenarios_pass(dir: &Path, module: &str) {
+    let scenarios =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/carp-hast-switch/scenarios");
+    let mut args = vec!["test".to_owned(), module.to_owned()];
+    args.extend(
+        CORE_SCENARIOS
+            .iter()
+            .map(|name| scenarios.join(format!("{name}.toml")).display().to_string()),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = run(dir, HAVENCTL, &args);
+    assert!(
+        stdout_text(&output).contains("56 passed, 0 failed"),
+        "{}",
+        stdout_text(&output)
+    );
+}
+
+#[test]
+fn the_python_port_of_the_seeds_core_passes_its_scenario_files_unchanged() {
+    if !python() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    assemble(
+        dir,
+        &[
+            "policies/carp-hast-switch-py/app.py",
+            "policies/carp-hast-switch-py/test_app.py",
+            "sdk/python/haven_policy.py",
+        ],
+    );
+    run(
+        dir,
+        "componentize-py",
+        &["-d", "wit", "-w", "policy", "bindings", "."],
+    );
+    let unit = run(
+        dir,
+        "python3",
+        &["-m", "pytest", "-q", "-p", "no:cacheprovider"],
+    );
+    assert!(stdout_text(&unit).contains("3 passed"), "{unit:?}");
+    componentize_py(dir, "app", "core.wasm");
+    core_scenarios_pass(dir, "core.wasm");
+}
+
+#[test]
+fn the_javascript_port_of_the_seeds_core_passes_its_scenario_files_unchanged() {
+    if !javascript() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    assemble(
+        dir,
+        &[
+            "policies/carp-hast-switch-js/app.js",
+            "policies/carp-hast-switch-js/app.test.js",
+            "policies/carp-hast-switch-js/component.js",
+            "sdk/js/haven_policy.js",
+            "sdk/js/wasm_host.js",
+        ],
+    );
+    // Node reads a folder's .js files as ES modules only with a package.json saying so.
+    std::fs::write(dir.join("package.json"), r#"{"type": "module"}"#).unwrap();
+    let unit = run(dir, "node", &["--test"]);
+    assert!(stdout_text(&unit).contains("# pass 3"), "{unit:?}");
+    componentize_js(dir, "component.js", "core.wasm");
+    core_scenarios_pass(dir, "core.wasm");
+}

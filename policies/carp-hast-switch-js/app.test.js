@@ -1,0 +1,43 @@
+// Unit tests of the core port (node --test, in a folder with haven_policy.js;
+// host/cli/tests/languages.rs assembles one).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CarpHastSwitchCore } from './app.js';
+import { Plan, ScriptedHost, events } from './haven_policy.js';
+
+const SETTINGS = {
+  vhid: 1, services: ['mysql-server'], 'hold-down-ms': 5000,
+  resources: [{ name: 'test', mountpoint: '/hast/test', fstype: 'ufs' }],
+};
+
+const secondary = () => new ScriptedHost().hast('test', 'secondary').device('/dev/hast/test', false)
+  .mount('/hast/test').service('mysql-server', false).at(1000);
+
+test('master promotes in the recipe\'s order', () => {
+  const plan = new CarpHastSwitchCore(SETTINGS).handle(events.carp(1, 'em0', 'master'), secondary());
+  const expected = Plan.builder()
+    .waitWorkerGone('test', 'secondary', 10000)
+    .hastRole('test', 'primary', 30000)
+    .waitDevice('/dev/hast/test', 30000)
+    .fsck('/dev/hast/test', 'ufs', true, 600000)
+    .mount('/dev/hast/test', '/hast/test', 'ufs', 60000)
+    .startService('mysql-server', 120000)
+    .build();
+  assert.deepEqual(plan, expected);
+});
+
+test('an edge within the hold-down settles on a timer', () => {
+  const host = secondary();
+  const policy = new CarpHastSwitchCore(SETTINGS);
+  policy.handle(events.carp(1, 'em0', 'master'), host);
+  assert.equal(host.kv.get('last-act-ms'), '1000');
+  const plan = policy.handle(events.carp(1, 'em0', 'backup'), host.at(2000));
+  assert.deepEqual(plan, Plan.builder().setTimer('settle', 5000).build());
+  assert.equal(host.kv.get('desired'), 'backup');
+  assert.equal(host.kv.get('settle-pending'), '1');
+});
+
+test('settings outside the port are refused by name', () => {
+  assert.throws(() => new CarpHastSwitchCore({ ...SETTINGS, bogus: 1 }), /bogus/);
+});

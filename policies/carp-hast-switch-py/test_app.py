@@ -1,0 +1,46 @@
+"""Unit tests of the core port (python3 -m pytest, in a folder with haven_policy.py and the
+bindings; host/cli/tests/languages.rs assembles one)."""
+
+from app import CarpHastSwitchCore
+from haven_policy import Plan, ScriptedHost, events, types
+
+SETTINGS = {"vhid": 1, "services": ["mysql-server"], "hold-down-ms": 5000,
+            "resources": [{"name": "test", "mountpoint": "/hast/test", "fstype": "ufs"}]}
+
+
+def secondary():
+    return (ScriptedHost().hast("test", types.HastRole.SECONDARY).device("/dev/hast/test", False)
+            .mount("/hast/test").service("mysql-server", False).now(1000))
+
+
+def test_master_promotes_in_the_recipes_order():
+    plan = CarpHastSwitchCore(SETTINGS).handle(events.carp(1, "em0", types.CarpState.MASTER),
+                                               secondary())
+    expected = (Plan.builder()
+                .wait_worker_gone("test", types.HastRole.SECONDARY, 10_000)
+                .hast_role("test", types.HastRole.PRIMARY, 30_000)
+                .wait_device("/dev/hast/test", 30_000)
+                .fsck("/dev/hast/test", "ufs", True, 600_000)
+                .mount("/dev/hast/test", "/hast/test", "ufs", 60_000)
+                .start_service("mysql-server", 120_000)
+                .build())
+    assert plan == expected
+
+
+def test_an_edge_within_the_hold_down_settles_on_a_timer():
+    host = secondary()
+    policy = CarpHastSwitchCore(SETTINGS)
+    policy.handle(events.carp(1, "em0", types.CarpState.MASTER), host)
+    assert host.kv["last-act-ms"] == "1000"
+    plan = policy.handle(events.carp(1, "em0", types.CarpState.BACKUP), host.now(2000))
+    assert plan == Plan.builder().set_timer("settle", 5000).build()
+    assert host.kv["desired"] == "backup" and host.kv["settle-pending"] == "1"
+
+
+def test_settings_outside_the_port_are_refused_by_name():
+    try:
+        CarpHastSwitchCore(dict(SETTINGS, bogus=1))
+    except ValueError as error:
+        assert "bogus" in str(error)
+    else:
+        raise AssertionError("accepted an unknown setting")
