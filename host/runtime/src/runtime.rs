@@ -111,7 +111,10 @@ pub enum LoadError {
 pub enum CallFailure {
     #[error("exceeded its deadline of {0} ms")]
     Deadline(u32),
-    #[error("exceeded its memory limit of {0} MiB")]
+    #[error(
+        "exceeded its memory limit of {0} MiB (memory-mib in [limits] or [policy.limits] raises \
+         it: a Python component needs 16 or more, a JavaScript one 12 or more)"
+    )]
     Memory(u32),
     #[error("overflowed its stack")]
     StackOverflow,
