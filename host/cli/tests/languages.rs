@@ -233,29 +233,12 @@ export const handler = exportPolicy(Broken, new WasmHost());
 "#,
     )
     .unwrap();
-    std::fs::write(
-        dir.join("broken.toml"),
-        r#"description = "a policy that throws, and one that returns the wrong thing"
-[grants]
-services = ["nginx"]
-[[case]]
-name = "a TypeError is the call's error, with the line"
-event = { carp-changed = { vhid = 1, interface = "em0", state = "master" } }
-expect = "failed"
-reason = "returned an error: TypeError: can't access property \"name\", this.settings.missing is undefined (at broken.js:8:40)"
-[[case]]
-name = "not a Plan"
-event = { timer-fired = "t" }
-expect = "failed"
-reason = "handle returned object, not a Plan"
-"#,
-    )
-    .unwrap();
     componentize_js(&dir, "broken.js", "broken.wasm");
-    let output = run(&dir, HAVENCTL, &["test", "broken.wasm", "broken.toml"]);
-    assert!(
-        stdout_text(&output).contains("2 passed, 0 failed"),
-        "{output:?}"
+    assert_broken_policy_reported(
+        &dir,
+        "returned an error: TypeError: can't access property \\\"name\\\", this.settings.missing is \
+         undefined (at broken.js:8:40)",
+        "handle returned object, not a Plan",
     );
 }
 
@@ -292,29 +275,39 @@ Handler = haven_policy.export(Broken)
 "#,
     )
     .unwrap();
-    std::fs::write(
-        dir.join("broken.toml"),
-        r#"description = "a policy that raises, and one that returns the wrong thing"
-[grants]
-services = ["nginx"]
-[[case]]
-name = "a KeyError is the call's error, with the line"
-event = { carp-changed = { vhid = 1, interface = "em0", state = "master" } }
-expect = "failed"
-reason = "returned an error: KeyError: 'missing' (at broken.py:13)"
-[[case]]
-name = "not a plan"
-event = { timer-fired = "t" }
-expect = "failed"
-reason = "handle returned dict, not a Plan"
-"#,
-    )
-    .unwrap();
     componentize_py(&dir, "broken", "broken.wasm");
-    let output = run(&dir, HAVENCTL, &["test", "broken.wasm", "broken.toml"]);
+    assert_broken_policy_reported(
+        &dir,
+        "returned an error: KeyError: 'missing' (at broken.py:13)",
+        "handle returned dict, not a Plan",
+    );
+}
+
+/// `broken.wasm` in `dir` fails a CARP event with the reason `thrown` (its handler threw) and
+/// a timer with `not_a_plan` (its handler returned something else), as scenario cases say.
+fn assert_broken_policy_reported(dir: &Path, thrown: &str, not_a_plan: &str) {
+    let scenario = format!(
+        "description = \"a policy that throws, and one that returns the wrong thing\"\n\
+         [grants]\nservices = [\"nginx\"]\n\
+         [[case]]\nname = \"the exception is the call's error, with the line\"\n\
+         event = {{ carp-changed = {{ vhid = 1, interface = \"em0\", state = \"master\" }} }}\n\
+         expect = \"failed\"\nreason = \"{thrown}\"\n\
+         [[case]]\nname = \"not a Plan\"\nevent = {{ timer-fired = \"t\" }}\n\
+         expect = \"failed\"\nreason = \"{not_a_plan}\"\n"
+    );
+    std::fs::write(dir.join("broken.toml"), scenario).unwrap();
+    assert_scenarios_pass(dir, &["broken.wasm", "broken.toml"], "2 passed, 0 failed");
+}
+
+/// `havenctl test` with `args` in `dir` says `summary`.
+fn assert_scenarios_pass(dir: &Path, args: &[&str], summary: &str) {
+    let mut all = vec!["test"];
+    all.extend_from_slice(args);
+    let output = run(dir, HAVENCTL, &all);
     assert!(
-        stdout_text(&output).contains("2 passed, 0 failed"),
-        "{output:?}"
+        stdout_text(&output).contains(summary),
+        "{}",
+        stdout_text(&output)
     );
 }
 
@@ -445,19 +438,14 @@ fn assemble(dir: &Path, files: &[&str]) {
 fn core_scenarios_pass(dir: &Path, module: &str) {
     let scenarios =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies/carp-hast-switch/scenarios");
-    let mut args = vec!["test".to_owned(), module.to_owned()];
+    let mut args = vec![module.to_owned()];
     args.extend(
         CORE_SCENARIOS
             .iter()
             .map(|name| scenarios.join(format!("{name}.toml")).display().to_string()),
     );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let output = run(dir, HAVENCTL, &args);
-    assert!(
-        stdout_text(&output).contains("56 passed, 0 failed"),
-        "{}",
-        stdout_text(&output)
-    );
+    assert_scenarios_pass(dir, &args, "56 passed, 0 failed");
 }
 
 #[test]

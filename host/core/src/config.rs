@@ -79,7 +79,8 @@ pub use witness::{WitnessConfig, WitnessTls};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct Limits {
-    /// Wall-clock deadline of one call (init or handle), by epoch interruption.
+    /// Deadline of one call (init or handle): the policy's own CPU time, checked by epoch
+    /// interruption, with a wall-clock cap of ten times it (`haven_runtime::deadline`).
     pub deadline_ms: u32,
     /// Linear memory a policy instance may grow to.
     pub memory_mib: u32,

@@ -2,7 +2,7 @@
 //!
 //! Haven's WebAssembly sandbox. It admits policy modules ([`admission`]), compiles them once
 //! and caches the result ([`cache`]), and calls them for each event in a fresh instance under
-//! limits ([`runtime`]), answering their queries from the machine model within their grants
+//! limits ([`runtime`], with the deadline in CPU time: [`deadline`]), answering their queries from the machine model within their grants
 //! ([`call_context`]). [`pipeline`] hands an event to every policy concerned and checks each
 //! plan against the policy's grants: the "policies → plan check" stage of Haven's data flow.
 //! [`kv_files`] keeps the policies' key-value stores on disk across restarts.
@@ -12,6 +12,7 @@ mod bindings;
 pub mod cache;
 pub mod call_context;
 pub mod compiler_process;
+pub mod deadline;
 pub mod kv_files;
 pub mod pipeline;
 pub mod runtime;

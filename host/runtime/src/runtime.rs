@@ -554,6 +554,9 @@ impl Runtime {
         let mut store = Store::new(&self.engine, context);
         store.limiter(|context| context as &mut dyn ResourceLimiter);
         store.set_epoch_deadline(u64::from(limits.deadline_ms));
+        // The deadline counts the policy's CPU time, not time spent waiting for a core.
+        let mut check = crate::deadline::cpu_deadline(limits.deadline_ms);
+        store.epoch_deadline_callback(move |_| check());
         // wasmtime counts the bytes of every string and list it copies out of the sandbox,
         // per import call and for each returned value, against this.
         store.set_hostcall_fuel(limits.max_text_bytes as usize);
