@@ -13,6 +13,7 @@
 //!   asks one question and answers with a one-step plan; median and p99;
 //! - RSS of a dry-run havend with the policy loaded, against havend with no policy.
 
+use haven_cli::scaffold::Lang;
 use haven_core::{Config, Event, Machine};
 use haven_runtime::{Runtime, RuntimeOptions};
 use haven_test_artifacts::support::Percentiles;
@@ -46,67 +47,18 @@ fn build(root: &Path, lang: &str) -> Option<PathBuf> {
         println!("{lang}: left out (havenctl new failed: is its toolchain installed?)");
         return None;
     }
-    let crate_name = name.replace('-', "_");
-    let (built, module) = match lang {
-        "rust" => (
-            run(
-                &dir,
-                "cargo",
-                &["build", "--release", "--target", "wasm32-unknown-unknown"],
-            ),
-            dir.join(format!(
-                "target/wasm32-unknown-unknown/release/{crate_name}.wasm"
-            )),
-        ),
-        "python" => {
-            let out = format!("{crate_name}.wasm");
-            (
-                run(
-                    &dir,
-                    "componentize-py",
-                    &[
-                        "-d",
-                        "wit",
-                        "-w",
-                        "policy",
-                        "componentize",
-                        "--stub-wasi",
-                        "app",
-                        "-o",
-                        &out,
-                    ],
-                ),
-                dir.join(out),
-            )
-        }
-        _ => {
-            let out = format!("{crate_name}.wasm");
-            (
-                run(
-                    &dir,
-                    "componentize-js",
-                    &[
-                        "component.js",
-                        "-w",
-                        "wit",
-                        "-n",
-                        "policy",
-                        "-d",
-                        "stdio",
-                        "random",
-                        "clocks",
-                        "http",
-                        "fetch-event",
-                        "-o",
-                        &out,
-                    ],
-                ),
-                dir.join(out),
-            )
-        }
+    let lang = match lang {
+        "rust" => Lang::Rust,
+        "python" => Lang::Python,
+        _ => Lang::Js,
     };
+    let module = dir.join(lang.module(&name.replace('-', "_")));
+    let file = module.file_name().unwrap().to_string_lossy().into_owned();
+    let command = lang.build_command(lang.entry(), &file);
+    let args: Vec<&str> = command[1..].iter().map(String::as_str).collect();
+    let built = run(&dir, &command[0], &args);
     if !built {
-        println!("{lang}: left out (its build failed: is its toolchain installed?)");
+        println!("{lang:?}: left out (its build failed: is its toolchain installed?)");
         return None;
     }
     Some(module)

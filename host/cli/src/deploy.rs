@@ -72,8 +72,6 @@ pub enum DeployError {
     },
     #[error("havend rejected the reload: {0}; the previous module is back in place")]
     Rejected(String),
-    #[error("{0}")]
-    Daemon(String),
 }
 
 /// What to deploy, and where.

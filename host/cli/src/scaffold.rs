@@ -106,30 +106,46 @@ impl Lang {
         }
     }
 
+    /// What the component is built from: Python's module that holds `Handler`, JavaScript's
+    /// entry file; nothing for Rust (the crate).
+    pub fn entry(self) -> &'static str {
+        match self {
+            Lang::Rust => "",
+            Lang::Python => "app",
+            Lang::Js => "component.js",
+        }
+    }
+
+    /// The command that builds the component from `entry` into `module`, program first: the
+    /// one place the toolchains' switches are written (`--stub-wasi`, every WASI feature
+    /// disabled), for the printed next steps, the tests and the benchmark alike. Rust's build
+    /// names neither: its module is [`Lang::module`].
+    pub fn build_command(self, entry: &str, module: &str) -> Vec<String> {
+        let words = match self {
+            Lang::Rust => "cargo build --release --target wasm32-unknown-unknown".to_owned(),
+            Lang::Python => format!(
+                "componentize-py -d wit -w policy componentize --stub-wasi {entry} -o {module}"
+            ),
+            Lang::Js => {
+                format!("componentize-js {entry} -w wit -n policy {JS_NO_WASI} -o {module}")
+            }
+        };
+        words.split(' ').map(str::to_owned).collect()
+    }
+
     /// The commands from the new folder to a passing unit test and scenario test.
     pub fn next_steps(self, crate_name: &str) -> Vec<String> {
         let module = self.module(crate_name);
-        let test = format!("havenctl test {module} scenarios/*.toml");
-        match self {
-            Lang::Rust => vec![
-                "cargo test".into(),
-                format!("cargo build --release --target wasm32-unknown-unknown && {test}"),
-            ],
-            Lang::Python => vec![
-                "python3 -m pytest -q".into(),
-                format!(
-                    "componentize-py -d wit -w policy componentize --stub-wasi app -o {module} && \
-                     {test}"
-                ),
-            ],
-            Lang::Js => vec![
-                "node --test".into(),
-                format!(
-                    "componentize-js component.js -w wit -n policy {JS_NO_WASI} -o {module} && \
-                     {test}"
-                ),
-            ],
-        }
+        let unit = match self {
+            Lang::Rust => "cargo test",
+            Lang::Python => "python3 -m pytest -q",
+            Lang::Js => "node --test",
+        };
+        let build = self.build_command(self.entry(), &module).join(" ");
+        vec![
+            unit.to_owned(),
+            format!("{build} && havenctl test {module} scenarios/*.toml"),
+        ]
     }
 }
 

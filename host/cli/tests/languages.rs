@@ -11,6 +11,7 @@
 mod common;
 
 use common::{HAVENCTL, Havend, Setup, poll_until, stderr_text, stdout_text, toml_path};
+use haven_cli::scaffold::Lang;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Instant;
@@ -65,22 +66,15 @@ fn run(dir: &Path, program: &str, args: &[&str]) -> Output {
     output
 }
 
+/// Build `entry` in `dir` into `module` with `lang`'s toolchain, as the scaffold says to.
+fn build(lang: Lang, dir: &Path, entry: &str, module: &str) {
+    let command = lang.build_command(entry, module);
+    let args: Vec<&str> = command[1..].iter().map(String::as_str).collect();
+    run(dir, &command[0], &args);
+}
+
 fn componentize_py(dir: &Path, app: &str, module: &str) {
-    run(
-        dir,
-        "componentize-py",
-        &[
-            "-d",
-            "wit",
-            "-w",
-            "policy",
-            "componentize",
-            "--stub-wasi",
-            app,
-            "-o",
-            module,
-        ],
-    );
+    build(Lang::Python, dir, app, module);
 }
 
 #[test]
@@ -146,25 +140,7 @@ fn imports_only_the_contract(dir: &Path, module: &str) {
 }
 
 fn componentize_js(dir: &Path, entry: &str, module: &str) {
-    run(
-        dir,
-        "componentize-js",
-        &[
-            entry,
-            "-w",
-            "wit",
-            "-n",
-            "policy",
-            "-d",
-            "stdio",
-            "random",
-            "clocks",
-            "http",
-            "fetch-event",
-            "-o",
-            module,
-        ],
-    );
+    build(Lang::Js, dir, entry, module);
 }
 
 #[test]
