@@ -399,7 +399,7 @@ pub(crate) enum PolicyPre {
 }
 
 /// One instance of a policy, for one call.
-enum Instance {
+pub(crate) enum Instance {
     V1(v1::Policy),
     V2(v2::Policy),
     V3(v3::Policy),
@@ -447,7 +447,8 @@ impl PolicyPre {
         }
     }
 
-    fn instantiate(&self, store: &mut Store<CallContext>) -> wasmtime::Result<Instance> {
+    /// A fresh instance in `store`.
+    pub(crate) fn instantiate(&self, store: &mut Store<CallContext>) -> wasmtime::Result<Instance> {
         Ok(match self {
             PolicyPre::V1(pre) => Instance::V1(pre.instantiate(store)?),
             PolicyPre::V2(pre) => Instance::V2(pre.instantiate(store)?),
@@ -480,14 +481,16 @@ impl PolicyPre {
                 .convert(),
         })
     }
+}
 
-    /// `init`, in a fresh instance.
+impl Instance {
+    /// `init` with `settings`, in this instance, which must be fresh.
     pub(crate) fn init(
-        &self,
+        self,
         store: &mut Store<CallContext>,
         settings: &str,
     ) -> wasmtime::Result<Result<(), String>> {
-        match self.instantiate(store)? {
+        match self {
             Instance::V1(policy) => policy.haven_policy_handler().call_init(store, settings),
             Instance::V2(policy) => policy.haven_policy_handler().call_init(store, settings),
             Instance::V3(policy) => policy.haven_policy_handler().call_init(store, settings),
@@ -495,10 +498,11 @@ impl PolicyPre {
         }
     }
 
-    /// `init`, then `handle` with `event`, in one fresh instance. The caller has checked that
-    /// the policy [`receives`](Self::receives) the event.
-    pub(crate) fn handle(
-        &self,
+    /// `init`, then `handle` with `event`, in this instance, which must be fresh (made by
+    /// [`PolicyPre::instantiate`] and never called). The caller has checked that the policy
+    /// [`receives`](PolicyPre::receives) the event.
+    pub(crate) fn init_then_handle(
+        self,
         store: &mut Store<CallContext>,
         settings: &str,
         event: core::Event,
@@ -513,7 +517,7 @@ impl PolicyPre {
                 Ok(Answer::Handled(answer.map(Convert::convert)))
             }};
         }
-        match self.instantiate(store)? {
+        match self {
             Instance::V1(policy) => match v1_types::event(event) {
                 Some(event) => init_then_handle!(policy, event),
                 None => Ok(Answer::Handled(Ok(core::Plan::default()))),

@@ -43,6 +43,9 @@ pub struct CallContext {
     pub(crate) refused_count: u32,
     /// Set when the memory cap refused a growth: the trap that follows is a memory overflow.
     pub(crate) memory_denied: bool,
+    /// Imports the policy called: a spare instance whose instantiation called any is not used
+    /// (see [`crate::spare`]).
+    pub(crate) host_calls: u32,
 }
 
 impl std::fmt::Debug for CallContext {
@@ -73,6 +76,7 @@ impl CallContext {
             refused_queries: Vec::new(),
             refused_count: 0,
             memory_denied: false,
+            host_calls: 0,
         }
     }
 
@@ -124,10 +128,12 @@ pub(crate) enum Refusal {
 /// only convert.
 impl CallContext {
     fn carp_state(&mut self, vhid: u8) -> Option<haven_core::CarpState> {
+        self.host_calls += 1;
         self.machine.carp_state(vhid)
     }
 
     fn hast_status(&mut self, resource: String) -> Result<haven_core::HastStatus, Refusal> {
+        self.host_calls += 1;
         if let Err(missing) = self.grants.hast(&resource) {
             return Err(self.refuse(missing));
         }
@@ -142,6 +148,7 @@ impl CallContext {
         resource: String,
         role: haven_core::HastRole,
     ) -> Result<bool, Refusal> {
+        self.host_calls += 1;
         if let Err(missing) = self.grants.hast(&resource) {
             return Err(self.refuse(missing));
         }
@@ -149,6 +156,7 @@ impl CallContext {
     }
 
     fn mounted(&mut self, mountpoint: String) -> Result<Option<haven_core::MountStatus>, Refusal> {
+        self.host_calls += 1;
         if let Err(missing) = self.grants.mountpoint(&mountpoint) {
             return Err(self.refuse(missing));
         }
@@ -156,6 +164,7 @@ impl CallContext {
     }
 
     fn device_exists(&mut self, path: String) -> Result<bool, Refusal> {
+        self.host_calls += 1;
         if let Err(missing) = self.grants.device(&path) {
             return Err(self.refuse(missing));
         }
@@ -163,6 +172,7 @@ impl CallContext {
     }
 
     fn service_running(&mut self, name: String) -> Result<bool, Refusal> {
+        self.host_calls += 1;
         if let Err(missing) = self.grants.service(&name) {
             return Err(self.refuse(missing));
         }
@@ -170,18 +180,22 @@ impl CallContext {
     }
 
     fn now_ms(&mut self) -> u64 {
+        self.host_calls += 1;
         self.machine.now_ms
     }
 
     fn unix_ms(&mut self) -> u64 {
+        self.host_calls += 1;
         self.machine.unix_ms
     }
 
     fn peer_state(&mut self) -> haven_core::PeerState {
+        self.host_calls += 1;
         self.machine.peer_state()
     }
 
     fn kv_get(&mut self, key: String) -> Option<String> {
+        self.host_calls += 1;
         match self.kv_writes.get(&key) {
             Some(write) => write.clone(),
             None => self.kv.get(&key).cloned(),
@@ -189,6 +203,7 @@ impl CallContext {
     }
 
     fn kv_set(&mut self, key: String, value: String) -> Result<(), String> {
+        self.host_calls += 1;
         let entry_bytes = key.len() + value.len();
         if entry_bytes > self.limits.max_kv_entry_bytes as usize {
             return Err(format!(
@@ -207,6 +222,7 @@ impl CallContext {
     }
 
     fn kv_remove(&mut self, key: String) {
+        self.host_calls += 1;
         // Only a key that exists is worth a write: removing keys that were never set, however
         // many and however long, must not grow what the host keeps for this call.
         let exists = match self.kv_writes.get(&key) {
@@ -225,10 +241,12 @@ impl CallContext {
     }
 
     fn kv_list(&mut self) -> Vec<String> {
+        self.host_calls += 1;
         self.kv_keys().into_iter().map(str::to_owned).collect()
     }
 
     fn log(&mut self, level: LogLevel, message: String) {
+        self.host_calls += 1;
         let over_count = self.logs.len() >= self.limits.max_log_messages as usize;
         let over_bytes = self.log_bytes + message.len() > self.limits.max_log_bytes as usize;
         if over_count || over_bytes {
@@ -374,6 +392,7 @@ macro_rules! since_3 {
             fn maintenance(
                 &mut self,
             ) -> Option<crate::bindings::$version::haven::policy::types::MaintenanceState> {
+                self.host_calls += 1;
                 self.machine.maintenance.convert()
             }
         }
@@ -385,6 +404,7 @@ since_3!(v4);
 
 impl crate::bindings::v4::haven::policy::witness::Host for CallContext {
     fn state(&mut self) -> Option<crate::bindings::v4::haven::policy::types::WitnessState> {
+        self.host_calls += 1;
         self.machine.witness.clone().convert()
     }
 }

@@ -16,6 +16,8 @@ pub mod deadline;
 pub mod kv_files;
 pub mod pipeline;
 pub mod runtime;
+mod spare;
+pub use spare::MAX_SPARES;
 
 pub use admission::AdmissionError;
 pub use bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION};

@@ -1,6 +1,9 @@
 //! The sandbox: one wasmtime `Engine` for all policies, each policy compiled once, and a fresh
 //! `Store` and instance for every call, so nothing leaks from one event to the next and a trap
 //! ends only the call that trapped.
+//! A policy whose instances are slow to make (a Python or JavaScript component) gets each
+//! call's instance made ahead, on a helper thread, and its used stores torn down there
+//! ([`crate::spare`]): still a fresh instance per call, off the event path.
 //!
 //! Every call is bounded: a wall-clock deadline (epoch interruption, a 1 ms ticker), a memory
 //! cap (this module's `ResourceLimiter`), a plan length and a log budget. Whatever a policy
@@ -17,16 +20,17 @@
 //! at load with a compile error.
 
 use crate::admission::{self, AdmissionError};
-use crate::bindings::{Answer, PolicyPre};
+use crate::bindings::{Answer, Instance, PolicyPre};
 use crate::cache::ArtifactCache;
 use crate::call_context::{CallContext, KvStore, PolicyLog};
 use crate::compiler_process::CompilerProcess;
+use crate::spare::{Spare, Spares, Wanted};
 use haven_core::text::clip;
 use haven_core::{Event, Grants, Limits, Machine, Plan, PolicyConfig, PolicyInfo};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
@@ -48,6 +52,11 @@ pub const COMPILER: &str = if cfg!(target_arch = "x86_64") {
 /// address space per instance slot.
 pub const MAX_MEMORY_MIB: u32 = 256;
 
+/// How long making an instance must take, at load, for a policy's instances to be made ahead
+/// by the spare-instance helper ([`crate::spare`]). A Rust policy's takes 10-50 µs, less than
+/// handing work to another thread saves; a Python or JavaScript component's 0.3-1 ms.
+pub const SPARE_WORTH: Duration = Duration::from_micros(200);
+
 /// Options for building a [`Runtime`].
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
@@ -58,6 +67,10 @@ pub struct RuntimeOptions {
     /// Compile in a process of its own, into the cache (the daemon's way; it needs
     /// `cache_dir`). `None` compiles in this process (havenctl, tests).
     pub compiler: Option<CompilerProcess>,
+    /// Make a policy's instances ahead of its events ([`crate::spare`]) when making one took
+    /// at least this long at load ([`SPARE_WORTH`] by default; zero: every policy's). `None`:
+    /// every call makes its own.
+    pub spares: Option<Duration>,
 }
 
 impl Default for RuntimeOptions {
@@ -66,6 +79,7 @@ impl Default for RuntimeOptions {
             cache_dir: None,
             max_instances: 64,
             compiler: None,
+            spares: Some(SPARE_WORTH),
         }
     }
 }
@@ -181,6 +195,11 @@ impl std::fmt::Debug for CompiledPolicy {
 pub struct LoadedPolicy {
     /// The operator's name for it.
     pub name: String,
+    /// Which configured policy this is, for its spare instances: unique in the process.
+    id: u64,
+    /// Whether its instances are made ahead, by the spare-instance helper: when making one
+    /// took long enough at load ([`RuntimeOptions::spares`]).
+    spared: bool,
     /// The compiled module.
     pub compiled: CompiledPolicy,
     /// Its configuration.
@@ -194,6 +213,11 @@ impl LoadedPolicy {
     /// The grants the policy runs under.
     pub fn grants(&self) -> &Grants {
         &self.grants
+    }
+
+    /// Whether the policy's instances are made ahead of its events ([`crate::spare`]).
+    pub fn spared(&self) -> bool {
+        self.spared
     }
 
     /// Whether the policy's contract can express `event`: a policy built against `1.x`
@@ -219,7 +243,8 @@ pub struct Call {
     pub refused_queries: Vec<String>,
     /// Every query refused, kept or not.
     pub refused_count: u32,
-    /// Wall time of the whole call, instantiation included.
+    /// Wall time of the whole call, from the event to the answer: instantiation included,
+    /// unless a spare instance was ready (see [`crate::spare`]).
     pub elapsed: Duration,
 }
 
@@ -265,6 +290,7 @@ pub struct Runtime {
     cache: Option<ArtifactCache>,
     /// Set only with a cache: the child writes its artifact there.
     compiler: Option<CompilerProcess>,
+    spares: Option<Spares>,
     _ticker: EpochTicker,
 }
 
@@ -329,6 +355,7 @@ impl Runtime {
         Ok(Runtime {
             _ticker: EpochTicker::start(engine.clone()),
             compiler: options.compiler.filter(|_| cache.is_some()),
+            spares: options.spares.map(Spares::start),
             engine,
             linker,
             cache,
@@ -492,8 +519,11 @@ impl Runtime {
                 .map_err(LoadError::Describe)?;
             compiled.described_with = config.limits.clone();
         }
-        let policy = LoadedPolicy {
+        static NEXT_POLICY_ID: AtomicU64 = AtomicU64::new(1);
+        let mut policy = LoadedPolicy {
             name: config.name.clone(),
+            id: NEXT_POLICY_ID.fetch_add(1, Ordering::Relaxed),
+            spared: false,
             compiled,
             grants: Arc::new(config.grants.clone()),
             limits: Arc::new(config.limits.clone()),
@@ -506,7 +536,18 @@ impl Runtime {
             Default::default(),
             Default::default(),
         );
-        let outcome = policy.compiled.pre.init(&mut store, &policy.settings);
+        let started = Instant::now();
+        let outcome = policy
+            .compiled
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| {
+                policy.spared = self
+                    .spares
+                    .as_ref()
+                    .is_some_and(|spares| started.elapsed() >= spares.worth);
+                instance.init(&mut store, &policy.settings)
+            });
         match outcome {
             Ok(Ok(())) => Ok(policy),
             Ok(Err(message)) => Err(LoadError::Init(CallFailure::Init(clip_error(message)))),
@@ -551,16 +592,26 @@ impl Runtime {
         kv: Arc<KvStore>,
     ) -> Store<CallContext> {
         let context = CallContext::new(machine, grants.clone(), limits.clone(), kv);
-        let mut store = Store::new(&self.engine, context);
-        store.limiter(|context| context as &mut dyn ResourceLimiter);
-        store.set_epoch_deadline(u64::from(limits.deadline_ms));
-        // The deadline counts the policy's CPU time, not time spent waiting for a core.
-        let mut check = crate::deadline::cpu_deadline(limits.deadline_ms);
-        store.epoch_deadline_callback(move |_| check());
-        // wasmtime counts the bytes of every string and list it copies out of the sandbox,
-        // per import call and for each returned value, against this.
-        store.set_hostcall_fuel(limits.max_text_bytes as usize);
-        store
+        new_store(&self.engine, context)
+    }
+
+    /// What the spare-instance helper needs to make `policy` a spare: a store under its
+    /// limits and grants with an empty machine (an instance that asks the host anything while
+    /// being made is not used), and its linked component.
+    fn wanted(&self, policy: &LoadedPolicy) -> Wanted {
+        let (engine, grants, limits) = (
+            self.engine.clone(),
+            policy.grants.clone(),
+            policy.limits.clone(),
+        );
+        Wanted {
+            policy: policy.id,
+            pre: policy.compiled.pre.clone(),
+            store: Box::new(move || {
+                let context = CallContext::new(Arc::default(), grants, limits, Arc::default());
+                new_store(&engine, context)
+            }),
+        }
     }
 
     /// Hand one event to a policy, in a fresh instance, under the policy's limits.
@@ -572,12 +623,31 @@ impl Runtime {
         kv: Arc<KvStore>,
     ) -> Call {
         let started = Instant::now();
-        let mut store = self.store(&policy.grants, &policy.limits, machine, kv);
+        let context = CallContext::new(machine, policy.grants.clone(), policy.limits.clone(), kv);
+        let spare = match &self.spares {
+            Some(spares) if policy.spared => spares.take(policy.id, || self.wanted(policy)),
+            _ => None,
+        };
+        let (mut store, instance) = match spare {
+            Some(Spare {
+                mut store,
+                instance,
+            }) => {
+                *store.data_mut() = context;
+                set_budgets(&mut store);
+                (store, Ok(instance))
+            }
+            None => {
+                let mut store = new_store(&self.engine, context);
+                let instance = policy.compiled.pre.instantiate(&mut store);
+                (store, instance)
+            }
+        };
         let result = (|| {
-            let answer = policy
-                .compiled
-                .pre
-                .handle(&mut store, &policy.settings, event.clone())
+            let answer = instance
+                .and_then(|instance: Instance| {
+                    instance.init_then_handle(&mut store, &policy.settings, event.clone())
+                })
                 .map_err(|error| classify(&error, &store))?;
             let plan = match answer {
                 Answer::InitRefused(message) => {
@@ -597,7 +667,20 @@ impl Runtime {
             }
             Ok(plan)
         })();
-        let context = store.into_data();
+        let context = if let Some(spares) = self.spares.as_ref().filter(|_| policy.spared) {
+            // The used store is torn down on the spare-instance thread, off the event path.
+            let empty = CallContext::new(
+                Arc::default(),
+                policy.grants.clone(),
+                policy.limits.clone(),
+                Arc::default(),
+            );
+            let context = std::mem::replace(store.data_mut(), empty);
+            spares.retire(store);
+            context
+        } else {
+            store.into_data()
+        };
         Call {
             result,
             kv_writes: context.kv_writes,
@@ -608,6 +691,30 @@ impl Runtime {
             elapsed: started.elapsed(),
         }
     }
+}
+
+/// A store for one call, with `context` as its data, bounded by the context's limits.
+fn new_store(engine: &Engine, context: CallContext) -> Store<CallContext> {
+    let mut store = Store::new(engine, context);
+    store.limiter(|context| context as &mut dyn ResourceLimiter);
+    set_budgets(&mut store);
+    store
+}
+
+/// Start a store's budgets afresh, from the limits in its data: the deadline (which counts
+/// the CPU time of the thread that calls this) and the bytes it may copy out of the sandbox.
+fn set_budgets(store: &mut Store<CallContext>) {
+    let (deadline_ms, max_text_bytes) = {
+        let limits = store.data().limits();
+        (limits.deadline_ms, limits.max_text_bytes)
+    };
+    store.set_epoch_deadline(u64::from(deadline_ms));
+    // The deadline counts the policy's CPU time, not time spent waiting for a core.
+    let mut check = crate::deadline::cpu_deadline(deadline_ms);
+    store.epoch_deadline_callback(move |_| check());
+    // wasmtime counts the bytes of every string and list it copies out of the sandbox,
+    // per import call and for each returned value, against this.
+    store.set_hostcall_fuel(max_text_bytes as usize);
 }
 
 /// A policy's error message as kept: at most [`MAX_ERROR_BYTES`].

@@ -14,7 +14,10 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-/// One runtime (and its compiled modules, via the cache) for the whole test binary.
+/// One runtime (and its compiled modules, via the cache) for the whole test binary. Every
+/// policy's instances are made ahead ([`RuntimeOptions::spares`] zero), so each misbehaviour
+/// is contained on that path too; the rest of the tests use the default, where the small Rust
+/// modules make their own.
 fn runtime() -> Arc<Runtime> {
     static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
     RUNTIME
@@ -24,6 +27,7 @@ fn runtime() -> Arc<Runtime> {
             Arc::new(
                 Runtime::new(RuntimeOptions {
                     cache_dir: Some(cache),
+                    spares: Some(std::time::Duration::ZERO),
                     ..RuntimeOptions::default()
                 })
                 .unwrap(),
@@ -331,6 +335,29 @@ fn every_event_gets_a_fresh_instance_and_kv_writes_stick_only_on_success() {
     for id in 2..5 {
         let decisions = pipeline.dispatch(id, &timer_event(), Recipients::Only("good"));
         assert_good_served(&decisions[0]);
+    }
+}
+
+#[test]
+fn instances_made_ahead_are_fresh_and_more_policies_than_spares_are_all_served() {
+    let runtime = runtime();
+    let policies: Vec<_> = (0..haven_runtime::MAX_SPARES + 3)
+        .map(|i| {
+            runtime
+                .load(&misbehaving(&format!("good{i}"), "good", ""))
+                .unwrap()
+        })
+        .collect();
+    for round in 0..4 {
+        for policy in &policies {
+            assert!(policy.spared(), "{}: instances not made ahead", policy.name);
+            let call = runtime.call(policy, &timer_event(), Arc::default(), Arc::default());
+            // Seen=1 every time: each call's instance, spare or not, is fresh.
+            let plan = call
+                .result
+                .unwrap_or_else(|failure| panic!("round {round}, {}: {failure}", policy.name));
+            assert_eq!(plan.steps[0].to_string(), "alert warning timer seen=1");
+        }
     }
 }
 
