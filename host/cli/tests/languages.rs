@@ -127,7 +127,9 @@ fn a_new_python_policy_passes_its_unit_tests_and_its_scenarios() {
     imports_only_the_contract(&dir, "follow_carp.wasm");
 }
 
-/// `havenctl check` admits the module, and lists no import but Haven's contract.
+/// `havenctl check` admits the module, and lists no import but Haven's contract; and so says
+/// the Bytecode Alliance's `jco wit`, which reads the component's world with a parser of its
+/// own.
 fn imports_only_the_contract(dir: &Path, module: &str) {
     let check = run(dir, HAVENCTL, &["check", module]);
     let text = stdout_text(&check);
@@ -137,6 +139,22 @@ fn imports_only_the_contract(dir: &Path, module: &str) {
         .unwrap_or_default();
     assert!(!imports.contains("wasi"), "{text}");
     assert!(imports.contains("haven:policy/services@4.0.0"), "{text}");
+
+    if !toolchain("component inspection (jco)", &[&["jco", "--version"]]) {
+        return;
+    }
+    let world = stdout_text(&run(dir, "jco", &["wit", module]));
+    let imports: Vec<&str> = world
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("import "))
+        .collect();
+    assert!(imports.contains(&"haven:policy/services@4.0.0;"), "{world}");
+    for import in imports {
+        assert!(
+            import.starts_with("haven:policy/") && import.ends_with("@4.0.0;"),
+            "jco wit: `{import}` is not Haven's contract\n{world}"
+        );
+    }
 }
 
 fn componentize_js(dir: &Path, entry: &str, module: &str) {

@@ -308,10 +308,14 @@ impl Runtime {
         let engine_error = |error: wasmtime::Error| RuntimeError::Engine(format!("{error:#}"));
         let mut pool = PoolingAllocationConfig::default();
         let instances = options.max_instances.max(1);
+        // A Rust policy is one core instance with a memory and a table; a Python or JavaScript
+        // component links a dozen or more core instances (the interpreter, its libraries, the
+        // bindings), which share a memory or two. Core instances are only counted, so their
+        // limit is generous; memories and tables reserve address space, per slot.
         pool.total_component_instances(instances)
-            .total_core_instances(instances * 4)
+            .total_core_instances(instances * 32)
             .total_memories(instances * 2)
-            .total_tables(instances * 4)
+            .total_tables(instances * 8)
             .max_memory_size(MAX_MEMORY_MIB as usize * 1024 * 1024)
             .linear_memory_keep_resident(256 * 1024)
             .table_keep_resident(64 * 1024)

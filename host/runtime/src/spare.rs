@@ -22,7 +22,8 @@
 //! When no spare is ready (the first event, or events faster than the helper), a call makes its
 //! own instance, so spares only ever save time. At most [`MAX_SPARES`] are kept, the most
 //! recently wanted, since each holds an instance slot of the pool and a reloaded policy's old
-//! spares are never taken.
+//! spares are never taken; at most [`MAX_RETIRED`] used stores wait to be torn down, and past
+//! that (or if the helper is gone) a call tears its own down, as it always did.
 
 use crate::bindings::{Instance, PolicyPre};
 use crate::call_context::CallContext;
@@ -33,10 +34,15 @@ use std::time::Duration;
 use wasmtime::Store;
 
 /// The most spare instances kept at once, across policies.
-pub const MAX_SPARES: usize = 8;
+pub const MAX_SPARES: usize = 4;
 
 /// The most policies remembered as getting no spares.
 const MAX_REFUSED: usize = 1024;
+
+/// The most used stores waiting for the helper; past this (the helper busy making a slow
+/// policy's spare, or gone), a call tears its own down, so that used stores never hold more
+/// than this many of the pool's instance slots.
+const MAX_RETIRED: usize = 4;
 
 /// A store with a fresh instance in it.
 pub(crate) struct Spare {
@@ -106,9 +112,19 @@ impl Spares {
         }
     }
 
+    /// Whether the helper thread is still there to make spares (it ends only if it panicked).
+    fn helper_alive(&self) -> bool {
+        self.thread
+            .as_ref()
+            .is_some_and(|thread| !thread.is_finished())
+    }
+
     /// The ready spare for `policy`, if there is one; either way, a spare is asked for the
     /// next call (`want` runs only if none is on its way and the policy is not refused).
     pub(crate) fn take(&self, policy: u64, want: impl FnOnce() -> Wanted) -> Option<Spare> {
+        if !self.helper_alive() {
+            return None;
+        }
         let mut state = self.shared.lock();
         let spare = state
             .ready
@@ -126,9 +142,17 @@ impl Spares {
         spare
     }
 
-    /// Tear a used store down on the helper thread.
+    /// Tear a used store down on the helper thread, or here if [`MAX_RETIRED`] already wait
+    /// or the helper is gone.
     pub(crate) fn retire(&self, store: Store<CallContext>) {
-        self.shared.lock().retired.push(store);
+        let mut state = self.shared.lock();
+        if state.retired.len() >= MAX_RETIRED || !self.helper_alive() {
+            drop(state);
+            drop(store);
+            return;
+        }
+        state.retired.push(store);
+        drop(state);
         self.shared.work.notify_one();
     }
 }
