@@ -11,13 +11,16 @@
 // - promotion and demotion plans computed from queries, so they are idempotent;
 // - a failed promotion demotes with a critical alert and is not retried until the next CARP
 //   event; a failed demotion alerts and stops;
-// - startup converges to the current CARP state, without the hold-down.
+// - startup converges to the current CARP state, without the hold-down;
+// - the sync safety: what is known of each resource's local copy (this host's hastd hooks, the
+//   peer's relayed hooks and status, a lost store), kept as `sync:<resource>`, and the refusal
+//   to promote onto a copy not known to be complete (`allow-unsynchronised-promotion`,
+//   `unknown-copy`); a split-brain's alert; a refused promotion decided again when the peer is
+//   heard or goes away.
 //
-// NOT ported (the Rust seed has them): the sync safety that refuses to promote onto a copy not
-// known to be complete (hastd's hooks and the peer's facts), the peer link, the operator's
-// requests and the witness. Their settings (`allow-unsynchronised-promotion`, `unknown-copy`)
-// are accepted and have no effect, and their events are no action. This port promotes whenever
-// CARP says master: do not run it on a pair whose copy may be incomplete.
+// NOT ported (the Rust seed has them): the operator's requests (switchover, maintenance,
+// accept-incomplete) and the witness. Their events are no action: do not run this port where
+// operators or a witness are configured.
 
 import { Plan, Policy } from './haven_policy.js';
 
@@ -26,6 +29,13 @@ const SETTLE_PENDING = 'settle-pending';
 const LAST_ACT_MS = 'last-act-ms';
 const PROMOTION_FAILED = 'promotion-failed';
 const SETTLE_TIMER = 'settle';
+const UNKNOWN_REFUSED = 'sync-waiting-for-peer';
+const SYNC_STATES = ['syncing', 'synced', 'interrupted', 'split-brain', 'behind', 'unknown'];
+const HOOK_WORDS = {
+  'sync-start': 'syncstart', 'sync-done': 'syncdone', 'sync-interrupted': 'syncintr',
+  'split-brain': 'split-brain', connect: 'connect', disconnect: 'disconnect', 'role-changed': 'role',
+};
+const SYNC_OF_HOOK = { 'sync-start': 'syncing', 'sync-done': 'synced', 'sync-interrupted': 'interrupted' };
 
 const TIMEOUTS = {
   'worker-gone': 10000, device: 30000, fsck: 600000, mount: 60000, service: 120000, role: 30000,
@@ -54,6 +64,11 @@ export class CarpHastSwitchCore extends Policy {
     this.holdDownMs = settings['hold-down-ms'] ?? 5000;
     this.forceUnmount = settings['force-unmount'] ?? true;
     this.timeouts = { ...TIMEOUTS, ...(settings.timeouts || {}) };
+    this.allowUnsynchronised = Boolean(settings['allow-unsynchronised-promotion']);
+    this.unknownCopy = settings['unknown-copy'] ?? 'refuse';
+    if (this.unknownCopy !== 'refuse' && this.unknownCopy !== 'promote') {
+      throw new Error(`unknown-copy must be "refuse" or "promote", not ${JSON.stringify(this.unknownCopy)}`);
+    }
     this.resources = (settings.resources || []).map((raw) => ({
       name: raw.name,
       device: raw.device || `/dev/hast/${raw.name}`,
@@ -78,13 +93,51 @@ export class CarpHastSwitchCore extends Policy {
 
   handle(event, host) {
     switch (event.tag) {
-      case 'startup': return this.onStartup(host);
+      case 'startup': return this.onStartup(event.val, host);
       case 'carp-changed':
       case 'carp-link': return this.onCarp(event, host);
-      case 'timer-fired': return event.val === SETTLE_TIMER ? this.settle(host) : Plan.none();
+      case 'hast-hook': return this.onHook(event.val, host);
+      case 'timer-fired':
+        if (event.val === SETTLE_TIMER) return this.settle(host);
+        host.log('debug', `ignoring unknown timer \`${event.val}\``);
+        return Plan.none();
       case 'step-failed': return this.onStepFailed(event.val, host);
+      case 'peer': return this.onPeer(event.val, host);
       default: return Plan.none();
     }
+  }
+
+  // A hastd hook: the sync tracking records it. A `disconnect` of one of our resources also
+  // retries a promotion that failed, when CARP still wants this host master.
+  onHook(hook, host) {
+    const plan = this.syncOnHook(hook, host);
+    if (hook.tag !== 'disconnect') return plan;
+    const resource = hook.val;
+    const refused = plan.isNone() && this.resource(resource) !== undefined
+      && host.kvGet(PROMOTION_FAILED) !== undefined;
+    const why = `HAST resource \`${resource}\`: the peer went away while CARP wants this host `
+      + 'master after a failed promotion; trying again';
+    return this.decideAgain(refused, why, host) ?? plan;
+  }
+
+  // A refused or failed promotion, decided again when CARP still wants this host master and no
+  // settle timer is pending. Undefined: not now.
+  decideAgain(refused, why, host) {
+    const again = refused && host.kvGet(SETTLE_PENDING) === undefined
+      && this.currentTarget(host) === 'master';
+    if (!again) return undefined;
+    host.log('info', why);
+    host.kvRemove(PROMOTION_FAILED);
+    return this.converge('master', host);
+  }
+
+  // The peer link brought news: record what it says about our copy, and try again a promotion
+  // refused because nothing was known, once the peer is heard.
+  onPeer(event, host) {
+    this.syncOnPeer(event, host);
+    const refused = event.tag === 'facts-changed' && peerHeardAfterUnknownRefusal(host);
+    const why = 'the peer is heard now; deciding the refused promotion again';
+    return this.decideAgain(refused, why, host) ?? Plan.none();
   }
 
   onCarp(event, host) {
@@ -107,12 +160,20 @@ export class CarpHastSwitchCore extends Policy {
     return target === 'master' || target === 'backup' ? this.converge(target, host) : Plan.none();
   }
 
-  onStartup(host) {
+  onStartup(state, host) {
+    if (state.stateLost !== undefined) this.onStateLost(state.stateLost.reason, host);
+    if (state.interrupted !== undefined) {
+      const step = describe(state.interrupted.step.action);
+      host.log('info', `${step} was interrupted; converging from the current state`);
+    }
     host.kvRemove(PROMOTION_FAILED);
     const target = this.currentTarget(host);
     host.kvRemove(SETTLE_PENDING);
     host.kvRemove(LAST_ACT_MS);
-    if (target === undefined) return Plan.none();
+    if (target === undefined) {
+      host.log('info', 'CARP state unknown; no action until it is known');
+      return Plan.none();
+    }
     host.kvSet(DESIRED, target);
     return this.converge(target, host);
   }
@@ -178,10 +239,14 @@ export class CarpHastSwitchCore extends Policy {
   // ---------------------------------------------------------------------------------- plans
 
   converge(target, host) {
-    if (target === 'master') {
-      return host.kvGet(PROMOTION_FAILED) !== undefined ? Plan.none() : this.promote(host);
+    if (target !== 'master') return this.demote(host);
+    const reason = host.kvGet(PROMOTION_FAILED);
+    if (reason !== undefined) {
+      host.log('warn', `not promoting: the last promotion failed (${reason}); waiting for the `
+        + 'next CARP event');
+      return Plan.none();
     }
-    return this.demote(host);
+    return this.syncRefusal(host) ?? this.promote(host);
   }
 
   promote(host) {
@@ -219,6 +284,240 @@ export class CarpHastSwitchCore extends Policy {
     }
     return plan.build();
   }
+
+  resource(name) {
+    return this.resources.find((resource) => resource.name === name);
+  }
+
+  // ---------------------------------------------------------------------------------- sync
+  //
+  // What is known of each resource's local copy, as `sync:<resource>` (one of SYNC_STATES) and
+  // the fact behind it as `sync-fact:<resource>`. Only the primary's hastd knows whether the
+  // secondary's copy is complete, so while the peer is primary this host records what the peer
+  // link relays about *our* copy. No key: nothing is known against the copy.
+
+  // Record a resource's sync state and the fact behind it; nothing when unchanged.
+  record(resource, state, fact, host) {
+    if (recorded(resource, host) === state) return;
+    host.kvSet(`sync:${resource}`, state);
+    host.kvSet(`sync-fact:${resource}`, `${fact}, recorded ${utc(host.unixMs())}`);
+    logAbout(host, 'info', resource, `our copy is ${state}: ${fact}`);
+  }
+
+  // Undefined when promotion may go ahead; otherwise one critical alert naming every resource
+  // known to be incomplete. A resource already primary is never held back.
+  syncRefusal(host) {
+    const peer = host.peer();
+    const incomplete = [];
+    let unknown = false;
+    for (const { name } of this.resources) {
+      if (host.hastStatus(name).role === 'primary') continue;
+      const state = recorded(name, host);
+      if (state === 'unknown' && this.unknownCopy === 'promote') continue;
+      if (state !== undefined) {
+        if (state !== 'synced') incomplete.push(`\`${name}\` (${state}: ${factOf(name, host)})`);
+      } else if (peer.link === 'not-configured' || peer.facts !== undefined) {
+        // Nothing is known against it.
+      } else if (this.unknownCopy === 'promote') {
+        logAbout(host, 'warn', name,
+          'promoting a copy nothing is known about (unknown-copy = "promote")');
+      } else {
+        unknown = true;
+        incomplete.push(`\`${name}\` (unknown: the peer link is configured but the peer was `
+          + 'never heard and no record survives; unknown-copy = "refuse")');
+      }
+    }
+    if (!incomplete.length) return undefined;
+    const which = incomplete.join(', ');
+    if (this.allowUnsynchronised) {
+      host.log('warn', `promoting onto incomplete data of HAST resource ${which}: `
+        + 'allow-unsynchronised-promotion is set');
+      return undefined;
+    }
+    if (unknown) host.kvSet(UNKNOWN_REFUSED, '1');
+    const message = `refusing to promote: the local copy of HAST resource ${which} is not known `
+      + 'to be complete, and the peer may hold newer data. To promote anyway, once, after '
+      + 'looking: `havenctl promote --accept-incomplete <resource>` (or set '
+      + 'allow-unsynchronised-promotion = true in this policy\'s settings to do so always).';
+    return Plan.builder().alert('critical', message).build();
+  }
+
+  syncOnPeer(event, host) {
+    const peer = host.peer();
+    const peerName = peer.facts === undefined ? 'the peer' : `peer ${peer.facts.host}`;
+    switch (event.tag) {
+      case 'hast-hook': {
+        const hook = event.val;
+        const state = SYNC_OF_HOOK[hook.tag];
+        const resource = hookResource(hook);
+        if (state === undefined || this.resource(resource) === undefined
+          || locallyPrimary(resource, host)) return;
+        const fact = `${peerName}'s hastd ran \`${HOOK_WORDS[hook.tag]}\` as primary (relayed by `
+          + 'the peer link)';
+        this.record(resource, state, fact, host);
+        return;
+      }
+      case 'facts-changed': this.onPeerFacts(event.val, peerName, host); return;
+      case 'up': host.log('info', `peer link up (${peerName})`); return;
+      case 'down':
+        host.log('warn', `peer link down (${peerName}): nothing is done on that alone; the last `
+          + 'facts heard are kept');
+        return;
+      default:
+    }
+  }
+
+  // The peer's status as its primary: dirty bytes while degraded mean it wrote what we lack;
+  // complete with nothing dirty means our copy equals its own.
+  onPeerFacts(facts, peerName, host) {
+    for (const status of facts.hast) {
+      const { resource } = status;
+      if (status.role !== 'primary' || this.resource(resource) === undefined
+        || locallyPrimary(resource, host)) continue;
+      const dirty = BigInt(status.dirtyBytes ?? 0);
+      if (status.replication === 'degraded' && dirty > 0n) {
+        // A more specific record (an interrupted sync, a split-brain) stays.
+        const state = recorded(resource, host);
+        if (state !== 'interrupted' && state !== 'split-brain') {
+          const fact = `${peerName} is primary, degraded, with ${dirty} dirty bytes (relayed `
+            + 'hastctl list)';
+          this.record(resource, 'behind', fact, host);
+        }
+      } else if (status.replication === 'complete' && dirty === 0n) {
+        // Polled status lags the hooks: it only settles what no hook spoke about.
+        const state = recorded(resource, host);
+        if (state === undefined || state === 'behind' || state === 'unknown') {
+          const fact = `${peerName} is primary, complete, with 0 dirty bytes (relayed hastctl list)`;
+          this.record(resource, 'synced', fact, host);
+        }
+      }
+    }
+  }
+
+  // The store was lost: what it held is unknown, which is not nothing known.
+  onStateLost(reason, host) {
+    for (const { name } of this.resources) {
+      if (!locallyPrimary(name, host)) {
+        this.record(name, 'unknown', `this policy's stored state was lost (${reason})`, host);
+      }
+    }
+  }
+
+  // Record what this host's hastd hook says about one of our resources. Only a split-brain asks
+  // for anything: an alert for a human.
+  syncOnHook(hook, host) {
+    const resource = hookResource(hook);
+    if (this.resource(resource) === undefined) return Plan.none();
+    const state = SYNC_OF_HOOK[hook.tag];
+    if (state !== undefined) {
+      this.recordOwnSync(resource, HOOK_WORDS[hook.tag], state, host);
+    } else if (hook.tag === 'split-brain') {
+      this.recordSplitBrain(resource, host);
+      return splitBrainAlert(resource);
+    } else if (hook.tag === 'role-changed') {
+      this.onRoleChange(hook.val, host);
+    } else if (hook.tag === 'connect') {
+      logAbout(host, 'info', resource, 'the peer connected');
+    } else if (hook.tag === 'disconnect') {
+      logAbout(host, 'info', resource, 'the peer went away');
+    }
+    return Plan.none();
+  }
+
+  recordSplitBrain(resource, host) {
+    if (locallyPrimary(resource, host)) {
+      logAbout(host, 'warn', resource,
+        'split-brain not recorded: this host is primary, its copy is the one in use');
+      return;
+    }
+    this.record(resource, 'split-brain', "this host's hastd ran `split-brain`", host);
+  }
+
+  // Sync hooks describe the copy being written: ours only while we are secondary.
+  recordOwnSync(resource, hook, state, host) {
+    const { role } = host.hastStatus(resource);
+    if (role === 'secondary') {
+      this.record(resource, state, `this host's hastd ran \`${hook}\``, host);
+      return;
+    }
+    logAbout(host, 'info', resource,
+      `${hook} not recorded: in role ${role} it describes the peer's copy, not ours`);
+  }
+
+  // Becoming primary makes our copy the authoritative one; init to secondary after a
+  // split-brain is the recovery, and a full resync follows.
+  onRoleChange(change, host) {
+    if (change.new === 'primary') {
+      host.kvRemove(`sync:${change.resource}`);
+      host.kvRemove(`sync-fact:${change.resource}`);
+    } else if (change.old === 'init' && change.new === 'secondary'
+      && recorded(change.resource, host) === 'split-brain') {
+      const fact = 'recovering from a split-brain (role init to secondary): a full resync follows';
+      this.record(change.resource, 'syncing', fact, host);
+    } else {
+      logAbout(host, 'debug', change.resource, `role changed from ${change.old} to ${change.new}`);
+    }
+  }
+}
+
+function recorded(resource, host) {
+  const value = host.kvGet(`sync:${resource}`);
+  if (value !== undefined && !SYNC_STATES.includes(value)) {
+    throw new Error(`kv \`sync:${resource}\` holds \`${value}\`, which is no sync state`);
+  }
+  return value;
+}
+
+function factOf(resource, host) {
+  return host.kvGet(`sync-fact:${resource}`) ?? 'no fact recorded';
+}
+
+function peerHeardAfterUnknownRefusal(host) {
+  if (host.kvGet(UNKNOWN_REFUSED) === undefined || host.peer().facts === undefined) return false;
+  host.kvRemove(UNKNOWN_REFUSED);
+  return true;
+}
+
+function locallyPrimary(resource, host) {
+  return host.hastStatus(resource).role === 'primary';
+}
+
+function hookResource(hook) {
+  return hook.tag === 'role-changed' ? hook.val.resource : hook.val;
+}
+
+function logAbout(host, level, resource, what) {
+  host.log(level, `HAST resource \`${resource}\`: ${what}`);
+}
+
+function splitBrainAlert(resource) {
+  const message = `HAST resource \`${resource}\`: split-brain (both hosts wrote while apart; `
+    + "hastd's worker exited). Nothing is done automatically. Decide which host has the newer "
+    + `data; on the host with the OLDER data run \`hastctl role init ${resource}\`, \`hastctl `
+    + `create ${resource}\`, \`hastctl role secondary ${resource}\`; then on the primary watch `
+    + `\`dirty\` fall to 0 with \`hastctl list ${resource}\` before any switch-over.`;
+  return Plan.builder().alert('critical', message).build();
+}
+
+/** `2026-12-04 19:20:03 UTC` from milliseconds since 1970 (proleptic Gregorian). */
+export function utc(unixMs) {
+  const seconds = Math.floor(Number(unixMs) / 1000);
+  const days = Math.floor(seconds / 86400);
+  const ofDay = seconds % 86400;
+  const z = days + 719468;
+  const era = Math.floor(z / 146097);
+  const dayOfEra = z % 146097;
+  const yearOfEra = Math.floor((dayOfEra - Math.floor(dayOfEra / 1460)
+    + Math.floor(dayOfEra / 36524) - Math.floor(dayOfEra / 146096)) / 365);
+  const dayOfYear = dayOfEra - (365 * yearOfEra + Math.floor(yearOfEra / 4)
+    - Math.floor(yearOfEra / 100));
+  const shiftedMonth = Math.floor((5 * dayOfYear + 2) / 153);
+  const day = dayOfYear - Math.floor((153 * shiftedMonth + 2) / 5) + 1;
+  const month = shiftedMonth < 10 ? shiftedMonth + 3 : shiftedMonth - 9;
+  const year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0);
+  const two = (n) => String(n).padStart(2, '0');
+  return `${String(year).padStart(4, '0')}-${two(month)}-${two(day)} `
+    + `${two(Math.floor(ofDay / 3600))}:${two(Math.floor(ofDay / 60) % 60)}:${two(ofDay % 60)} UTC`;
 }
 
 function holdsMount(resource, host) {

@@ -41,3 +41,19 @@ test('an edge within the hold-down settles on a timer', () => {
 test('settings outside the port are refused by name', () => {
   assert.throws(() => new CarpHastSwitchCore({ ...SETTINGS, bogus: 1 }), /bogus/);
 });
+
+test('an interrupted sync refuses the promotion and names the fact', () => {
+  const host = secondary().atUnix(1764876003000n);
+  const policy = new CarpHastSwitchCore(SETTINGS);
+  const hook = { tag: 'hast-hook', val: { tag: 'sync-interrupted', val: 'test' } };
+  assert.ok(policy.handle(hook, host).isNone());
+  assert.equal(host.kv.get('sync:test'), 'interrupted');
+  assert.equal(host.kv.get('sync-fact:test'),
+    "this host's hastd ran `syncintr`, recorded 2025-12-04 19:20:03 UTC");
+  const plan = policy.handle(events.carp(1, 'em0', 'master'), host);
+  assert.equal(plan.steps.length, 1);
+  const { severity, message } = plan.steps[0].action.val;
+  assert.equal(severity, 'critical');
+  assert.match(message, /refusing to promote/);
+  assert.match(message, /`test` \(interrupted: this host's hastd ran `syncintr`/);
+});

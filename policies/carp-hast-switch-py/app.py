@@ -10,18 +10,22 @@ keys, plans, timeouts and messages, so the seed's own scenario files run unchang
 - promotion and demotion plans computed from queries, so they are idempotent;
 - a failed promotion demotes with a critical alert and is not retried until the next CARP
   event; a failed demotion alerts and stops;
-- startup converges to the current CARP state, without the hold-down.
+- startup converges to the current CARP state, without the hold-down;
+- the sync safety: what is known of each resource's local copy (this host's hastd hooks, the
+  peer's relayed hooks and status, a lost store), kept as `sync:<resource>`, and the refusal
+  to promote onto a copy not known to be complete (`allow-unsynchronised-promotion`,
+  `unknown-copy`); a split-brain's alert; a refused promotion decided again when the peer is
+  heard or goes away.
 
-NOT ported (the Rust seed has them): the sync safety that refuses to promote onto a copy not
-known to be complete (hastd's hooks and the peer's facts), the peer link, the operator's
-requests (switchover, maintenance, accept-incomplete) and the witness. Their settings
-(`allow-unsynchronised-promotion`, `unknown-copy`) are accepted and have no effect, and their
-events are no action. This port promotes whenever CARP says master: do not run it on a pair
-whose copy may be incomplete.
+NOT ported (the Rust seed has them): the operator's requests (switchover, maintenance,
+accept-incomplete) and the witness. Their events are no action: do not run this port where
+operators or a witness are configured.
 """
 
 import haven_policy
 from haven_policy import Plan, Policy, types
+
+LogLevel = types.LogLevel
 
 DESIRED = "desired"
 SETTLE_PENDING = "settle-pending"
@@ -31,6 +35,15 @@ SETTLE_TIMER = "settle"
 
 TIMEOUTS = {"worker-gone": 10_000, "device": 30_000, "fsck": 600_000, "mount": 60_000,
             "service": 120_000, "role": 30_000}
+UNKNOWN_REFUSED = "sync-waiting-for-peer"
+SYNC_STATES = ("syncing", "synced", "interrupted", "split-brain", "behind", "unknown")
+HOOK_WORDS = {types.HastHook_SyncStart: "syncstart", types.HastHook_SyncDone: "syncdone",
+              types.HastHook_SyncInterrupted: "syncintr", types.HastHook_SplitBrain: "split-brain",
+              types.HastHook_Connect: "connect", types.HastHook_Disconnect: "disconnect",
+              types.HastHook_RoleChanged: "role"}
+SYNC_OF_HOOK = {types.HastHook_SyncStart: "syncing", types.HastHook_SyncDone: "synced",
+                types.HastHook_SyncInterrupted: "interrupted"}
+
 SETTINGS = {"vhid", "carp-interface", "services", "hold-down-ms", "force-unmount",
             "allow-unsynchronised-promotion", "unknown-copy", "timeouts", "resources"}
 
@@ -69,12 +82,17 @@ class CarpHastSwitchCore(Policy):
         self.hold_down_ms = int(settings.get("hold-down-ms", 5_000))
         self.force_unmount = bool(settings.get("force-unmount", True))
         self.timeouts = dict(TIMEOUTS, **settings.get("timeouts", {}))
+        self.allow_unsynchronised = bool(settings.get("allow-unsynchronised-promotion", False))
+        self.unknown_copy = settings.get("unknown-copy", "refuse")
         self.resources = [Resource(raw) for raw in settings["resources"]]
         problems = []
         if self.vhid is None and self.carp_interface is None:
             problems.append("give `vhid` or `carp-interface` (or both): there is nothing to follow")
         if self.vhid == 0:
             problems.append("vhid must be between 1 and 255")
+        if self.unknown_copy not in ("refuse", "promote"):
+            raise ValueError(f"unknown-copy must be \"refuse\" or \"promote\", not "
+                             f"{self.unknown_copy!r}")
         if not self.resources:
             problems.append("resources must name at least one HAST resource")
         for resource in self.resources:
@@ -94,11 +112,53 @@ class CarpHastSwitchCore(Policy):
             return self.on_startup(event.value, host)
         if isinstance(event, (types.Event_CarpChanged, types.Event_CarpLink)):
             return self.on_carp(event, host)
+        if isinstance(event, types.Event_HastHook):
+            return self.on_hook(event.value, host)
         if isinstance(event, types.Event_TimerFired):
-            return self.settle(host) if event.value == SETTLE_TIMER else Plan.none()
+            if event.value == SETTLE_TIMER:
+                return self.settle(host)
+            host.log(LogLevel.DEBUG, f"ignoring unknown timer `{event.value}`")
+            return Plan.none()
         if isinstance(event, types.Event_StepFailed):
             return self.on_step_failed(event.value, host)
+        if isinstance(event, types.Event_Peer):
+            return self.on_peer(event.value, host)
         return Plan.none()
+
+    def on_hook(self, hook, host):
+        """A hastd hook: the sync tracking records it. A `disconnect` of one of our resources
+        also retries a promotion that failed, when CARP still wants this host master."""
+        plan = self.sync_on_hook(hook, host)
+        if not isinstance(hook, types.HastHook_Disconnect):
+            return plan
+        resource = hook.value
+        refused = (plan.is_none() and self.resource(resource) is not None
+                   and host.kv_get(PROMOTION_FAILED) is not None)
+        why = (f"HAST resource `{resource}`: the peer went away while CARP wants this host "
+               "master after a failed promotion; trying again")
+        again = self.decide_again(refused, why, host)
+        return plan if again is None else again
+
+    def decide_again(self, refused, why, host):
+        """A refused or failed promotion, decided again when CARP still wants this host master
+        and no settle timer is pending. None: not now."""
+        again = (refused and host.kv_get(SETTLE_PENDING) is None
+                 and self.current_target(host) == "master")
+        if not again:
+            return None
+        host.log(LogLevel.INFO, why)
+        host.kv_remove(PROMOTION_FAILED)
+        return self.converge("master", host)
+
+    def on_peer(self, event, host):
+        """The peer link brought news: record what it says about our copy, and try again a
+        promotion refused because nothing was known, once the peer is heard."""
+        self.sync_on_peer(event, host)
+        refused = (isinstance(event, types.PeerEvent_FactsChanged)
+                   and self.peer_heard_after_unknown_refusal(host))
+        why = "the peer is heard now; deciding the refused promotion again"
+        again = self.decide_again(refused, why, host)
+        return Plan.none() if again is None else again
 
     def on_carp(self, event, host):
         target = self.target_of(event)
@@ -120,11 +180,18 @@ class CarpHastSwitchCore(Policy):
         return self.converge(target, host) if target in ("master", "backup") else Plan.none()
 
     def on_startup(self, state, host):
+        if state.state_lost is not None:
+            self.on_state_lost(state.state_lost.reason, host)
+        if state.interrupted is not None:
+            step = _describe(state.interrupted.step.action)
+            host.log(LogLevel.INFO,
+                     f"{step} was interrupted; converging from the current state")
         host.kv_remove(PROMOTION_FAILED)
         target = self.current_target(host)
         host.kv_remove(SETTLE_PENDING)
         host.kv_remove(LAST_ACT_MS)
         if target is None:
+            host.log(LogLevel.INFO, "CARP state unknown; no action until it is known")
             return Plan.none()
         host.kv_set(DESIRED, target)
         return self.converge(target, host)
@@ -184,11 +251,15 @@ class CarpHastSwitchCore(Policy):
     # ------------------------------------------------------------------------------ plans
 
     def converge(self, target, host):
-        if target == "master":
-            if host.kv_get(PROMOTION_FAILED) is not None:
-                return Plan.none()
-            return self.promote(host)
-        return self.demote(host)
+        if target != "master":
+            return self.demote(host)
+        reason = host.kv_get(PROMOTION_FAILED)
+        if reason is not None:
+            host.log(LogLevel.WARN, f"not promoting: the last promotion failed ({reason}); "
+                     "waiting for the next CARP event")
+            return Plan.none()
+        refusal = self.sync_refusal(host)
+        return self.promote(host) if refusal is None else refusal
 
     def promote(self, host):
         t = self.timeouts
@@ -221,6 +292,188 @@ class CarpHastSwitchCore(Policy):
                 plan.hast_role(resource.name, types.HastRole.SECONDARY, t["role"])
         return plan.build()
 
+    def resource(self, name):
+        return next((r for r in self.resources if r.name == name), None)
+
+    # ------------------------------------------------------------------------------ sync
+
+    # What is known of each resource's local copy, as `sync:<resource>` (one of SYNC_STATES)
+    # and the fact behind it as `sync-fact:<resource>`. Only the primary's hastd knows whether
+    # the secondary's copy is complete, so while the peer is primary this host records what
+    # the peer link relays about *our* copy. No key: nothing is known against the copy.
+
+    @staticmethod
+    def recorded(resource, host):
+        value = host.kv_get(f"sync:{resource}")
+        if value is not None and value not in SYNC_STATES:
+            raise ValueError(f"kv `sync:{resource}` holds `{value}`, which is no sync state")
+        return value
+
+    def record(self, resource, state, fact, host):
+        """Record a resource's sync state and the fact behind it; nothing when unchanged."""
+        if self.recorded(resource, host) == state:
+            return
+        host.kv_set(f"sync:{resource}", state)
+        host.kv_set(f"sync-fact:{resource}", f"{fact}, recorded {utc(host.unix_ms())}")
+        _log(host, LogLevel.INFO, resource, f"our copy is {state}: {fact}")
+
+    @staticmethod
+    def fact(resource, host):
+        return host.kv_get(f"sync-fact:{resource}") or "no fact recorded"
+
+    def sync_refusal(self, host):
+        """None when promotion may go ahead; otherwise one critical alert naming every
+        resource known to be incomplete. A resource already primary is never held back."""
+        peer = host.peer()
+        incomplete, unknown = [], False
+        for resource in self.resources:
+            name = resource.name
+            if host.hast_status(name).role == types.HastRole.PRIMARY:
+                continue
+            state = self.recorded(name, host)
+            if state == "unknown" and self.unknown_copy == "promote":
+                continue
+            if state is not None:
+                if state != "synced":
+                    incomplete.append(f"`{name}` ({state}: {self.fact(name, host)})")
+            elif peer.link == types.PeerLink.NOT_CONFIGURED or peer.facts is not None:
+                pass
+            elif self.unknown_copy == "promote":
+                _log(host, LogLevel.WARN, name, "promoting a copy nothing is known about "
+                     "(unknown-copy = \"promote\")")
+            else:
+                unknown = True
+                incomplete.append(
+                    f"`{name}` (unknown: the peer link is configured but the peer was never "
+                    "heard and no record survives; unknown-copy = \"refuse\")")
+        if not incomplete:
+            return None
+        incomplete = ", ".join(incomplete)
+        if self.allow_unsynchronised:
+            host.log(LogLevel.WARN, f"promoting onto incomplete data of HAST resource "
+                     f"{incomplete}: allow-unsynchronised-promotion is set")
+            return None
+        if unknown:
+            host.kv_set(UNKNOWN_REFUSED, "1")
+        message = (
+            f"refusing to promote: the local copy of HAST resource {incomplete} is not known to "
+            "be complete, and the peer may hold newer data. To promote anyway, once, after "
+            "looking: `havenctl promote --accept-incomplete <resource>` (or set "
+            "allow-unsynchronised-promotion = true in this policy's settings to do so always).")
+        return Plan.builder().alert(types.AlertSeverity.CRITICAL, message).build()
+
+    @staticmethod
+    def peer_heard_after_unknown_refusal(host):
+        if host.kv_get(UNKNOWN_REFUSED) is None or host.peer().facts is None:
+            return False
+        host.kv_remove(UNKNOWN_REFUSED)
+        return True
+
+    def sync_on_peer(self, event, host):
+        peer = host.peer()
+        peer_name = "the peer" if peer.facts is None else f"peer {peer.facts.host}"
+        if isinstance(event, types.PeerEvent_HastHook):
+            hook = event.value
+            state = SYNC_OF_HOOK.get(type(hook))
+            resource = _hook_resource(hook)
+            if (state is None or self.resource(resource) is None
+                    or self.locally_primary(resource, host)):
+                return
+            fact = (f"{peer_name}'s hastd ran `{HOOK_WORDS[type(hook)]}` as primary (relayed by "
+                    "the peer link)")
+            self.record(resource, state, fact, host)
+        elif isinstance(event, types.PeerEvent_FactsChanged):
+            self.on_peer_facts(event.value, peer_name, host)
+        elif isinstance(event, types.PeerEvent_Up):
+            host.log(LogLevel.INFO, f"peer link up ({peer_name})")
+        elif isinstance(event, types.PeerEvent_Down):
+            host.log(LogLevel.WARN, f"peer link down ({peer_name}): nothing is done on that "
+                     "alone; the last facts heard are kept")
+
+    def on_peer_facts(self, facts, peer_name, host):
+        """The peer's status as its primary: dirty bytes while degraded mean it wrote what we
+        lack; complete with nothing dirty means our copy equals its own."""
+        for status in facts.hast:
+            resource = status.resource
+            if (status.role != types.HastRole.PRIMARY or self.resource(resource) is None
+                    or self.locally_primary(resource, host)):
+                continue
+            dirty = status.dirty_bytes or 0
+            if status.replication == types.HastReplication.DEGRADED and dirty > 0:
+                # A more specific record (an interrupted sync, a split-brain) stays.
+                if self.recorded(resource, host) not in ("interrupted", "split-brain"):
+                    fact = (f"{peer_name} is primary, degraded, with {dirty} dirty bytes "
+                            "(relayed hastctl list)")
+                    self.record(resource, "behind", fact, host)
+            elif status.replication == types.HastReplication.COMPLETE and dirty == 0:
+                # Polled status lags the hooks: it only settles what no hook spoke about.
+                if self.recorded(resource, host) in (None, "behind", "unknown"):
+                    fact = (f"{peer_name} is primary, complete, with 0 dirty bytes (relayed "
+                            "hastctl list)")
+                    self.record(resource, "synced", fact, host)
+
+    def on_state_lost(self, reason, host):
+        """The store was lost: what it held is unknown, which is not nothing known."""
+        for resource in self.resources:
+            if not self.locally_primary(resource.name, host):
+                fact = f"this policy's stored state was lost ({reason})"
+                self.record(resource.name, "unknown", fact, host)
+
+    @staticmethod
+    def locally_primary(resource, host):
+        return host.hast_status(resource).role == types.HastRole.PRIMARY
+
+    def sync_on_hook(self, hook, host):
+        """Record what this host's hastd hook says about one of our resources. Only a
+        split-brain asks for anything: an alert for a human."""
+        resource = _hook_resource(hook)
+        if self.resource(resource) is None:
+            return Plan.none()
+        kind = type(hook)
+        if kind in SYNC_OF_HOOK:
+            self.record_own_sync(resource, HOOK_WORDS[kind], SYNC_OF_HOOK[kind], host)
+        elif kind is types.HastHook_SplitBrain:
+            self.record_split_brain(resource, host)
+            return _split_brain_alert(resource)
+        elif kind is types.HastHook_RoleChanged:
+            self.on_role_change(hook.value, host)
+        elif kind is types.HastHook_Connect:
+            _log(host, LogLevel.INFO, resource, "the peer connected")
+        elif kind is types.HastHook_Disconnect:
+            _log(host, LogLevel.INFO, resource, "the peer went away")
+        return Plan.none()
+
+    def record_split_brain(self, resource, host):
+        if self.locally_primary(resource, host):
+            _log(host, LogLevel.WARN, resource, "split-brain not recorded: this host is primary, "
+                 "its copy is the one in use")
+            return
+        self.record(resource, "split-brain", "this host's hastd ran `split-brain`", host)
+
+    def record_own_sync(self, resource, hook, state, host):
+        """Sync hooks describe the copy being written: ours only while we are secondary."""
+        role = host.hast_status(resource).role
+        if role == types.HastRole.SECONDARY:
+            self.record(resource, state, f"this host's hastd ran `{hook}`", host)
+            return
+        _log(host, LogLevel.INFO, resource, f"{hook} not recorded: in role {ROLE[role]} it "
+             "describes the peer's copy, not ours")
+
+    def on_role_change(self, change, host):
+        """Becoming primary makes our copy the authoritative one; init to secondary after a
+        split-brain is the recovery, and a full resync follows."""
+        if change.new == types.HastRole.PRIMARY:
+            host.kv_remove(f"sync:{change.resource}")
+            host.kv_remove(f"sync-fact:{change.resource}")
+        elif (change.old == types.HastRole.INIT and change.new == types.HastRole.SECONDARY
+              and self.recorded(change.resource, host) == "split-brain"):
+            fact = ("recovering from a split-brain (role init to secondary): a full resync "
+                    "follows")
+            self.record(change.resource, "syncing", fact, host)
+        else:
+            _log(host, LogLevel.DEBUG, change.resource,
+                 f"role changed from {ROLE[change.old]} to {ROLE[change.new]}")
+
     @staticmethod
     def holds_mount(resource, host):
         mount = host.mounted(resource.mountpoint)
@@ -231,6 +484,41 @@ class CarpHastSwitchCore(Policy):
         raise ValueError(
             f"{resource.mountpoint} has {mount.device} mounted, not {resource.device} of HAST "
             f"resource `{resource.name}`; unmount it or fix the settings")
+
+
+def _hook_resource(hook):
+    return hook.value.resource if isinstance(hook, types.HastHook_RoleChanged) else hook.value
+
+
+def _log(host, level, resource, what):
+    host.log(level, f"HAST resource `{resource}`: {what}")
+
+
+def _split_brain_alert(resource):
+    message = (
+        f"HAST resource `{resource}`: split-brain (both hosts wrote while apart; hastd's worker "
+        "exited). Nothing is done automatically. Decide which host has the newer data; on the "
+        f"host with the OLDER data run `hastctl role init {resource}`, `hastctl create "
+        f"{resource}`, `hastctl role secondary {resource}`; then on the primary watch `dirty` "
+        f"fall to 0 with `hastctl list {resource}` before any switch-over.")
+    return Plan.builder().alert(types.AlertSeverity.CRITICAL, message).build()
+
+
+def utc(unix_ms):
+    """`2026-12-04 19:20:03 UTC` from milliseconds since 1970 (proleptic Gregorian)."""
+    seconds = unix_ms // 1000
+    days, of_day = divmod(seconds, 86_400)
+    z = days + 719_468
+    era, day_of_era = divmod(z, 146_097)
+    year_of_era = (day_of_era - day_of_era // 1_460 + day_of_era // 36_524
+                   - day_of_era // 146_096) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    shifted_month = (5 * day_of_year + 2) // 153
+    day = day_of_year - (153 * shifted_month + 2) // 5 + 1
+    month = shifted_month + 3 if shifted_month < 10 else shifted_month - 9
+    year = year_of_era + era * 400 + (1 if month <= 2 else 0)
+    return (f"{year:04}-{month:02}-{day:02} {of_day // 3600:02}:{of_day // 60 % 60:02}:"
+            f"{of_day % 60:02} UTC")
 
 
 def _phase(action):

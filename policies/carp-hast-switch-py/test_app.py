@@ -44,3 +44,18 @@ def test_settings_outside_the_port_are_refused_by_name():
         assert "bogus" in str(error)
     else:
         raise AssertionError("accepted an unknown setting")
+
+
+def test_an_interrupted_sync_refuses_the_promotion_and_names_the_fact():
+    host = secondary().unix(1_764_876_003_000)
+    policy = CarpHastSwitchCore(SETTINGS)
+    assert policy.handle(types.Event_HastHook(types.HastHook_SyncInterrupted("test")),
+                         host).is_none()
+    assert host.kv["sync:test"] == "interrupted"
+    assert host.kv["sync-fact:test"] == ("this host's hastd ran `syncintr`, recorded "
+                                         "2025-12-04 19:20:03 UTC")
+    plan = policy.handle(events.carp(1, "em0", types.CarpState.MASTER), host)
+    [alert] = plan.steps
+    assert alert.action.value.severity == types.AlertSeverity.CRITICAL
+    assert "refusing to promote" in alert.action.value.message
+    assert "`test` (interrupted: this host's hastd ran `syncintr`" in alert.action.value.message

@@ -38,6 +38,9 @@ export class ScriptedHost {
     this.devices = new Map();
     this.services = new Map();
     this.now = 0;
+    this.unix = 0;
+    // As havend answers with no [peer] configured.
+    this.peerState = { link: 'not-configured', linkForMs: 0n, facts: undefined, factsAgeMs: undefined };
     this.kv = new Map();
     this.logs = [];
   }
@@ -56,6 +59,17 @@ export class ScriptedHost {
   device(path, exists) { this.devices.set(path, exists); return this; }
   service(name, running) { this.services.set(name, running); return this; }
   at(nowMs) { this.now = nowMs; return this; }
+  atUnix(unixMs) { this.unix = unixMs; return this; }
+  /** The peer link in `link` for `forMs` milliseconds (the facts are kept). */
+  peerLink(link, forMs = 0) {
+    this.peerState = { ...this.peerState, link, linkForMs: BigInt(forMs) };
+    return this;
+  }
+  /** The peer's last facts, `ageMs` old. */
+  peerFacts(facts, ageMs = 0) {
+    this.peerState = { ...this.peerState, facts, factsAgeMs: BigInt(ageMs) };
+    return this;
+  }
 
   static scripted(table, key, what) {
     if (!table.has(key)) throw new QueryRefused(`${what} ${JSON.stringify(key)} was not scripted`);
@@ -71,6 +85,8 @@ export class ScriptedHost {
   deviceExists(path) { return ScriptedHost.scripted(this.devices, path, 'device'); }
   serviceRunning(name) { return ScriptedHost.scripted(this.services, name, 'service'); }
   nowMs() { return this.now; }
+  unixMs() { return this.unix; }
+  peer() { return this.peerState; }
   kvGet(key) { return this.kv.get(key); }
   kvSet(key, value) { this.kv.set(key, value); }
   kvRemove(key) { this.kv.delete(key); }

@@ -6,7 +6,8 @@ import { state as carpState } from 'haven:policy/carp@4.0.0';
 import { status as hastStatus, workerRunning } from 'haven:policy/hast@4.0.0';
 import { mounted, deviceExists } from 'haven:policy/storage@4.0.0';
 import { isRunning } from 'haven:policy/services@4.0.0';
-import { nowMs } from 'haven:policy/clock@4.0.0';
+import { nowMs, unixMs } from 'haven:policy/clock@4.0.0';
+import { state as peerState } from 'haven:policy/peer@4.0.0';
 import { get, set, remove } from 'haven:policy/kv@4.0.0';
 import { log } from 'haven:policy/log@4.0.0';
 import { QueryRefused } from './haven_policy.js';
@@ -30,6 +31,8 @@ export class WasmHost {
   deviceExists(path) { return answer(() => deviceExists(path)); }
   serviceRunning(name) { return answer(() => isRunning(name)); }
   nowMs() { return nowMs(); }
+  unixMs() { return unixMs(); }
+  peer() { return peerState(); }
   kvGet(key) { return get(key); }
   kvSet(key, value) { return answer(() => set(key, value)); }
   kvRemove(key) { remove(key); }

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Tuple
 # and snapshots it, and the built component (with --stub-wasi) has no files to import from.
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports import carp, clock, hast, kv, log, services, storage, types
+from wit_world.imports import carp, clock, hast, kv, log, peer, services, storage, types
 
 __all__ = ["Policy", "export", "Host", "WasmHost", "ScriptedHost", "QueryRefused", "Plan",
            "PlanBuilder", "events", "types"]
@@ -59,6 +59,14 @@ class Host:
         raise NotImplementedError
 
     def now_ms(self) -> int:
+        raise NotImplementedError
+
+    def unix_ms(self) -> int:
+        """Wall-clock milliseconds since 1970, to stamp records a human reads."""
+        raise NotImplementedError
+
+    def peer(self) -> types.PeerState:
+        """The peer as this host knows it: the link, and the peer's last facts."""
         raise NotImplementedError
 
     def kv_get(self, key: str) -> Optional[str]:
@@ -106,6 +114,12 @@ class WasmHost(Host):
     def now_ms(self):
         return clock.now_ms()
 
+    def unix_ms(self):
+        return clock.unix_ms()
+
+    def peer(self):
+        return peer.state()
+
     def kv_get(self, key):
         return kv.get(key)
 
@@ -132,6 +146,9 @@ class ScriptedHost(Host):
         self._devices: Dict[str, bool] = {}
         self._services: Dict[str, bool] = {}
         self._now_ms = 0
+        self._unix_ms = 0
+        # As havend answers with no [peer] configured.
+        self._peer = types.PeerState(types.PeerLink.NOT_CONFIGURED, 0, None, None)
         self.kv: Dict[str, str] = {}
         self.logs: List[Tuple[types.LogLevel, str]] = []
 
@@ -165,6 +182,20 @@ class ScriptedHost(Host):
         self._now_ms = now_ms
         return self
 
+    def unix(self, unix_ms):
+        self._unix_ms = unix_ms
+        return self
+
+    def peer_link(self, link, for_ms=0):
+        """The peer link in ``link`` for ``for_ms`` milliseconds (the facts are kept)."""
+        self._peer = types.PeerState(link, for_ms, self._peer.facts, self._peer.facts_age_ms)
+        return self
+
+    def peer_facts(self, facts, age_ms=0):
+        """The peer's last facts (``types.PeerFacts``), ``age_ms`` old."""
+        self._peer = types.PeerState(self._peer.link, self._peer.link_for_ms, facts, age_ms)
+        return self
+
     @staticmethod
     def _scripted(table, key, what):
         if key not in table:
@@ -191,6 +222,12 @@ class ScriptedHost(Host):
 
     def now_ms(self):
         return self._now_ms
+
+    def unix_ms(self):
+        return self._unix_ms
+
+    def peer(self):
+        return self._peer
 
     def kv_get(self, key):
         return self.kv.get(key)
