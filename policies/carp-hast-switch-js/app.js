@@ -1,26 +1,10 @@
-// carp-hast-switch-core: the seed policy's core, ported to JavaScript. A faithful SUBSET.
+// carp-hast-switch, ported to JavaScript: the seed policy, rule for rule.
 //
 // The seed (policies/carp-hast-switch, Rust) follows CARP with HAST resources, their
-// filesystems and services. This port carries its core rules over, line for line, with the same
-// key-value keys, plans, timeouts and messages, so the seed's own scenario files run unchanged
-// against it:
-//
-// - following CARP: MASTER promotes, BACKUP and INIT demote; a vhid, or a legacy carp(4)
-//   interface's link (`carp-interface`);
-// - the flap hold-down: act on the leading edge, then settle on a timer (`hold-down-ms`);
-// - promotion and demotion plans computed from queries, so they are idempotent;
-// - a failed promotion demotes with a critical alert and is not retried until the next CARP
-//   event; a failed demotion alerts and stops;
-// - startup converges to the current CARP state, without the hold-down;
-// - the sync safety: what is known of each resource's local copy (this host's hastd hooks, the
-//   peer's relayed hooks and status, a lost store), kept as `sync:<resource>`, and the refusal
-//   to promote onto a copy not known to be complete (`allow-unsynchronised-promotion`,
-//   `unknown-copy`); a split-brain's alert; a refused promotion decided again when the peer is
-//   heard or goes away.
-//
-// NOT ported (the Rust seed has them): the operator's requests (switchover, maintenance,
-// accept-incomplete) and the witness. Their events are no action: do not run this port where
-// operators or a witness are configured.
+// filesystems and services. This port carries every rule over, with the same key-value keys,
+// plans, timeouts and messages, so the seed's own scenario files run unchanged against it (all
+// 17 pass). The rules, and how each is ported, are listed in the Python port
+// (../carp-hast-switch-py/app.py); the two ports are kept the same, section by section.
 
 import { Plan, Policy } from './haven_policy.js';
 
@@ -30,6 +14,9 @@ const LAST_ACT_MS = 'last-act-ms';
 const PROMOTION_FAILED = 'promotion-failed';
 const SETTLE_TIMER = 'settle';
 const UNKNOWN_REFUSED = 'sync-waiting-for-peer';
+const DEMOTED = 'carp-demoted';
+const ISOLATED_TIMER = 'witness-isolated';
+const VOUCH_FRESH_MS = 2000n;
 const SYNC_STATES = ['syncing', 'synced', 'interrupted', 'split-brain', 'behind', 'unknown'];
 const HOOK_WORDS = {
   'sync-start': 'syncstart', 'sync-done': 'syncdone', 'sync-interrupted': 'syncintr',
@@ -49,9 +36,9 @@ function checkName(what, name, problems) {
   }
 }
 
-export class CarpHastSwitchCore extends Policy {
+export class CarpHastSwitch extends Policy {
   static info() {
-    return { name: 'carp-hast-switch-core', version: '0.1.0' };
+    return { name: 'carp-hast-switch-js', version: '0.1.0' };
   }
 
   constructor(settings) {
@@ -99,10 +86,13 @@ export class CarpHastSwitchCore extends Policy {
       case 'hast-hook': return this.onHook(event.val, host);
       case 'timer-fired':
         if (event.val === SETTLE_TIMER) return this.settle(host);
+        if (event.val === ISOLATED_TIMER) return this.onIsolatedTimer(host);
         host.log('debug', `ignoring unknown timer \`${event.val}\``);
         return Plan.none();
       case 'step-failed': return this.onStepFailed(event.val, host);
       case 'peer': return this.onPeer(event.val, host);
+      case 'operator': return this.onOperator(event.val, host);
+      case 'witness': return this.onWitness(event.val, host);
       default: return Plan.none();
     }
   }
@@ -135,6 +125,14 @@ export class CarpHastSwitchCore extends Policy {
   // refused because nothing was known, once the peer is heard.
   onPeer(event, host) {
     this.syncOnPeer(event, host);
+    if (event.tag === 'down' || event.tag === 'facts-changed') {
+      const plan = this.recheckVouching(host);
+      if (plan !== undefined) return plan;
+    }
+    if (event.tag === 'facts-changed') {
+      const plan = this.moveAwayInMaintenance(host);
+      if (!plan.isNone()) return plan;
+    }
     const refused = event.tag === 'facts-changed' && peerHeardAfterUnknownRefusal(host);
     const why = 'the peer is heard now; deciding the refused promotion again';
     return this.decideAgain(refused, why, host) ?? Plan.none();
@@ -170,12 +168,13 @@ export class CarpHastSwitchCore extends Policy {
     const target = this.currentTarget(host);
     host.kvRemove(SETTLE_PENDING);
     host.kvRemove(LAST_ACT_MS);
+    if (target !== undefined) host.kvSet(DESIRED, target);
+    const demotion = this.demotionAtStartup(host);
     if (target === undefined) {
       host.log('info', 'CARP state unknown; no action until it is known');
       return Plan.none();
     }
-    host.kvSet(DESIRED, target);
-    return this.converge(target, host);
+    return demotion.then(this.converge(target, host)).build();
   }
 
   onStepFailed(failure, host) {
@@ -199,6 +198,11 @@ export class CarpHastSwitchCore extends Policy {
       const warning = Plan.builder().alert('warning', message).build();
       return new Plan([...warning.steps, ...this.settle(host).steps]);
     }
+    if (action.tag === 'demote-carp' || action.tag === 'lift-carp-demotion') {
+      return alert('critical', `${describe(action)} failed: ${failure.reason}. CARP may not be `
+        + 'where the operator asked: check it with `havenctl status`');
+    }
+    host.log('warn', `${describe(action)} failed: ${failure.reason}`);
     return Plan.none();
   }
 
@@ -246,7 +250,12 @@ export class CarpHastSwitchCore extends Policy {
         + 'next CARP event');
       return Plan.none();
     }
-    return this.syncRefusal(host) ?? this.promote(host);
+    return this.maintenanceRefusal(host) ?? this.syncRefusal(host) ?? this.promotion(host);
+  }
+
+  // The promotion plan, after lifting this host's CARP demotion if one is held.
+  promotion(host) {
+    return this.liftHeldDemotion(host).then(this.promote(host)).build();
   }
 
   promote(host) {
@@ -306,12 +315,12 @@ export class CarpHastSwitchCore extends Policy {
 
   // Undefined when promotion may go ahead; otherwise one critical alert naming every resource
   // known to be incomplete. A resource already primary is never held back.
-  syncRefusal(host) {
+  syncRefusal(host, accepted = undefined) {
     const peer = host.peer();
     const incomplete = [];
     let unknown = false;
     for (const { name } of this.resources) {
-      if (host.hastStatus(name).role === 'primary') continue;
+      if (host.hastStatus(name).role === 'primary' || accepted === name) continue;
       const state = recorded(name, host);
       if (state === 'unknown' && this.unknownCopy === 'promote') continue;
       if (state !== undefined) {
@@ -340,6 +349,264 @@ export class CarpHastSwitchCore extends Policy {
       + 'looking: `havenctl promote --accept-incomplete <resource>` (or set '
       + 'allow-unsynchronised-promotion = true in this policy\'s settings to do so always).';
     return Plan.builder().alert('critical', message).build();
+  }
+
+  describeCopy(resource, host) {
+    const state = recorded(resource, host);
+    return state === undefined ? 'nothing recorded' : `${state}: ${factOf(resource, host)}`;
+  }
+
+  // ---------------------------------------------------------------------------------- operator
+  //
+  // A planned move must never cost data. A switchover is refused, with the reason, unless the
+  // peer can take over with nothing lost; then it is the demotion and `demote-carp`. The
+  // demotion is held (`carp-demoted`) until this host promotes again or maintenance is off.
+
+  onOperator(request, host) {
+    const { ask } = request;
+    host.log('info', `operator (uid ${request.uid}): \`havenctl ${command(ask)}\``);
+    switch (ask.tag) {
+      case 'switchover': return this.switchover('switchover', host);
+      case 'maintenance': {
+        if (ask.val) return this.maintenanceOn(host);
+        host.kvRemove(DEMOTED);
+        const lift = Plan.builder();
+        if (this.vhid !== undefined) lift.liftCarpDemotion(this.vhid);
+        if (this.currentTarget(host) === 'master') {
+          host.kvRemove(PROMOTION_FAILED);
+          lift.then(this.converge('master', host));
+        }
+        return lift.build();
+      }
+      default: return this.acceptIncomplete(ask.val, request.uid, host);
+    }
+  }
+
+  // Promote now onto a copy not known to be complete, on the operator's word, if CARP wants
+  // this host master and nothing else holds the promotion back. Kept for nothing.
+  acceptIncomplete(resource, uid, host) {
+    const asked = `promote --accept-incomplete ${resource}`;
+    const reason = this.nothingToAccept(resource, host);
+    if (reason !== undefined) return alert('warning', `\`havenctl ${asked}\` changes nothing: ${reason}`);
+    const maintenance = this.maintenanceRefusal(host);
+    if (maintenance !== undefined) return maintenance;
+    host.kvRemove(PROMOTION_FAILED);
+    const refusal = this.syncRefusal(host, resource);
+    if (refusal !== undefined) return refusal;
+    const message = `promoting onto the local copy of HAST resource \`${resource}\` `
+      + `(${this.describeCopy(resource, host)}) on the operator's word: \`havenctl ${asked}\` by `
+      + `uid ${uid}`;
+    return Plan.builder().alert('warning', message).then(this.promotion(host)).build();
+  }
+
+  nothingToAccept(resource, host) {
+    if (this.resource(resource) === undefined) {
+      return `\`${resource}\` is not one of this policy's HAST resources`;
+    }
+    if (this.currentTarget(host) !== 'master') {
+      return 'CARP does not make this host master, so no promotion waits; nothing is kept for '
+        + 'later';
+    }
+    if (locallyPrimary(resource, host)) return `\`${resource}\` is primary here already`;
+    return undefined;
+  }
+
+  serving(host) {
+    return this.resources.some(({ name }) => locallyPrimary(name, host));
+  }
+
+  // Why the peer cannot take the service over with nothing lost, if it cannot.
+  peerCannotTakeOver(vhid, host) {
+    const peer = host.peer();
+    if (peer.link === 'not-configured') {
+      return 'no peer link is configured ([peer] in haven.toml), so nothing tells this host that '
+        + 'the peer can take over';
+    }
+    if (peer.link === 'down') {
+      return `the peer is unreachable: its link has been down for ${BigInt(peer.linkForMs) / 1000n} s`;
+    }
+    const { facts } = peer;
+    if (facts === undefined) return 'the peer has not published its facts yet';
+    const name = facts.host;
+    if (facts.maintenance) return `the peer (${name}) is in maintenance`;
+    if (facts.runningPlan !== undefined) return `the peer (${name}) is running plan ${facts.runningPlan}`;
+    const carp = facts.carp.find((status) => status.vhid === vhid);
+    if (carp === undefined) return `the peer (${name}) reports no CARP vhid ${vhid}`;
+    if (carp.state === 'init') {
+      return `the peer's (${name}) CARP vhid ${vhid} is INIT: it takes no part in elections`;
+    }
+    for (const { name: res } of this.resources) {
+      const local = host.hastStatus(res);
+      if (local.replication !== 'complete') {
+        return `the peer's copy of \`${res}\` is not known to be in sync: replication is `
+          + `${local.replication}`;
+      }
+      if (local.dirtyBytes === undefined) {
+        return `the peer's copy of \`${res}\` is not known to be in sync: hastd reports no dirty `
+          + 'count here';
+      }
+      if (BigInt(local.dirtyBytes) !== 0n) {
+        return `the peer's copy of \`${res}\` is behind: ${local.dirtyBytes} bytes are not `
+          + 'replicated yet (dirty); wait for it to reach 0';
+      }
+      const role = facts.hast.find((status) => status.resource === res)?.role;
+      if (role !== 'secondary') {
+        return `the peer's (${name}) HAST role for \`${res}\` is ${role ?? 'unknown'}, not `
+          + 'secondary: its copy receives nothing';
+      }
+    }
+    return undefined;
+  }
+
+  switchover(why, host) {
+    if (this.vhid === undefined) {
+      return alert('warning', `${why} refused: this policy follows a carp interface `
+        + '(carp-interface), which cannot be demoted; configure its vhid instead');
+    }
+    if (!this.serving(host)) {
+      return alert('warning', `${why}: this host does not serve (no resource of this policy is `
+        + 'HAST primary here); nothing to move');
+    }
+    const reason = this.peerCannotTakeOver(this.vhid, host);
+    if (reason !== undefined) return alert('warning', `${why} refused: ${reason}; nothing was changed`);
+    host.log('info', `${why}: handing the service and CARP vhid ${this.vhid} to the peer`);
+    host.kvSet(DEMOTED, String(this.vhid));
+    return Plan.builder().then(this.demote(host)).demoteCarp(this.vhid).build();
+  }
+
+  maintenanceOn(host) {
+    if (this.vhid === undefined) {
+      return alert('warning', 'maintenance is on, but this policy follows a carp interface '
+        + '(carp-interface), which cannot be demoted: it only refuses to promote');
+    }
+    if (this.serving(host)) {
+      const reason = this.peerCannotTakeOver(this.vhid, host);
+      if (reason !== undefined) {
+        return alert('critical', `maintenance is on, but this host keeps serving: ${reason}. The `
+          + 'service moves as soon as the peer can take it; `havenctl maintenance off` cancels');
+      }
+      return this.switchover('maintenance on', host);
+    }
+    host.kvSet(DEMOTED, String(this.vhid));
+    return Plan.builder().demoteCarp(this.vhid).build();
+  }
+
+  moveAwayInMaintenance(host) {
+    if (this.vhid === undefined || host.maintenance() === undefined || !this.serving(host)
+      || this.peerCannotTakeOver(this.vhid, host) !== undefined) return Plan.none();
+    return this.switchover('maintenance on', host);
+  }
+
+  // In maintenance, assert the demotion again (a reboot reset FreeBSD's advskew).
+  demotionAtStartup(host) {
+    if (host.maintenance() !== undefined && this.vhid !== undefined && !this.serving(host)) {
+      host.kvSet(DEMOTED, String(this.vhid));
+      return Plan.builder().demoteCarp(this.vhid);
+    }
+    return Plan.builder();
+  }
+
+  liftHeldDemotion(host) {
+    if (this.vhid !== undefined && host.kvGet(DEMOTED) !== undefined) {
+      host.kvRemove(DEMOTED);
+      return Plan.builder().liftCarpDemotion(this.vhid);
+    }
+    return Plan.builder();
+  }
+
+  maintenanceRefusal(host) {
+    const maintenance = host.maintenance();
+    if (maintenance === undefined) return undefined;
+    const plan = Plan.builder();
+    let address = 'the peer is unreachable, so the address stays here with no service';
+    if (this.vhid !== undefined && host.peer().link === 'up') {
+      host.kvSet(DEMOTED, String(this.vhid));
+      plan.demoteCarp(this.vhid);
+      address = 'handing the address back to the peer';
+    }
+    const message = `not promoting: this host is in maintenance (since `
+      + `${utc(maintenance.sinceUnixMs)}, by uid ${maintenance.uid}), although CARP made it `
+      + `master; ${address}. \`havenctl maintenance off\` serves here`;
+    return plan.alert('critical', message).build();
+  }
+
+  // ---------------------------------------------------------------------------------- witness
+  //
+  // The daemon guards every promotion with the witness's leader key; this covers a host that
+  // already serves: the key lost (demote unless the peer vouches, or after isolated-serve-ms),
+  // the peer holding the key (demote), the key free again (decide a refused promotion again).
+
+  onWitness(event, host) {
+    const { state, change } = event;
+    if (change.tag === 'key-lost') return this.onKeyLost(change.val, state, host);
+    let retry = change.tag === 'reachable';
+    if (change.tag === 'leader-changed') {
+      const { leader } = state;
+      if (leader !== undefined && !state.holding && this.serving(host)) {
+        return this.witnessDemotion(`${leader.host} holds the witness's leader key (fencing token `
+          + `${leader.token}) while this host serves: demoting, as ${leader.host} may promote`, host);
+      }
+      retry = leader === undefined;
+    }
+    if (!retry) return Plan.none();
+    const why = "the witness's leader key may be had now; deciding the refused promotion again";
+    return this.decideAgain(host.kvGet(PROMOTION_FAILED) !== undefined, why, host) ?? Plan.none();
+  }
+
+  onKeyLost(token, state, host) {
+    if (!this.serving(host)) return Plan.none();
+    const peer = this.peerVouches(host);
+    if (peer !== undefined) {
+      host.log('warn', `the witness's leader key is lost (fencing token ${token}), but ${peer} is `
+        + 'linked and serves none of our resources: going on serving (failsafe)');
+      return Plan.none();
+    }
+    const why = `the witness's leader key is lost (fencing token ${token}) and the peer cannot `
+      + 'vouch that this host alone serves';
+    return this.unfenced(state, why, `${why}: demoting before the lease can run out`, host);
+  }
+
+  unfenced(state, why, demoting, host) {
+    if (state.isolatedServeMs > 0) {
+      host.log('warn', `${why}: serving for isolated-serve-ms (${state.isolatedServeMs} ms) more`);
+      return Plan.builder().setTimer(ISOLATED_TIMER, state.isolatedServeMs).build();
+    }
+    return this.witnessDemotion(demoting, host);
+  }
+
+  recheckVouching(host) {
+    const state = host.witness();
+    if (state === undefined || state.holding || !this.serving(host)
+      || this.peerVouches(host) !== undefined) return undefined;
+    const why = "this host serves without the witness's leader key and its peer no longer vouches";
+    return this.unfenced(state, why, `${why}: demoting`, host);
+  }
+
+  onIsolatedTimer(host) {
+    const state = host.witness();
+    if ((state !== undefined && state.holding) || !this.serving(host)) return Plan.none();
+    const peer = this.peerVouches(host);
+    if (peer !== undefined) {
+      host.log('info', `isolated-serve-ms is over, but ${peer} vouches now: going on serving`);
+      return Plan.none();
+    }
+    return this.witnessDemotion("isolated-serve-ms is over and the witness's leader key is still "
+      + 'lost: demoting', host);
+  }
+
+  // The peer's name, if the link is up, its facts fresh, and it serves none of ours.
+  peerVouches(host) {
+    const peer = host.peer();
+    const fresh = peer.factsAgeMs !== undefined && BigInt(peer.factsAgeMs) <= VOUCH_FRESH_MS;
+    if (peer.facts === undefined || peer.link !== 'up' || !fresh) return undefined;
+    const serves = peer.facts.hast.some((status) => status.role === 'primary'
+      && this.resource(status.resource) !== undefined);
+    return serves ? undefined : peer.facts.host;
+  }
+
+  witnessDemotion(why, host) {
+    host.log('warn', why);
+    return Plan.builder().alert('critical', why).then(this.demote(host)).build();
   }
 
   syncOnPeer(event, host) {
@@ -457,6 +724,19 @@ export class CarpHastSwitchCore extends Policy {
     } else {
       logAbout(host, 'debug', change.resource, `role changed from ${change.old} to ${change.new}`);
     }
+  }
+}
+
+function alert(severity, message) {
+  return Plan.builder().alert(severity, message).build();
+}
+
+// The havenctl command an operator request came from.
+function command(ask) {
+  switch (ask.tag) {
+    case 'switchover': return ask.val === undefined ? 'switchover' : `switchover --to ${ask.val}`;
+    case 'maintenance': return `maintenance ${ask.val ? 'on' : 'off'}`;
+    default: return `promote --accept-incomplete ${ask.val}`;
   }
 }
 

@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CarpHastSwitchCore } from './app.js';
+import { CarpHastSwitch } from './app.js';
 import { Plan, ScriptedHost, events } from './haven_policy.js';
 
 const SETTINGS = {
@@ -15,7 +15,7 @@ const secondary = () => new ScriptedHost().hast('test', 'secondary').device('/de
   .mount('/hast/test').service('mysql-server', false).at(1000);
 
 test('master promotes in the recipe\'s order', () => {
-  const plan = new CarpHastSwitchCore(SETTINGS).handle(events.carp(1, 'em0', 'master'), secondary());
+  const plan = new CarpHastSwitch(SETTINGS).handle(events.carp(1, 'em0', 'master'), secondary());
   const expected = Plan.builder()
     .waitWorkerGone('test', 'secondary', 10000)
     .hastRole('test', 'primary', 30000)
@@ -29,7 +29,7 @@ test('master promotes in the recipe\'s order', () => {
 
 test('an edge within the hold-down settles on a timer', () => {
   const host = secondary();
-  const policy = new CarpHastSwitchCore(SETTINGS);
+  const policy = new CarpHastSwitch(SETTINGS);
   policy.handle(events.carp(1, 'em0', 'master'), host);
   assert.equal(host.kv.get('last-act-ms'), '1000');
   const plan = policy.handle(events.carp(1, 'em0', 'backup'), host.at(2000));
@@ -39,12 +39,12 @@ test('an edge within the hold-down settles on a timer', () => {
 });
 
 test('settings outside the port are refused by name', () => {
-  assert.throws(() => new CarpHastSwitchCore({ ...SETTINGS, bogus: 1 }), /bogus/);
+  assert.throws(() => new CarpHastSwitch({ ...SETTINGS, bogus: 1 }), /bogus/);
 });
 
 test('an interrupted sync refuses the promotion and names the fact', () => {
   const host = secondary().atUnix(1764876003000n);
-  const policy = new CarpHastSwitchCore(SETTINGS);
+  const policy = new CarpHastSwitch(SETTINGS);
   const hook = { tag: 'hast-hook', val: { tag: 'sync-interrupted', val: 'test' } };
   assert.ok(policy.handle(hook, host).isNone());
   assert.equal(host.kv.get('sync:test'), 'interrupted');
@@ -56,4 +56,31 @@ test('an interrupted sync refuses the promotion and names the fact', () => {
   assert.equal(severity, 'critical');
   assert.match(message, /refusing to promote/);
   assert.match(message, /`test` \(interrupted: this host's hastd ran `syncintr`/);
+});
+
+const primary = () => new ScriptedHost().hast('test', 'primary', 'complete', 0n)
+  .device('/dev/hast/test', true).mount('/hast/test', '/dev/hast/test')
+  .service('mysql-server', true).at(1000);
+
+test('a switchover with no peer link is refused and changes nothing', () => {
+  const host = primary();
+  const event = { tag: 'operator', val: { uid: 0, ask: { tag: 'switchover', val: undefined } } };
+  const plan = new CarpHastSwitch(SETTINGS).handle(event, host);
+  assert.equal(plan.steps.length, 1);
+  const { severity, message } = plan.steps[0].action.val;
+  assert.equal(severity, 'warning');
+  assert.ok(message.startsWith('switchover refused: no peer link is configured ([peer] in haven.toml)'));
+  assert.equal(host.kv.has('carp-demoted'), false);
+});
+
+test('a serving host that loses the witness key and has no voucher demotes', () => {
+  const state = { reachable: true, leader: undefined, holding: false, isolatedServeMs: 0 };
+  const event = { tag: 'witness', val: { change: { tag: 'key-lost', val: 7n }, state } };
+  const plan = new CarpHastSwitch(SETTINGS).handle(event, primary());
+  assert.match(plan.steps[0].action.val.message, /fencing token 7/);
+  assert.deepEqual(plan.steps.slice(1), Plan.builder()
+    .stopService('mysql-server', 120000)
+    .unmount('/hast/test', true, 60000)
+    .hastRole('test', 'secondary', 30000)
+    .build().steps);
 });

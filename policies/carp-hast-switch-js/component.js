@@ -1,6 +1,6 @@
 // The component's entry: the core port bound to the host that asks havend.
 import { exportPolicy } from './haven_policy.js';
 import { WasmHost } from './wasm_host.js';
-import { CarpHastSwitchCore } from './app.js';
+import { CarpHastSwitch } from './app.js';
 
-export const handler = exportPolicy(CarpHastSwitchCore, new WasmHost());
+export const handler = exportPolicy(CarpHastSwitch, new WasmHost());

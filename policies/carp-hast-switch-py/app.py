@@ -1,8 +1,8 @@
-"""carp-hast-switch-core: the seed policy's core, ported to Python. A faithful SUBSET.
+"""carp-hast-switch, ported to Python: the seed policy, rule for rule.
 
 The seed (policies/carp-hast-switch, Rust) follows CARP with HAST resources, their filesystems
-and services. This port carries its core rules over, line for line, with the same key-value
-keys, plans, timeouts and messages, so the seed's own scenario files run unchanged against it:
+and services. This port carries every rule over, with the same key-value keys, plans, timeouts
+and messages, so the seed's own scenario files run unchanged against it (all 17 pass):
 
 - following CARP: MASTER promotes, BACKUP and INIT demote; a vhid, or a legacy carp(4)
   interface's link (`carp-interface`);
@@ -15,11 +15,11 @@ keys, plans, timeouts and messages, so the seed's own scenario files run unchang
   peer's relayed hooks and status, a lost store), kept as `sync:<resource>`, and the refusal
   to promote onto a copy not known to be complete (`allow-unsynchronised-promotion`,
   `unknown-copy`); a split-brain's alert; a refused promotion decided again when the peer is
-  heard or goes away.
-
-NOT ported (the Rust seed has them): the operator's requests (switchover, maintenance,
-accept-incomplete) and the witness. Their events are no action: do not run this port where
-operators or a witness are configured.
+  heard or goes away;
+- the operator's requests: a switchover only when the peer can take over with nothing lost,
+  maintenance on and off with the CARP demotion they hold, `promote --accept-incomplete`;
+- the witness: a serving host that loses the leader key demotes unless its peer vouches (or
+  after `isolated-serve-ms`), and demotes when the peer holds the key.
 """
 
 import haven_policy
@@ -36,6 +36,9 @@ SETTLE_TIMER = "settle"
 TIMEOUTS = {"worker-gone": 10_000, "device": 30_000, "fsck": 600_000, "mount": 60_000,
             "service": 120_000, "role": 30_000}
 UNKNOWN_REFUSED = "sync-waiting-for-peer"
+DEMOTED = "carp-demoted"
+ISOLATED_TIMER = "witness-isolated"
+VOUCH_FRESH_MS = 2000
 SYNC_STATES = ("syncing", "synced", "interrupted", "split-brain", "behind", "unknown")
 HOOK_WORDS = {types.HastHook_SyncStart: "syncstart", types.HastHook_SyncDone: "syncdone",
               types.HastHook_SyncInterrupted: "syncintr", types.HastHook_SplitBrain: "split-brain",
@@ -67,10 +70,10 @@ def _check_name(what, name, problems):
         problems.append(f"{what} `{name}` is not valid: it is empty or contains whitespace or `/`")
 
 
-class CarpHastSwitchCore(Policy):
+class CarpHastSwitch(Policy):
     @staticmethod
     def info():
-        return types.PolicyInfo(name="carp-hast-switch-core", version="0.1.0")
+        return types.PolicyInfo(name="carp-hast-switch-py", version="0.1.0")
 
     def __init__(self, settings):
         unknown = set(settings) - SETTINGS
@@ -117,12 +120,18 @@ class CarpHastSwitchCore(Policy):
         if isinstance(event, types.Event_TimerFired):
             if event.value == SETTLE_TIMER:
                 return self.settle(host)
+            if event.value == ISOLATED_TIMER:
+                return self.on_isolated_timer(host)
             host.log(LogLevel.DEBUG, f"ignoring unknown timer `{event.value}`")
             return Plan.none()
         if isinstance(event, types.Event_StepFailed):
             return self.on_step_failed(event.value, host)
         if isinstance(event, types.Event_Peer):
             return self.on_peer(event.value, host)
+        if isinstance(event, types.Event_Operator):
+            return self.on_operator(event.value, host)
+        if isinstance(event, types.Event_Witness):
+            return self.on_witness(event.value, host)
         return Plan.none()
 
     def on_hook(self, hook, host):
@@ -154,6 +163,14 @@ class CarpHastSwitchCore(Policy):
         """The peer link brought news: record what it says about our copy, and try again a
         promotion refused because nothing was known, once the peer is heard."""
         self.sync_on_peer(event, host)
+        if isinstance(event, (types.PeerEvent_Down, types.PeerEvent_FactsChanged)):
+            plan = self.recheck_vouching(host)
+            if plan is not None:
+                return plan
+        if isinstance(event, types.PeerEvent_FactsChanged):
+            plan = self.move_away_in_maintenance(host)
+            if not plan.is_none():
+                return plan
         refused = (isinstance(event, types.PeerEvent_FactsChanged)
                    and self.peer_heard_after_unknown_refusal(host))
         why = "the peer is heard now; deciding the refused promotion again"
@@ -190,11 +207,13 @@ class CarpHastSwitchCore(Policy):
         target = self.current_target(host)
         host.kv_remove(SETTLE_PENDING)
         host.kv_remove(LAST_ACT_MS)
+        if target is not None:
+            host.kv_set(DESIRED, target)
+        demotion = self.demotion_at_startup(host)
         if target is None:
             host.log(LogLevel.INFO, "CARP state unknown; no action until it is known")
             return Plan.none()
-        host.kv_set(DESIRED, target)
-        return self.converge(target, host)
+        return demotion.then(self.converge(target, host)).build()
 
     def on_step_failed(self, failure, host):
         action = failure.step.action
@@ -216,6 +235,11 @@ class CarpHastSwitchCore(Policy):
                        "CARP state now")
             warning = Plan.builder().alert(types.AlertSeverity.WARNING, message).build()
             return Plan(warning.steps + self.settle(host).steps)
+        if isinstance(action, (types.Action_DemoteCarp, types.Action_LiftCarpDemotion)):
+            message = (f"{_describe(action)} failed: {failure.reason}. CARP may not be where the "
+                       "operator asked: check it with `havenctl status`")
+            return Plan.builder().alert(types.AlertSeverity.CRITICAL, message).build()
+        host.log(LogLevel.WARN, f"{_describe(action)} failed: {failure.reason}")
         return Plan.none()
 
     # ------------------------------------------------------------------------------ CARP
@@ -258,8 +282,14 @@ class CarpHastSwitchCore(Policy):
             host.log(LogLevel.WARN, f"not promoting: the last promotion failed ({reason}); "
                      "waiting for the next CARP event")
             return Plan.none()
-        refusal = self.sync_refusal(host)
-        return self.promote(host) if refusal is None else refusal
+        refusal = self.maintenance_refusal(host)
+        if refusal is None:
+            refusal = self.sync_refusal(host)
+        return self.promotion(host) if refusal is None else refusal
+
+    def promotion(self, host):
+        """The promotion plan, after lifting this host's CARP demotion if one is held."""
+        return self.lift_held_demotion(host).then(self.promote(host)).build()
 
     def promote(self, host):
         t = self.timeouts
@@ -321,14 +351,14 @@ class CarpHastSwitchCore(Policy):
     def fact(resource, host):
         return host.kv_get(f"sync-fact:{resource}") or "no fact recorded"
 
-    def sync_refusal(self, host):
+    def sync_refusal(self, host, accepted=None):
         """None when promotion may go ahead; otherwise one critical alert naming every
         resource known to be incomplete. A resource already primary is never held back."""
         peer = host.peer()
         incomplete, unknown = [], False
         for resource in self.resources:
             name = resource.name
-            if host.hast_status(name).role == types.HastRole.PRIMARY:
+            if host.hast_status(name).role == types.HastRole.PRIMARY or accepted == name:
                 continue
             state = self.recorded(name, host)
             if state == "unknown" and self.unknown_copy == "promote":
@@ -474,6 +504,258 @@ class CarpHastSwitchCore(Policy):
             _log(host, LogLevel.DEBUG, change.resource,
                  f"role changed from {ROLE[change.old]} to {ROLE[change.new]}")
 
+    def describe_copy(self, resource, host):
+        state = self.recorded(resource, host)
+        return "nothing recorded" if state is None else f"{state}: {self.fact(resource, host)}"
+
+    # ------------------------------------------------------------------------------ operator
+
+    # A planned move must never cost data. A switchover is refused, with the reason, unless the
+    # peer can take over with nothing lost; then it is the demotion and `demote-carp`. The
+    # demotion is held (`carp-demoted`) until this host promotes again or maintenance is off.
+
+    def on_operator(self, request, host):
+        ask = request.ask
+        host.log(LogLevel.INFO, f"operator (uid {request.uid}): `havenctl {_command(ask)}`")
+        if isinstance(ask, types.OperatorAsk_Switchover):
+            return self.switchover("switchover", host)
+        if isinstance(ask, types.OperatorAsk_Maintenance) and ask.value:
+            return self.maintenance_on(host)
+        if isinstance(ask, types.OperatorAsk_Maintenance):
+            host.kv_remove(DEMOTED)
+            lift = Plan.builder()
+            if self.vhid is not None:
+                lift.lift_carp_demotion(self.vhid)
+            if self.current_target(host) == "master":
+                host.kv_remove(PROMOTION_FAILED)
+                lift.then(self.converge("master", host))
+            return lift.build()
+        return self.accept_incomplete(ask.value, request.uid, host)
+
+    def accept_incomplete(self, resource, uid, host):
+        """Promote now onto a copy not known to be complete, on the operator's word, if CARP
+        wants this host master and nothing else holds the promotion back. Kept for nothing."""
+        command = f"promote --accept-incomplete {resource}"
+        reason = self.nothing_to_accept(resource, host)
+        if reason is not None:
+            return _alert(types.AlertSeverity.WARNING, f"`havenctl {command}` changes nothing: "
+                          f"{reason}")
+        refusal = self.maintenance_refusal(host)
+        if refusal is not None:
+            return refusal
+        host.kv_remove(PROMOTION_FAILED)
+        refusal = self.sync_refusal(host, accepted=resource)
+        if refusal is not None:
+            return refusal
+        message = (f"promoting onto the local copy of HAST resource `{resource}` "
+                   f"({self.describe_copy(resource, host)}) on the operator's word: "
+                   f"`havenctl {command}` by uid {uid}")
+        warning = Plan.builder().alert(types.AlertSeverity.WARNING, message)
+        return warning.then(self.promotion(host)).build()
+
+    def nothing_to_accept(self, resource, host):
+        if self.resource(resource) is None:
+            return f"`{resource}` is not one of this policy's HAST resources"
+        if self.current_target(host) != "master":
+            return ("CARP does not make this host master, so no promotion waits; nothing is kept "
+                    "for later")
+        if self.locally_primary(resource, host):
+            return f"`{resource}` is primary here already"
+        return None
+
+    def serving(self, host):
+        return any(self.locally_primary(r.name, host) for r in self.resources)
+
+    def peer_cannot_take_over(self, vhid, host):
+        """Why the peer cannot take the service over with nothing lost, if it cannot."""
+        peer = host.peer()
+        if peer.link == types.PeerLink.NOT_CONFIGURED:
+            return ("no peer link is configured ([peer] in haven.toml), so nothing tells this "
+                    "host that the peer can take over")
+        if peer.link == types.PeerLink.DOWN:
+            return f"the peer is unreachable: its link has been down for {peer.link_for_ms // 1000} s"
+        facts = peer.facts
+        if facts is None:
+            return "the peer has not published its facts yet"
+        name = facts.host
+        if facts.maintenance:
+            return f"the peer ({name}) is in maintenance"
+        if facts.running_plan is not None:
+            return f"the peer ({name}) is running plan {facts.running_plan}"
+        carp_status = next((c for c in facts.carp if c.vhid == vhid), None)
+        if carp_status is None:
+            return f"the peer ({name}) reports no CARP vhid {vhid}"
+        if carp_status.state == types.CarpState.INIT:
+            return (f"the peer's ({name}) CARP vhid {vhid} is INIT: it takes no part in "
+                    "elections")
+        for resource in self.resources:
+            res = resource.name
+            local = host.hast_status(res)
+            if local.replication != types.HastReplication.COMPLETE:
+                return (f"the peer's copy of `{res}` is not known to be in sync: replication is "
+                        f"{REPLICATION[local.replication]}")
+            if local.dirty_bytes is None:
+                return (f"the peer's copy of `{res}` is not known to be in sync: hastd reports "
+                        "no dirty count here")
+            if local.dirty_bytes != 0:
+                return (f"the peer's copy of `{res}` is behind: {local.dirty_bytes} bytes are not "
+                        "replicated yet (dirty); wait for it to reach 0")
+            role = next((h.role for h in facts.hast if h.resource == res), None)
+            if role != types.HastRole.SECONDARY:
+                role = "unknown" if role is None else ROLE[role]
+                return (f"the peer's ({name}) HAST role for `{res}` is {role}, not secondary: its "
+                        "copy receives nothing")
+        return None
+
+    def switchover(self, why, host):
+        if self.vhid is None:
+            return _alert(types.AlertSeverity.WARNING, f"{why} refused: this policy follows a "
+                          "carp interface (carp-interface), which cannot be demoted; configure "
+                          "its vhid instead")
+        if not self.serving(host):
+            return _alert(types.AlertSeverity.WARNING, f"{why}: this host does not serve (no "
+                          "resource of this policy is HAST primary here); nothing to move")
+        reason = self.peer_cannot_take_over(self.vhid, host)
+        if reason is not None:
+            return _alert(types.AlertSeverity.WARNING,
+                          f"{why} refused: {reason}; nothing was changed")
+        host.log(LogLevel.INFO,
+                 f"{why}: handing the service and CARP vhid {self.vhid} to the peer")
+        host.kv_set(DEMOTED, str(self.vhid))
+        return Plan.builder().then(self.demote(host)).demote_carp(self.vhid).build()
+
+    def maintenance_on(self, host):
+        if self.vhid is None:
+            return _alert(types.AlertSeverity.WARNING, "maintenance is on, but this policy "
+                          "follows a carp interface (carp-interface), which cannot be demoted: it "
+                          "only refuses to promote")
+        if self.serving(host):
+            reason = self.peer_cannot_take_over(self.vhid, host)
+            if reason is not None:
+                return _alert(types.AlertSeverity.CRITICAL, f"maintenance is on, but this host "
+                              f"keeps serving: {reason}. The service moves as soon as the peer "
+                              "can take it; `havenctl maintenance off` cancels")
+            return self.switchover("maintenance on", host)
+        host.kv_set(DEMOTED, str(self.vhid))
+        return Plan.builder().demote_carp(self.vhid).build()
+
+    def move_away_in_maintenance(self, host):
+        if (self.vhid is None or host.maintenance() is None or not self.serving(host)
+                or self.peer_cannot_take_over(self.vhid, host) is not None):
+            return Plan.none()
+        return self.switchover("maintenance on", host)
+
+    def demotion_at_startup(self, host):
+        """In maintenance, assert the demotion again (a reboot reset FreeBSD's advskew)."""
+        if (host.maintenance() is not None and self.vhid is not None
+                and not self.serving(host)):
+            host.kv_set(DEMOTED, str(self.vhid))
+            return Plan.builder().demote_carp(self.vhid)
+        return Plan.builder()
+
+    def lift_held_demotion(self, host):
+        if self.vhid is not None and host.kv_get(DEMOTED) is not None:
+            host.kv_remove(DEMOTED)
+            return Plan.builder().lift_carp_demotion(self.vhid)
+        return Plan.builder()
+
+    def maintenance_refusal(self, host):
+        maintenance = host.maintenance()
+        if maintenance is None:
+            return None
+        plan = Plan.builder()
+        if self.vhid is not None and host.peer().link == types.PeerLink.UP:
+            host.kv_set(DEMOTED, str(self.vhid))
+            plan.demote_carp(self.vhid)
+            address = "handing the address back to the peer"
+        else:
+            address = "the peer is unreachable, so the address stays here with no service"
+        message = (f"not promoting: this host is in maintenance (since "
+                   f"{utc(maintenance.since_unix_ms)}, by uid {maintenance.uid}), although CARP "
+                   f"made it master; {address}. `havenctl maintenance off` serves here")
+        return plan.alert(types.AlertSeverity.CRITICAL, message).build()
+
+    # ------------------------------------------------------------------------------ witness
+
+    # The daemon guards every promotion with the witness's leader key; this covers a host that
+    # already serves: the key lost (demote unless the peer vouches, or after isolated-serve-ms),
+    # the peer holding the key (demote), the key free again (decide a refused promotion again).
+
+    def on_witness(self, event, host):
+        state, change = event.state, event.change
+        if isinstance(change, types.WitnessChange_KeyLost):
+            return self.on_key_lost(change.value, state, host)
+        retry = isinstance(change, types.WitnessChange_Reachable)
+        if isinstance(change, types.WitnessChange_LeaderChanged):
+            leader = state.leader
+            if leader is not None and not state.holding and self.serving(host):
+                message = (f"{leader.host} holds the witness's leader key (fencing token "
+                           f"{leader.token}) while this host serves: demoting, as {leader.host} "
+                           "may promote")
+                return self.witness_demotion(message, host)
+            retry = leader is None
+        if not retry:
+            return Plan.none()
+        why = "the witness's leader key may be had now; deciding the refused promotion again"
+        again = self.decide_again(host.kv_get(PROMOTION_FAILED) is not None, why, host)
+        return Plan.none() if again is None else again
+
+    def on_key_lost(self, token, state, host):
+        if not self.serving(host):
+            return Plan.none()
+        peer = self.peer_vouches(host)
+        if peer is not None:
+            host.log(LogLevel.WARN, f"the witness's leader key is lost (fencing token {token}), "
+                     f"but {peer} is linked and serves none of our resources: going on serving "
+                     "(failsafe)")
+            return Plan.none()
+        why = (f"the witness's leader key is lost (fencing token {token}) and the peer cannot "
+               "vouch that this host alone serves")
+        return self.unfenced(state, why, f"{why}: demoting before the lease can run out", host)
+
+    def unfenced(self, state, why, demoting, host):
+        if state.isolated_serve_ms > 0:
+            host.log(LogLevel.WARN,
+                     f"{why}: serving for isolated-serve-ms ({state.isolated_serve_ms} ms) more")
+            return Plan.builder().set_timer(ISOLATED_TIMER, state.isolated_serve_ms).build()
+        return self.witness_demotion(demoting, host)
+
+    def recheck_vouching(self, host):
+        state = host.witness()
+        if (state is None or state.holding or not self.serving(host)
+                or self.peer_vouches(host) is not None):
+            return None
+        why = "this host serves without the witness's leader key and its peer no longer vouches"
+        return self.unfenced(state, why, f"{why}: demoting", host)
+
+    def on_isolated_timer(self, host):
+        state = host.witness()
+        if (state is not None and state.holding) or not self.serving(host):
+            return Plan.none()
+        peer = self.peer_vouches(host)
+        if peer is not None:
+            host.log(LogLevel.INFO,
+                     f"isolated-serve-ms is over, but {peer} vouches now: going on serving")
+            return Plan.none()
+        return self.witness_demotion("isolated-serve-ms is over and the witness's leader key is "
+                                     "still lost: demoting", host)
+
+    def peer_vouches(self, host):
+        """The peer's name, if the link is up, its facts fresh, and it serves none of ours."""
+        peer = host.peer()
+        fresh = peer.facts_age_ms is not None and peer.facts_age_ms <= VOUCH_FRESH_MS
+        if peer.facts is None or peer.link != types.PeerLink.UP or not fresh:
+            return None
+        serves = any(status.role == types.HastRole.PRIMARY
+                     and self.resource(status.resource) is not None
+                     for status in peer.facts.hast)
+        return None if serves else peer.facts.host
+
+    def witness_demotion(self, why, host):
+        host.log(LogLevel.WARN, why)
+        return (Plan.builder().alert(types.AlertSeverity.CRITICAL, why)
+                .then(self.demote(host)).build())
+
     @staticmethod
     def holds_mount(resource, host):
         mount = host.mounted(resource.mountpoint)
@@ -484,6 +766,24 @@ class CarpHastSwitchCore(Policy):
         raise ValueError(
             f"{resource.mountpoint} has {mount.device} mounted, not {resource.device} of HAST "
             f"resource `{resource.name}`; unmount it or fix the settings")
+
+
+REPLICATION = {types.HastReplication.COMPLETE: "complete",
+               types.HastReplication.DEGRADED: "degraded",
+               types.HastReplication.UNKNOWN: "unknown"}
+
+
+def _alert(severity, message):
+    return Plan.builder().alert(severity, message).build()
+
+
+def _command(ask):
+    """The havenctl command an operator request came from."""
+    if isinstance(ask, types.OperatorAsk_Switchover):
+        return "switchover" if ask.value is None else f"switchover --to {ask.value}"
+    if isinstance(ask, types.OperatorAsk_Maintenance):
+        return f"maintenance {'on' if ask.value else 'off'}"
+    return f"promote --accept-incomplete {ask.value}"
 
 
 def _hook_resource(hook):
@@ -560,4 +860,4 @@ def _describe(action):
     return describe(action.value) if describe else "an alert"
 
 
-Handler = haven_policy.export(CarpHastSwitchCore)
+Handler = haven_policy.export(CarpHastSwitch)

@@ -41,6 +41,8 @@ export class ScriptedHost {
     this.unix = 0;
     // As havend answers with no [peer] configured.
     this.peerState = { link: 'not-configured', linkForMs: 0n, facts: undefined, factsAgeMs: undefined };
+    this.maintenanceState = undefined;
+    this.witnessState = undefined;
     this.kv = new Map();
     this.logs = [];
   }
@@ -65,6 +67,10 @@ export class ScriptedHost {
     this.peerState = { ...this.peerState, link, linkForMs: BigInt(forMs) };
     return this;
   }
+  /** This host in maintenance since `sinceUnixMs`, turned on by `uid`. */
+  inMaintenance(sinceUnixMs, uid) { this.maintenanceState = { sinceUnixMs: BigInt(sinceUnixMs), uid }; return this; }
+  /** The witness as this host sees it. */
+  withWitness(state) { this.witnessState = state; return this; }
   /** The peer's last facts, `ageMs` old. */
   peerFacts(facts, ageMs = 0) {
     this.peerState = { ...this.peerState, facts, factsAgeMs: BigInt(ageMs) };
@@ -87,6 +93,8 @@ export class ScriptedHost {
   nowMs() { return this.now; }
   unixMs() { return this.unix; }
   peer() { return this.peerState; }
+  maintenance() { return this.maintenanceState; }
+  witness() { return this.witnessState; }
   kvGet(key) { return this.kv.get(key); }
   kvSet(key, value) { this.kv.set(key, value); }
   kvRemove(key) { this.kv.delete(key); }
@@ -123,6 +131,8 @@ export class PlanBuilder {
   alert(severity, message) { return this.add('alert', { severity, message }); }
   demoteCarp(vhid) { return this.add('demote-carp', vhid); }
   liftCarpDemotion(vhid) { return this.add('lift-carp-demotion', vhid); }
+  /** Another plan's steps after these. */
+  then(plan) { this.steps.push(...plan.steps); return this; }
   build() { return new Plan(this.steps); }
 }
 

@@ -8,6 +8,8 @@ import { mounted, deviceExists } from 'haven:policy/storage@4.0.0';
 import { isRunning } from 'haven:policy/services@4.0.0';
 import { nowMs, unixMs } from 'haven:policy/clock@4.0.0';
 import { state as peerState } from 'haven:policy/peer@4.0.0';
+import { maintenance } from 'haven:policy/operator@4.0.0';
+import { state as witnessState } from 'haven:policy/witness@4.0.0';
 import { get, set, remove } from 'haven:policy/kv@4.0.0';
 import { log } from 'haven:policy/log@4.0.0';
 import { QueryRefused } from './haven_policy.js';
@@ -33,6 +35,8 @@ export class WasmHost {
   nowMs() { return nowMs(); }
   unixMs() { return unixMs(); }
   peer() { return peerState(); }
+  maintenance() { return maintenance(); }
+  witness() { return witnessState(); }
   kvGet(key) { return get(key); }
   kvSet(key, value) { return answer(() => set(key, value)); }
   kvRemove(key) { remove(key); }

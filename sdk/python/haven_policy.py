@@ -27,7 +27,8 @@ from typing import Dict, List, Optional, Tuple
 # and snapshots it, and the built component (with --stub-wasi) has no files to import from.
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports import carp, clock, hast, kv, log, peer, services, storage, types
+from wit_world.imports import (carp, clock, hast, kv, log, operator, peer, services, storage,
+                               types, witness)
 
 __all__ = ["Policy", "export", "Host", "WasmHost", "ScriptedHost", "QueryRefused", "Plan",
            "PlanBuilder", "events", "types"]
@@ -67,6 +68,14 @@ class Host:
 
     def peer(self) -> types.PeerState:
         """The peer as this host knows it: the link, and the peer's last facts."""
+        raise NotImplementedError
+
+    def maintenance(self) -> Optional[types.MaintenanceState]:
+        """Whether this host is in maintenance (``havenctl maintenance on``), since when."""
+        raise NotImplementedError
+
+    def witness(self) -> Optional[types.WitnessState]:
+        """The witness (etcd) as this host sees it; None when none is configured."""
         raise NotImplementedError
 
     def kv_get(self, key: str) -> Optional[str]:
@@ -120,6 +129,12 @@ class WasmHost(Host):
     def peer(self):
         return peer.state()
 
+    def maintenance(self):
+        return operator.maintenance()
+
+    def witness(self):
+        return witness.state()
+
     def kv_get(self, key):
         return kv.get(key)
 
@@ -149,6 +164,8 @@ class ScriptedHost(Host):
         self._unix_ms = 0
         # As havend answers with no [peer] configured.
         self._peer = types.PeerState(types.PeerLink.NOT_CONFIGURED, 0, None, None)
+        self._maintenance: Optional[types.MaintenanceState] = None
+        self._witness: Optional[types.WitnessState] = None
         self.kv: Dict[str, str] = {}
         self.logs: List[Tuple[types.LogLevel, str]] = []
 
@@ -191,6 +208,16 @@ class ScriptedHost(Host):
         self._peer = types.PeerState(link, for_ms, self._peer.facts, self._peer.facts_age_ms)
         return self
 
+    def in_maintenance(self, since_unix_ms, uid):
+        """This host in maintenance since ``since_unix_ms``, turned on by ``uid``."""
+        self._maintenance = types.MaintenanceState(since_unix_ms, uid)
+        return self
+
+    def witness_state(self, state):
+        """The witness as this host sees it (``types.WitnessState``)."""
+        self._witness = state
+        return self
+
     def peer_facts(self, facts, age_ms=0):
         """The peer's last facts (``types.PeerFacts``), ``age_ms`` old."""
         self._peer = types.PeerState(self._peer.link, self._peer.link_for_ms, facts, age_ms)
@@ -228,6 +255,12 @@ class ScriptedHost(Host):
 
     def peer(self):
         return self._peer
+
+    def maintenance(self):
+        return self._maintenance
+
+    def witness(self):
+        return self._witness
 
     def kv_get(self, key):
         return self.kv.get(key)
@@ -320,6 +353,11 @@ class PlanBuilder:
 
     def lift_carp_demotion(self, vhid):
         return self._add(types.Action_LiftCarpDemotion(vhid))
+
+    def then(self, plan):
+        """Another plan's steps after these."""
+        self._steps.extend(plan.steps)
+        return self
 
     def build(self) -> Plan:
         return Plan(self._steps)
