@@ -183,20 +183,18 @@ export class CarpHastSwitch extends Policy {
     if (phase === 'promotion') {
       host.kvSet(PROMOTION_FAILED, failure.reason);
       const message = `promotion failed at ${describe(action)}: ${failure.reason}; demoting`;
-      const alert = Plan.builder().alert('critical', message).build();
-      return new Plan([...alert.steps, ...this.demote(host).steps]);
+      return Plan.builder().alert('critical', message).then(this.demote(host)).build();
     }
     if (phase === 'demotion') {
       const message = `demotion failed at ${describe(action)}: ${failure.reason}. This host may `
         + 'still hold the HAST resources (services running, filesystem mounted or role primary): '
         + 'a human must look before the peer uses the data. Nothing more is done automatically.';
-      return Plan.builder().alert('critical', message).build();
+      return alert('critical', message);
     }
     if (action.tag === 'set-timer' && action.val.name === SETTLE_TIMER) {
       const message = `${describe(action)} failed: ${failure.reason}; acting on the settled CARP `
         + 'state now';
-      const warning = Plan.builder().alert('warning', message).build();
-      return new Plan([...warning.steps, ...this.settle(host).steps]);
+      return Plan.builder().alert('warning', message).then(this.settle(host)).build();
     }
     if (action.tag === 'demote-carp' || action.tag === 'lift-carp-demotion') {
       return alert('critical', `${describe(action)} failed: ${failure.reason}. CARP may not be `
@@ -348,7 +346,7 @@ export class CarpHastSwitch extends Policy {
       + 'to be complete, and the peer may hold newer data. To promote anyway, once, after '
       + 'looking: `havenctl promote --accept-incomplete <resource>` (or set '
       + 'allow-unsynchronised-promotion = true in this policy\'s settings to do so always).';
-    return Plan.builder().alert('critical', message).build();
+    return alert('critical', message);
   }
 
   describeCopy(resource, host) {
@@ -776,7 +774,7 @@ function splitBrainAlert(resource) {
     + `data; on the host with the OLDER data run \`hastctl role init ${resource}\`, \`hastctl `
     + `create ${resource}\`, \`hastctl role secondary ${resource}\`; then on the primary watch `
     + `\`dirty\` fall to 0 with \`hastctl list ${resource}\` before any switch-over.`;
-  return Plan.builder().alert('critical', message).build();
+  return alert('critical', message);
 }
 
 /** `2026-12-04 19:20:03 UTC` from milliseconds since 1970 (proleptic Gregorian). */

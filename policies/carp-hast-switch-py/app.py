@@ -221,24 +221,24 @@ class CarpHastSwitch(Policy):
         if phase == "promotion":
             host.kv_set(PROMOTION_FAILED, failure.reason)
             message = f"promotion failed at {_describe(action)}: {failure.reason}; demoting"
-            alert = Plan.builder().alert(types.AlertSeverity.CRITICAL, message).build()
-            return Plan(alert.steps + self.demote(host).steps)
+            return (Plan.builder().alert(types.AlertSeverity.CRITICAL, message)
+                    .then(self.demote(host)).build())
         if phase == "demotion":
             message = (
                 f"demotion failed at {_describe(action)}: {failure.reason}. This host may still "
                 "hold the HAST resources (services running, filesystem mounted or role primary): "
                 "a human must look before the peer uses the data. Nothing more is done "
                 "automatically.")
-            return Plan.builder().alert(types.AlertSeverity.CRITICAL, message).build()
+            return _alert(types.AlertSeverity.CRITICAL, message)
         if isinstance(action, types.Action_SetTimer) and action.value.name == SETTLE_TIMER:
             message = (f"{_describe(action)} failed: {failure.reason}; acting on the settled "
                        "CARP state now")
-            warning = Plan.builder().alert(types.AlertSeverity.WARNING, message).build()
-            return Plan(warning.steps + self.settle(host).steps)
+            return (Plan.builder().alert(types.AlertSeverity.WARNING, message)
+                    .then(self.settle(host)).build())
         if isinstance(action, (types.Action_DemoteCarp, types.Action_LiftCarpDemotion)):
             message = (f"{_describe(action)} failed: {failure.reason}. CARP may not be where the "
                        "operator asked: check it with `havenctl status`")
-            return Plan.builder().alert(types.AlertSeverity.CRITICAL, message).build()
+            return _alert(types.AlertSeverity.CRITICAL, message)
         host.log(LogLevel.WARN, f"{_describe(action)} failed: {failure.reason}")
         return Plan.none()
 
@@ -390,7 +390,7 @@ class CarpHastSwitch(Policy):
             "be complete, and the peer may hold newer data. To promote anyway, once, after "
             "looking: `havenctl promote --accept-incomplete <resource>` (or set "
             "allow-unsynchronised-promotion = true in this policy's settings to do so always).")
-        return Plan.builder().alert(types.AlertSeverity.CRITICAL, message).build()
+        return _alert(types.AlertSeverity.CRITICAL, message)
 
     @staticmethod
     def peer_heard_after_unknown_refusal(host):
@@ -801,7 +801,7 @@ def _split_brain_alert(resource):
         f"host with the OLDER data run `hastctl role init {resource}`, `hastctl create "
         f"{resource}`, `hastctl role secondary {resource}`; then on the primary watch `dirty` "
         f"fall to 0 with `hastctl list {resource}` before any switch-over.")
-    return Plan.builder().alert(types.AlertSeverity.CRITICAL, message).build()
+    return _alert(types.AlertSeverity.CRITICAL, message)
 
 
 def utc(unix_ms):
