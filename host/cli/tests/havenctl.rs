@@ -8,9 +8,11 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Run havenctl with a private artifact cache.
+/// Run havenctl with an artifact cache of the tests' own, in cargo's temporary folder for
+/// integration tests (under `target/`, so nothing is left in /tmp; the cache is keyed by module
+/// hash, so runs may share it).
 fn havenctl(args: &[&str]) -> Output {
-    let cache = std::env::temp_dir().join(format!("havenctl-test-cache-{}", std::process::id()));
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("havenctl-test-cache");
     Command::new(env!("CARGO_BIN_EXE_havenctl"))
         .args(args)
         .env("HAVEN_CACHE_DIR", cache)

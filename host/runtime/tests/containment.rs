@@ -22,8 +22,9 @@ fn runtime() -> Arc<Runtime> {
     static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
-            let cache =
-                std::env::temp_dir().join(format!("haven-containment-{}", std::process::id()));
+            // In cargo's temporary folder for integration tests (under `target/`, so nothing
+            // is left in /tmp); the cache is keyed by module hash, so runs may share it.
+            let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("haven-containment-cache");
             Arc::new(
                 Runtime::new(RuntimeOptions {
                     cache_dir: Some(cache),
