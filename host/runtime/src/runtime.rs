@@ -1,9 +1,10 @@
 //! The sandbox: one wasmtime `Engine` for all policies, each policy compiled once, and a fresh
 //! `Store` and instance for every call, so nothing leaks from one event to the next and a trap
 //! ends only the call that trapped.
-//! A policy whose instances are slow to make (a Python or JavaScript component) gets each
-//! call's instance made ahead, on a helper thread, and its used stores torn down there
-//! ([`crate::spare`]): still a fresh instance per call, off the event path.
+//!
+//! A policy whose instances are slow to make (a Python component) gets each call's instance
+//! made ahead, on a helper thread, and its used stores torn down there ([`crate::spare`]):
+//! still a fresh instance per call, made off the event path.
 //!
 //! Every call is bounded: a wall-clock deadline (epoch interruption, a 1 ms ticker), a memory
 //! cap (this module's `ResourceLimiter`), a plan length and a log budget. Whatever a policy
@@ -53,8 +54,9 @@ pub const COMPILER: &str = if cfg!(target_arch = "x86_64") {
 pub const MAX_MEMORY_MIB: u32 = 256;
 
 /// How long making an instance must take, at load, for a policy's instances to be made ahead
-/// by the spare-instance helper ([`crate::spare`]). A Rust policy's takes 10-50 µs, less than
-/// handing work to another thread saves; a Python or JavaScript component's 0.3-1 ms.
+/// by the spare-instance helper ([`crate::spare`]). A Rust policy's takes 10-50 µs and a
+/// JavaScript component's about as little, less than handing the work to another thread
+/// saves; a Python component's 0.5-1 ms.
 pub const SPARE_WORTH: Duration = Duration::from_micros(200);
 
 /// Options for building a [`Runtime`].

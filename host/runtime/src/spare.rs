@@ -1,12 +1,13 @@
 //! Spare instances: each policy's next instance, made before its event arrives.
 //!
 //! Every event gets a fresh instance, so that nothing a policy keeps in memory survives from one
-//! event to the next. For a Python or JavaScript component, making that instance is a good part
-//! of a decision: wasmtime wires up, one by one, the thousands of functions that the
-//! component's core modules (the interpreter, its libraries, the bindings) import from each
-//! other, and tearing the instance down afterwards resets and releases its memory. Measured on
-//! a Python policy, that is about a third of a 2 ms decision (`BENCHMARKS.md`, "Policies in
-//! Python and JavaScript").
+//! event to the next. For a Python component, making that instance is a good part of a
+//! decision: wasmtime wires up, one by one, the thousands of functions that the component's core
+//! modules (the interpreter, its libraries, the bindings) import from each other, and tearing
+//! the instance down afterwards resets and releases its memory. Measured on a Python policy,
+//! that is about a third of a 2 ms decision (`BENCHMARKS.md`, "Policies in Python and
+//! JavaScript"). Which policies get spares is decided at load, by how long making one took
+//! ([`crate::runtime::SPARE_WORTH`]).
 //!
 //! So a helper thread, `haven-spares`, makes each policy's next instance as soon as the one
 //! before is taken, and tears used stores down, both off the event path. What a call gets is as
