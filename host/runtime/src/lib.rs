@@ -16,7 +16,7 @@ pub mod deadline;
 pub mod kv_files;
 pub mod pipeline;
 pub mod runtime;
-mod spare;
+pub mod spare;
 pub use spare::MAX_SPARES;
 
 pub use admission::AdmissionError;
