@@ -38,7 +38,7 @@ const MAX_CPU_SECONDS: u64 = 300;
 const MAX_REASON_BYTES: usize = 16 * 1024;
 
 /// Exit status of a child that refused the module (the reason is on its stderr).
-const REFUSED: i32 = 3;
+pub const REFUSED: i32 = 3;
 
 /// How the daemon starts its compiler processes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -43,7 +43,7 @@ const MAX_REFUSED: usize = 1024;
 /// The most used stores waiting for the helper; past this (the helper busy making a slow
 /// policy's spare, or gone), a call tears its own down, so that used stores never hold more
 /// than this many of the pool's instance slots.
-const MAX_RETIRED: usize = 4;
+pub const MAX_RETIRED: usize = 4;
 
 /// A store with a fresh instance in it.
 pub(crate) struct Spare {
