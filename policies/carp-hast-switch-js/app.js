@@ -18,11 +18,12 @@ const DEMOTED = 'carp-demoted';
 const ISOLATED_TIMER = 'witness-isolated';
 const VOUCH_FRESH_MS = 2000n;
 const SYNC_STATES = ['syncing', 'synced', 'interrupted', 'split-brain', 'behind', 'unknown'];
-const HOOK_WORDS = {
-  'sync-start': 'syncstart', 'sync-done': 'syncdone', 'sync-interrupted': 'syncintr',
-  'split-brain': 'split-brain', connect: 'connect', disconnect: 'disconnect', 'role-changed': 'role',
+// The sync hooks: the state each records, and the word hastd's `exec` hook gets for it.
+const SYNC_HOOKS = {
+  'sync-start': ['syncing', 'syncstart'],
+  'sync-done': ['synced', 'syncdone'],
+  'sync-interrupted': ['interrupted', 'syncintr'],
 };
-const SYNC_OF_HOOK = { 'sync-start': 'syncing', 'sync-done': 'synced', 'sync-interrupted': 'interrupted' };
 
 const TIMEOUTS = {
   'worker-gone': 10000, device: 30000, fsck: 600000, mount: 60000, service: 120000, role: 30000,
@@ -613,12 +614,12 @@ export class CarpHastSwitch extends Policy {
     switch (event.tag) {
       case 'hast-hook': {
         const hook = event.val;
-        const state = SYNC_OF_HOOK[hook.tag];
+        const sync = SYNC_HOOKS[hook.tag];
         const resource = hookResource(hook);
-        if (state === undefined || this.resource(resource) === undefined
+        if (sync === undefined || this.resource(resource) === undefined
           || locallyPrimary(resource, host)) return;
-        const fact = `${peerName}'s hastd ran \`${HOOK_WORDS[hook.tag]}\` as primary (relayed by `
-          + 'the peer link)';
+        const [state, word] = sync;
+        const fact = `${peerName}'s hastd ran \`${word}\` as primary (relayed by the peer link)`;
         this.record(resource, state, fact, host);
         return;
       }
@@ -673,9 +674,10 @@ export class CarpHastSwitch extends Policy {
   syncOnHook(hook, host) {
     const resource = hookResource(hook);
     if (this.resource(resource) === undefined) return Plan.none();
-    const state = SYNC_OF_HOOK[hook.tag];
-    if (state !== undefined) {
-      this.recordOwnSync(resource, HOOK_WORDS[hook.tag], state, host);
+    const sync = SYNC_HOOKS[hook.tag];
+    if (sync !== undefined) {
+      const [state, word] = sync;
+      this.recordOwnSync(resource, word, state, host);
     } else if (hook.tag === 'split-brain') {
       this.recordSplitBrain(resource, host);
       return splitBrainAlert(resource);

@@ -40,12 +40,10 @@ DEMOTED = "carp-demoted"
 ISOLATED_TIMER = "witness-isolated"
 VOUCH_FRESH_MS = 2000
 SYNC_STATES = ("syncing", "synced", "interrupted", "split-brain", "behind", "unknown")
-HOOK_WORDS = {types.HastHook_SyncStart: "syncstart", types.HastHook_SyncDone: "syncdone",
-              types.HastHook_SyncInterrupted: "syncintr", types.HastHook_SplitBrain: "split-brain",
-              types.HastHook_Connect: "connect", types.HastHook_Disconnect: "disconnect",
-              types.HastHook_RoleChanged: "role"}
-SYNC_OF_HOOK = {types.HastHook_SyncStart: "syncing", types.HastHook_SyncDone: "synced",
-                types.HastHook_SyncInterrupted: "interrupted"}
+# The sync hooks: the state each records, and the word hastd's `exec` hook gets for it.
+SYNC_HOOKS = {types.HastHook_SyncStart: ("syncing", "syncstart"),
+              types.HastHook_SyncDone: ("synced", "syncdone"),
+              types.HastHook_SyncInterrupted: ("interrupted", "syncintr")}
 
 SETTINGS = {"vhid", "carp-interface", "services", "hold-down-ms", "force-unmount",
             "allow-unsynchronised-promotion", "unknown-copy", "timeouts", "resources"}
@@ -404,13 +402,13 @@ class CarpHastSwitch(Policy):
         peer_name = "the peer" if peer.facts is None else f"peer {peer.facts.host}"
         if isinstance(event, types.PeerEvent_HastHook):
             hook = event.value
-            state = SYNC_OF_HOOK.get(type(hook))
+            sync = SYNC_HOOKS.get(type(hook))
             resource = _hook_resource(hook)
-            if (state is None or self.resource(resource) is None
+            if (sync is None or self.resource(resource) is None
                     or self.locally_primary(resource, host)):
                 return
-            fact = (f"{peer_name}'s hastd ran `{HOOK_WORDS[type(hook)]}` as primary (relayed by "
-                    "the peer link)")
+            state, word = sync
+            fact = f"{peer_name}'s hastd ran `{word}` as primary (relayed by the peer link)"
             self.record(resource, state, fact, host)
         elif isinstance(event, types.PeerEvent_FactsChanged):
             self.on_peer_facts(event.value, peer_name, host)
@@ -460,8 +458,9 @@ class CarpHastSwitch(Policy):
         if self.resource(resource) is None:
             return Plan.none()
         kind = type(hook)
-        if kind in SYNC_OF_HOOK:
-            self.record_own_sync(resource, HOOK_WORDS[kind], SYNC_OF_HOOK[kind], host)
+        if kind in SYNC_HOOKS:
+            state, word = SYNC_HOOKS[kind]
+            self.record_own_sync(resource, word, state, host)
         elif kind is types.HastHook_SplitBrain:
             self.record_split_brain(resource, host)
             return _split_brain_alert(resource)
